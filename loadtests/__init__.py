@@ -1,0 +1,1 @@
+"""poolbench loadtests (see the open issues)."""

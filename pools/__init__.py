@@ -1,0 +1,57 @@
+"""poolbench's worker pools: one interface, interchangeable backends.
+
+>>> import pools
+>>> with pools.create_pool("thread", workers=4) as pool:
+...     pool.submit(pow, 2, 10).result()
+1024
+
+Backends load lazily: importing ``pools`` imports no backend module.
+"""
+
+from ._base import Job, Pool, PoolStats, Retry, ShutdownReport
+from ._context import JobContext, current_context
+from ._registry import available_backends, create_pool, register_backend, registered_backends
+from .exceptions import (
+    BackendUnavailable,
+    InvalidArgument,
+    InvalidCallable,
+    JobCancelled,
+    JobTimeout,
+    NoCurrentJob,
+    PoolBroken,
+    PoolClosed,
+    PoolError,
+    QueueFull,
+    RemoteTraceback,
+    UnknownBackend,
+    WorkerCrashed,
+)
+
+__all__ = [
+    "BackendUnavailable",
+    "InvalidArgument",
+    "InvalidCallable",
+    "Job",
+    "JobCancelled",
+    "JobContext",
+    "JobTimeout",
+    "NoCurrentJob",
+    "Pool",
+    "PoolBroken",
+    "PoolClosed",
+    "PoolError",
+    "PoolStats",
+    "QueueFull",
+    "RemoteTraceback",
+    "Retry",
+    "ShutdownReport",
+    "UnknownBackend",
+    "WorkerCrashed",
+    "available_backends",
+    "create_pool",
+    "current_context",
+    "register_backend",
+    "registered_backends",
+]
+
+__version__ = "0.1.0"

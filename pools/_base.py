@@ -1,0 +1,888 @@
+"""The pool contract, and the job lifecycle that every backend shares.
+
+Data flow (every backend)::
+
+    submit()/asubmit() ──admission──▶ heap of waiting jobs ──_take_locked()──▶ backend workers
+         │  (room = queue_size + idle workers;        ▲                       │
+         │   block / wait= / reject)                  │ _requeue()            │ _finish_attempt()
+         ▼                                            │ (after back-off,      ▼
+     QueueFull / PoolClosed                     Timer thread ◀── retry? ── attempt outcome
+                                                                            │ no retry
+    job.cancel() ── _cancel() ── backend._stop_running()                     ▼
+                                                              Future resolved (exactly once)
+
+All counters and job states change under one lock (``Pool._lock``), so ``stats()``
+is a consistent snapshot and the conservation law holds at every instant::
+
+    submitted == succeeded + failed + cancelled + timed_out + queued + busy + retrying
+
+A backend supplies only: checking and preparing a callable, starting its workers,
+being woken when a job is queued, stopping one running attempt, and stopping its
+workers. Everything else (priorities, bounds, retries, cancellation of waiting
+jobs, statistics, shutdown, ``map``, the async API) is here, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import collections
+import concurrent.futures
+import contextvars
+import heapq
+import itertools
+import math
+import random
+import threading
+import time
+import weakref
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Iterable, Iterator
+
+from ._timer import Timer
+from .exceptions import (
+    InvalidArgument,
+    JobTimeout,
+    PoolClosed,
+    PoolError,
+    QueueFull,
+)
+
+__all__ = ["Job", "Pool", "PoolStats", "Retry", "ShutdownReport"]
+
+# Job states. Strings so that reprs and the HTTP service read well; compared with `is`.
+QUEUED = "queued"
+RUNNING = "running"
+RETRYING = "retrying"  # waiting for its next attempt: holds no worker
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+CANCELLED = "cancelled"
+TIMED_OUT = "timed_out"
+TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED, TIMED_OUT})
+
+# Outcomes of one attempt, reported by a backend to _finish_attempt().
+OK = "ok"
+ERROR = "error"
+TIMEOUT = "timeout"
+CRASH = "crash"
+
+_job_ids = itertools.count(1)
+_live_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
+
+_RESERVOIR = 8192  # latest samples kept for the percentiles in stats()
+
+
+# --------------------------------------------------------------------------- options
+
+
+def _check_number(name: str, value: Any, *, minimum: float, inclusive: bool, none_ok: bool) -> None:
+    if value is None and none_ok:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidArgument(f"{name} must be a number of seconds, got {value!r}")
+    ok = value >= minimum if inclusive else value > minimum
+    if not ok or math.isnan(value) or math.isinf(value):
+        relation = ">=" if inclusive else ">"
+        raise InvalidArgument(f"{name} must be finite and {relation} {minimum}, got {value!r}")
+
+
+def check_int(name: str, value: Any, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(f"{name} must be an int >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise InvalidArgument(f"{name} must be >= {minimum}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How to retry a failed job: up to ``attempts`` attempts in all (the first
+    included), waiting ``backoff * 2**(n-1)`` seconds before attempt ``n+1``, capped
+    at ``max_backoff``; with ``jitter`` the wait is drawn uniformly from
+    [wait/2, wait] ("equal jitter"), so that retries of many jobs spread out.
+    Only exceptions that are instances of ``on`` are retried; a timeout
+    (``JobTimeout``) and a crash (``WorkerCrashed``) are exceptions like any other,
+    so the default ``on=(Exception,)`` retries them too.
+    """
+
+    attempts: int = 3
+    backoff: float = 0.05
+    max_backoff: float = 2.0
+    jitter: bool = True
+    on: tuple[type[BaseException], ...] = (Exception,)
+
+    def __post_init__(self) -> None:
+        check_int("Retry.attempts", self.attempts, minimum=1)
+        _check_number("Retry.backoff", self.backoff, minimum=0, inclusive=True, none_ok=False)
+        _check_number("Retry.max_backoff", self.max_backoff, minimum=0, inclusive=True, none_ok=False)
+        if self.max_backoff < self.backoff:
+            raise InvalidArgument(
+                f"Retry.max_backoff ({self.max_backoff!r}) must be >= Retry.backoff ({self.backoff!r})"
+            )
+        on = self.on if isinstance(self.on, tuple) else (self.on,)
+        for cls in on:
+            if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+                raise InvalidArgument(f"Retry.on must hold exception classes, got {cls!r}")
+        object.__setattr__(self, "on", on)
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        wait = min(self.max_backoff, self.backoff * (2 ** (attempt - 1)))
+        if self.jitter:
+            wait = random.uniform(wait / 2, wait)
+        return wait
+
+
+def _percentiles(samples: Iterable[float]) -> tuple[float | None, float | None, float | None]:
+    data = sorted(samples)
+    if not data:
+        return (None, None, None)
+    n = len(data)
+
+    def pick(q: float) -> float:  # nearest-rank: a value that really occurred
+        return data[min(n - 1, max(0, math.ceil(q * n) - 1))]
+
+    return (pick(0.50), pick(0.95), pick(0.99))
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """A consistent snapshot of a pool, taken under its lock.
+
+    Gauges: ``workers``, ``busy`` (jobs running now), ``queued`` (waiting for a
+    worker), ``retrying`` (waiting out a retry back-off), ``abandoned`` (thread
+    backend: threads still running a job that was timed out or cancelled).
+    Counters since start: ``submitted`` (accepted jobs), the four terminal states,
+    ``rejected`` (``QueueFull`` raised; never submitted), ``retried`` (attempts
+    scheduled again), ``crashed`` (worker processes that died under a job).
+    Percentiles (seconds, ``None`` before any sample) cover the latest 8192
+    attempts: queue wait (enqueue to start) and run time (start to end).
+    """
+
+    backend: str
+    workers: int
+    busy: int
+    queued: int
+    retrying: int
+    submitted: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    timed_out: int
+    rejected: int
+    retried: int
+    crashed: int
+    abandoned: int
+    queue_wait_p50: float | None
+    queue_wait_p95: float | None
+    queue_wait_p99: float | None
+    run_time_p50: float | None
+    run_time_p95: float | None
+    run_time_p99: float | None
+    uptime: float
+
+    @property
+    def finished(self) -> int:
+        return self.succeeded + self.failed + self.cancelled + self.timed_out
+
+    def conserved(self) -> bool:
+        """The conservation law: every accepted job is in exactly one state."""
+        return self.submitted == self.finished + self.queued + self.busy + self.retrying
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownReport:
+    """What ``shutdown()`` did. ``cancelled`` lists the ids of jobs it cancelled
+    while they waited (queued or in a retry back-off); ``killed`` those it stopped
+    while running, when the deadline passed (process: worker killed; asyncio: task
+    cancelled; thread: context cancelled and thread abandoned). ``abandoned_threads``
+    counts threads still running user code when it returned (thread backend, jobs
+    that ignore their context). ``complete`` is False for a ``wait=False`` report."""
+
+    backend: str
+    succeeded: int
+    failed: int
+    timed_out: int
+    cancelled: tuple[int, ...] = field(default=())
+    killed: tuple[int, ...] = field(default=())
+    abandoned_threads: int = 0
+    duration: float = 0.0
+    complete: bool = True
+
+
+# ------------------------------------------------------------------------------ job
+
+
+class Job(concurrent.futures.Future):
+    """A submitted job. It *is* a ``concurrent.futures.Future`` (so ``wait``,
+    ``as_completed`` and ``asyncio.wrap_future`` take it) and it is awaitable.
+
+    Unlike a plain ``Future``, ``cancel()`` also stops a running job. The
+    underlying ``Future`` stays pending until the job ends, so ``running()`` and
+    ``status`` come from the pool, not from the ``Future``.
+    """
+
+    def __init__(
+        self,
+        pool: Pool,
+        fn: Callable[..., Any],
+        args: tuple,
+        payload: Any,
+        priority: int,
+        timeout: float | None,
+        retry: Retry | None,
+        ctxvars: contextvars.Context | None,
+    ) -> None:
+        super().__init__()
+        self.job_id: int = next(_job_ids)
+        self.fn = fn
+        self.args = args
+        self.priority = priority
+        self.timeout = timeout
+        self.retry = retry
+        self.attempt = 0  # number of the current or last attempt (1-based)
+        self._pool = pool
+        self._payload = payload  # what the backend sends to a worker
+        self._ctxvars = ctxvars
+        self._status = QUEUED
+        self._enqueued_at = 0.0
+        self._started_at = 0.0
+        self.backend_slot: Any = None  # per-backend bookkeeping of the running attempt
+
+    @property
+    def status(self) -> str:
+        """queued, running, retrying, succeeded, failed, cancelled or timed_out."""
+        return self._status
+
+    def cancel(self) -> bool:
+        """Cancel the job, waiting or running; return True if it took effect."""
+        return self._pool._cancel(self)
+
+    def running(self) -> bool:
+        return self._status is RUNNING
+
+    def __await__(self):
+        return asyncio.wrap_future(self).__await__()
+
+    def __repr__(self) -> str:
+        return f"<Job {self.job_id} {self._status} attempt={self.attempt} on {self._pool.backend}>"
+
+
+# ----------------------------------------------------------------------------- pool
+
+
+_NEW, _OPEN, _CLOSING, _CLOSED = "new", "open", "closing", "closed"
+OVERFLOW_POLICIES = ("block", "reject")
+
+
+class Pool(ABC):
+    """A pool of workers with a bounded priority queue. Make one with
+    ``pools.create_pool(backend, ...)``. Thread-safe: any thread may submit."""
+
+    backend: ClassVar[str]
+    #: "callables" (plain functions) or "coroutines" (coroutine functions)
+    runs: ClassVar[str] = "callables"
+    #: the backend can stop a running job for real (kill, task cancel)
+    stops_running_jobs: ClassVar[bool] = True
+    #: a crashing job kills only its worker, not the program
+    survives_crashes: ClassVar[bool] = False
+    #: the submitter's contextvars are visible in the job
+    carries_contextvars: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        *,
+        workers: int | None = None,
+        queue_size: int = 1000,
+        overflow: str = "block",
+        name: str | None = None,
+    ) -> None:
+        self.workers = check_int("workers", self.default_workers() if workers is None else workers, minimum=1)
+        self.queue_size = check_int("queue_size", queue_size, minimum=0)
+        if overflow not in OVERFLOW_POLICIES:
+            raise InvalidArgument(f"overflow must be one of {OVERFLOW_POLICIES}, got {overflow!r}")
+        self.overflow = overflow
+        self.name = name or f"poolbench-{self.backend}-{id(self):x}"
+
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # blocked submitters
+        self._drained = threading.Condition(self._lock)  # shutdown() waiting for the last job
+        self._async_room: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
+        self._heap: list[tuple[int, int, Job]] = []
+        self._seq = itertools.count()
+        self._live: dict[int, Job] = {}  # every accepted job not yet terminal
+        self._state = _NEW
+        self._queued = self._running = self._retrying = self._dead_in_heap = 0
+        self._submitted = self._succeeded = self._failed = self._cancelled = 0
+        self._timed_out = self._rejected = self._retried = self._crashed = 0
+        self._abandoned = 0
+        self._waits: collections.deque[float] = collections.deque(maxlen=_RESERVOIR)
+        self._runs: collections.deque[float] = collections.deque(maxlen=_RESERVOIR)
+        self._started_at = time.monotonic()
+        self._timer = Timer(f"{self.name}-timer")
+        self._shutdown_lock = threading.Lock()
+        self._report: ShutdownReport | None = None
+        self._closer: threading.Thread | None = None
+
+    # ---------------------------------------------------------------- backend hooks
+
+    @classmethod
+    def default_workers(cls) -> int:
+        import os
+
+        return os.cpu_count() or 1
+
+    @abstractmethod
+    def _prepare(self, fn: Callable[..., Any], args: tuple) -> Any:
+        """Check that ``fn`` can run here (raise InvalidCallable) and return the
+        payload that the backend will hand to a worker."""
+
+    @abstractmethod
+    def _start_workers(self) -> None:
+        """Start the workers. Called once, by start()."""
+
+    @abstractmethod
+    def _on_enqueued_locked(self) -> None:
+        """A job was pushed on the heap (lock held): wake a worker."""
+
+    def _preempted_locked(self, job: Job) -> None:
+        """Hook (lock held): a running attempt of ``job`` was just settled from
+        outside its worker (cancelled, or timed out by the pool's own clock)."""
+
+    @abstractmethod
+    def _stop_running(self, job: Job, attempt: int) -> None:
+        """Attempt ``attempt`` of ``job`` was cancelled or timed out from outside
+        (lock not held): stop the work (kill, cancel the task, abandon the thread)."""
+
+    @abstractmethod
+    def _stop_workers(self, deadline: float | None) -> int:
+        """No job is queued or running: stop and join every worker by ``deadline``;
+        return the number of threads still running user code (abandoned)."""
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> Pool:
+        with self._lock:
+            if self._state is not _NEW:
+                if self._state is _OPEN:
+                    return self
+                raise PoolClosed(f"pool {self.name} was shut down; create a new pool")
+            self._state = _OPEN
+            self._started_at = time.monotonic()
+        try:
+            self._start_workers()
+        except BaseException:
+            with self._lock:
+                self._state = _CLOSED
+            raise
+        _live_pools.add(self)
+        return self
+
+    def __enter__(self) -> Pool:
+        return self.start()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.shutdown(wait=True)
+        elif issubclass(exc_type, Exception):
+            self.shutdown(wait=True, cancel_pending=True)
+        else:  # KeyboardInterrupt, SystemExit: leave now, stop everything
+            self.shutdown(wait=True, timeout=0, cancel_pending=True)
+
+    async def __aenter__(self) -> Pool:
+        return self.start()
+
+    async def __aexit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            await self.ashutdown(wait=True)
+        elif issubclass(exc_type, Exception):
+            await self.ashutdown(wait=True, cancel_pending=True)
+        else:
+            await self.ashutdown(wait=True, timeout=0, cancel_pending=True)
+
+    # ---------------------------------------------------------------- submission
+
+    def _check_options(self, priority: Any, timeout: Any, retry: Any, wait: Any) -> None:
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise InvalidArgument(f"priority must be an int (higher runs first), got {priority!r}")
+        _check_number("timeout", timeout, minimum=0, inclusive=False, none_ok=True)
+        _check_number("wait", wait, minimum=0, inclusive=True, none_ok=True)
+        if retry is not None and not isinstance(retry, Retry):
+            raise InvalidArgument(f"retry must be a pools.Retry, e.g. Retry(attempts=3), or None; got {retry!r}")
+
+    def _make_job(self, fn, args, priority, timeout, retry, wait) -> Job:
+        self._check_options(priority, timeout, retry, wait)
+        payload = self._prepare(fn, args)
+        ctxvars = contextvars.copy_context() if self.carries_contextvars else None
+        return Job(self, fn, args, payload, priority, timeout, retry, ctxvars)
+
+    def _has_room_locked(self) -> bool:
+        # Waiting jobs are bounded by queue_size plus the workers idle right now, so
+        # queue_size=0 is an unbuffered hand-off: accepted only when a worker can take it.
+        return self._queued < self.queue_size + (self.workers - self._running)
+
+    def _push_locked(self, job: Job) -> None:
+        job._enqueued_at = time.monotonic()
+        heapq.heappush(self._heap, (-job.priority, next(self._seq), job))
+        self._queued += 1
+        self._on_enqueued_locked()
+
+    def _closed_error(self) -> PoolClosed:
+        return PoolClosed(f"pool {self.name} is shut down and takes no new jobs")
+
+    def _reject_locked(self, job: Job, why: str) -> QueueFull:
+        self._rejected += 1
+        return QueueFull(
+            f"queue full ({self._queued} waiting, queue_size={self.queue_size}, "
+            f"{self._running}/{self.workers} workers busy): {why}",
+            job_id=job.job_id,
+        )
+
+    def _accept_locked(self, job: Job) -> None:
+        self._submitted += 1
+        self._live[job.job_id] = job
+        self._push_locked(job)
+
+    def submit(
+        self,
+        fn: Callable[..., Any],
+        /,
+        *args: Any,
+        priority: int = 0,
+        timeout: float | None = None,
+        retry: Retry | None = None,
+        wait: float | None = None,
+    ) -> Job:
+        """Queue ``fn(*args)`` and return its :class:`Job` (a Future).
+
+        ``priority``: higher runs first, FIFO among equals. ``timeout``: seconds per
+        attempt, after which the attempt is stopped with ``JobTimeout``.
+        ``retry``: a :class:`Retry`. ``wait``: with ``overflow="block"``, the most
+        seconds to wait for room before ``QueueFull`` (``None``: no limit).
+        Keyword arguments for ``fn`` go through ``functools.partial``.
+        """
+        job = self._make_job(fn, args, priority, timeout, retry, wait)
+        if self._state is _NEW:
+            self.start()  # lazily, like ThreadPoolExecutor; start() is idempotent
+        with self._lock:
+            if self._state is not _OPEN:
+                raise self._closed_error()
+            if not self._has_room_locked():
+                self._wait_for_room_locked(job, wait)
+            self._accept_locked(job)
+        return job
+
+    def _wait_for_room_locked(self, job: Job, wait: float | None) -> None:
+        if self.overflow == "reject":
+            raise self._reject_locked(job, 'overflow="reject" drops jobs that find no room')
+        self._check_blocking_allowed()
+        deadline = None if wait is None else time.monotonic() + wait
+        while not self._has_room_locked():
+            if self._state is not _OPEN:
+                raise self._closed_error()
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise self._reject_locked(job, f"no room within wait={wait}s")
+            self._room.wait(remaining)
+        if self._state is not _OPEN:
+            raise self._closed_error()
+
+    def _check_blocking_allowed(self) -> None:
+        """Hook: a backend whose workers share the caller's thread refuses to block it."""
+
+    async def asubmit(
+        self,
+        fn: Callable[..., Any],
+        /,
+        *args: Any,
+        priority: int = 0,
+        timeout: float | None = None,
+        retry: Retry | None = None,
+        wait: float | None = None,
+    ) -> Job:
+        """Like :meth:`submit`, for async code: waits for room without blocking
+        the event loop. ``await`` the returned job for its result."""
+        job = self._make_job(fn, args, priority, timeout, retry, wait)
+        loop = asyncio.get_running_loop()
+        deadline = None if wait is None else loop.time() + wait
+        if self._state is _NEW:
+            self.start()
+        while True:
+            with self._lock:
+                if self._state is not _OPEN:
+                    raise self._closed_error()
+                if self._has_room_locked():
+                    self._accept_locked(job)
+                    return job
+                if self.overflow == "reject":
+                    raise self._reject_locked(job, 'overflow="reject" drops jobs that find no room')
+                if deadline is not None and loop.time() >= deadline:
+                    raise self._reject_locked(job, f"no room within wait={wait}s")
+                room = loop.create_future()
+                self._async_room.append((loop, room))
+            try:
+                if deadline is None:
+                    await room
+                else:
+                    await asyncio.wait_for(room, max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                pass  # loop round: re-checks room, then rejects
+
+    def _wake_room_locked(self) -> None:
+        self._room.notify()
+        if self._async_room:
+            # Wake every async waiter: each re-checks, so a waiter that gave up
+            # cannot swallow the wake-up that another one needed.
+            waiters, self._async_room = self._async_room, []
+            for loop, fut in waiters:
+                try:
+                    loop.call_soon_threadsafe(_resolve_quietly, fut)
+                except RuntimeError:  # loop closed: its waiter is gone
+                    pass
+
+    def map(
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        priority: int = 0,
+        timeout: float | None = None,
+        retry: Retry | None = None,
+    ) -> Iterator[Any]:
+        """Lazily run ``fn`` over ``zip(*iterables)`` and yield results in order.
+
+        At most ``workers + queue_size`` jobs are in flight (at least one), so an
+        endless iterable is fine. If the consumer stops early or a job raises, the
+        jobs still in flight are cancelled.
+        """
+        self._check_options(priority, timeout, retry, None)
+        self._prepare_check(fn)
+        window = max(1, self.workers + self.queue_size)
+        return self._map(fn, zip(*iterables), window, priority, timeout, retry)
+
+    def _prepare_check(self, fn: Callable[..., Any]) -> None:
+        self._prepare(fn, ())
+
+    def _map(self, fn, argsets, window, priority, timeout, retry) -> Iterator[Any]:
+        pending: collections.deque[Job] = collections.deque()
+        try:
+            for args in argsets:
+                if len(pending) >= window:
+                    yield pending.popleft().result()
+                pending.append(self.submit(fn, *args, priority=priority, timeout=timeout, retry=retry))
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for job in pending:
+                job.cancel()
+
+    # ---------------------------------------------------------------- worker side
+
+    def _take_locked(self) -> Job | None:
+        """Pop the most urgent waiting job and mark it running (lock held)."""
+        if self._running >= self.workers:
+            return None
+        heap = self._heap
+        while heap:
+            job = heapq.heappop(heap)[2]
+            if job._status is QUEUED:
+                job._status = RUNNING
+                job.attempt += 1
+                self._queued -= 1
+                self._running += 1
+                now = time.monotonic()
+                self._waits.append(now - job._enqueued_at)
+                job._started_at = now
+                return job
+            self._dead_in_heap -= 1  # cancelled while queued
+        return None
+
+    def _finish_attempt(
+        self, job: Job, attempt: int, outcome: str, value: Any = None, *, preempted: bool = False
+    ) -> bool:
+        """A backend reports how attempt ``attempt`` of ``job`` ended: ``OK`` with
+        its value, or ``ERROR``/``TIMEOUT``/``CRASH`` with the exception. Returns
+        False if the attempt had already been settled (cancelled, timed out): its
+        outcome is then dropped."""
+        delay = None
+        with self._lock:
+            if job._status is not RUNNING or job.attempt != attempt:
+                return False
+            self._running -= 1
+            self._runs.append(time.monotonic() - job._started_at)
+            if preempted:
+                self._preempted_locked(job)
+            if outcome is CRASH:
+                self._crashed += 1
+            if outcome is OK:
+                job._status = SUCCEEDED
+                self._succeeded += 1
+            elif job.retry is not None and attempt < job.retry.attempts and isinstance(value, job.retry.on):
+                job._status = RETRYING
+                self._retrying += 1
+                self._retried += 1
+                delay = job.retry.delay(attempt)
+            elif outcome is TIMEOUT:
+                job._status = TIMED_OUT
+                self._timed_out += 1
+            else:
+                job._status = FAILED
+                self._failed += 1
+            if delay is None:
+                del self._live[job.job_id]
+            self._wake_room_locked()
+            self._check_drained_locked()
+        if delay is not None:
+            self._timer.call_later(delay, self._requeue, job)
+        elif outcome is OK:
+            job.set_result(value)
+        else:
+            _tag(value, job.job_id)
+            job.set_exception(value)
+        return True
+
+    def _settle_timeout(self, job: Job, attempt: int, *, preempted: bool) -> bool:
+        """The deadline of a running attempt passed: fail or retry it with JobTimeout.
+        ``preempted``: settled by the pool's clock while the work may still run."""
+        err = JobTimeout(
+            f"job {job.job_id} (attempt {attempt}) ran past its timeout of {job.timeout}s",
+            job_id=job.job_id,
+        )
+        return self._finish_attempt(job, attempt, TIMEOUT, err, preempted=preempted)
+
+    def _requeue(self, job: Job) -> None:
+        with self._lock:
+            if job._status is not RETRYING:
+                return  # cancelled during the back-off
+            self._retrying -= 1
+            job._status = QUEUED
+            self._push_locked(job)
+
+    def _check_drained_locked(self) -> None:
+        if self._state is not _OPEN and not (self._queued or self._running or self._retrying):
+            self._drained.notify_all()
+
+    def _cancel(self, job: Job) -> bool:
+        return self._settle_outside(job, CANCELLED, None)
+
+    def _settle_outside(self, job: Job, final: str, exc: BaseException | None) -> bool:
+        """End ``job`` in state ``final`` whatever it is doing (cancel, pool broken)."""
+        with self._lock:
+            status = job._status
+            if status is QUEUED:
+                self._queued -= 1
+                self._dead_in_heap += 1
+                if self._dead_in_heap > 1024 and self._dead_in_heap * 2 > len(self._heap):
+                    self._compact_heap_locked()
+            elif status is RETRYING:
+                self._retrying -= 1
+            elif status is RUNNING:
+                self._running -= 1
+                self._runs.append(time.monotonic() - job._started_at)
+                self._preempted_locked(job)
+            else:
+                return False
+            job._status = final
+            if final is CANCELLED:
+                self._cancelled += 1
+            else:
+                self._failed += 1
+            del self._live[job.job_id]
+            attempt = job.attempt
+            self._wake_room_locked()
+            self._check_drained_locked()
+        if status is RUNNING:
+            self._stop_running(job, attempt)
+        if exc is None:
+            concurrent.futures.Future.cancel(job)
+            concurrent.futures.Future.set_running_or_notify_cancel(job)
+        else:
+            _tag(exc, job.job_id)
+            job.set_exception(exc)
+        return True
+
+    def _break(self, cause: BaseException) -> None:
+        """The backend cannot go on: close intake and fail every unfinished job."""
+        from .exceptions import PoolBroken
+
+        with self._lock:
+            self._close_intake_locked()
+            victims = list(self._live.values())
+        for job in victims:
+            err = PoolBroken(f"pool {self.name} broke and cannot run job {job.job_id}: {cause!r}", job_id=job.job_id)
+            err.__cause__ = cause
+            self._settle_outside(job, FAILED, err)
+
+    def _compact_heap_locked(self) -> None:
+        self._heap = [entry for entry in self._heap if entry[2]._status is QUEUED]
+        heapq.heapify(self._heap)
+        self._dead_in_heap = 0
+
+    # ---------------------------------------------------------------- stats
+
+    def stats(self) -> PoolStats:
+        """A frozen, consistent snapshot of the pool's gauges and counters."""
+        with self._lock:
+            waits = list(self._waits)
+            runs = list(self._runs)
+            counts = (
+                self._running, self._queued, self._retrying, self._submitted, self._succeeded,
+                self._failed, self._cancelled, self._timed_out, self._rejected, self._retried,
+                self._crashed, self._abandoned,
+            )
+        w50, w95, w99 = _percentiles(waits)
+        r50, r95, r99 = _percentiles(runs)
+        return PoolStats(
+            self.backend, self.workers, *counts, w50, w95, w99, r50, r95, r99,
+            time.monotonic() - self._started_at,
+        )
+
+    @property
+    def closed(self) -> bool:
+        return self._state in (_CLOSING, _CLOSED)
+
+    # ---------------------------------------------------------------- shutdown
+
+    def shutdown(
+        self, wait: bool = True, *, timeout: float | None = None, cancel_pending: bool = False
+    ) -> ShutdownReport:
+        """Stop taking jobs (``PoolClosed``), let running and waiting jobs finish
+        for up to ``timeout`` seconds (``None``: as long as they take), then cancel
+        what is left, stop every worker and return a :class:`ShutdownReport`.
+
+        ``cancel_pending=True`` cancels waiting jobs at once instead of running them.
+        ``wait=False`` returns at once; the same steps run on a background thread
+        and a later ``shutdown()`` returns the final report. Calling it again is safe.
+        """
+        _check_number("timeout", timeout, minimum=0, inclusive=True, none_ok=True)
+        self._check_blocking_shutdown(wait)
+        if wait:
+            return self._shutdown(timeout, cancel_pending)
+        with self._lock:
+            self._close_intake_locked()
+        if cancel_pending:
+            self._cancel_jobs((QUEUED, RETRYING))
+        with self._shutdown_lock:
+            if self._report is None and self._closer is None:
+                self._closer = threading.Thread(
+                    target=self._shutdown, args=(timeout, cancel_pending), name=f"{self.name}-closer", daemon=True
+                )
+                self._closer.start()
+            if self._report is not None:
+                return self._report
+        s = self.stats()
+        return ShutdownReport(self.backend, s.succeeded, s.failed, s.timed_out, complete=False)
+
+    def _check_blocking_shutdown(self, wait: bool) -> None:
+        """Hook: the asyncio backend refuses a blocking shutdown on its own loop."""
+
+    async def ashutdown(
+        self, wait: bool = True, *, timeout: float | None = None, cancel_pending: bool = False
+    ) -> ShutdownReport:
+        """:meth:`shutdown` for async code: waits without blocking the event loop."""
+        return await asyncio.to_thread(self.shutdown, wait, timeout=timeout, cancel_pending=cancel_pending)
+
+    def _close_intake_locked(self) -> bool:
+        """Stop intake; return True if the pool had never started."""
+        never_started = self._state is _NEW
+        if self._state in (_NEW, _OPEN):
+            self._state = _CLOSING
+        self._room.notify_all()
+        self._wake_room_locked()
+        self._check_drained_locked()
+        return never_started
+
+    def _cancel_jobs(self, states: tuple[str, ...]) -> list[int]:
+        with self._lock:
+            victims = [job for job in self._live.values() if job._status in states]
+        return [job.job_id for job in victims if job.cancel()]
+
+    def _shutdown(self, timeout: float | None, cancel_pending: bool) -> ShutdownReport:
+        with self._shutdown_lock:
+            if self._report is not None:
+                return self._report
+            t0 = time.monotonic()
+            deadline = None if timeout is None else t0 + timeout
+            with self._lock:
+                never_started = self._close_intake_locked()
+            if never_started:
+                self._state = _CLOSED
+                self._report = ShutdownReport(self.backend, 0, 0, 0)
+                return self._report
+            cancelled: list[int] = []
+            if cancel_pending:
+                cancelled += self._cancel_jobs((QUEUED, RETRYING))
+            self._wait_drained(deadline)
+            cancelled += self._cancel_jobs((QUEUED, RETRYING))
+            killed = self._cancel_jobs((RUNNING,))
+            abandoned = self._stop_workers(deadline)
+            self._timer.stop(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            with self._lock:
+                self._state = _CLOSED
+                report = ShutdownReport(
+                    self.backend, self._succeeded, self._failed, self._timed_out,
+                    tuple(cancelled), tuple(killed), abandoned, time.monotonic() - t0,
+                )
+            self._report = report
+            _live_pools.discard(self)
+            return report
+
+    def _wait_drained(self, deadline: float | None) -> None:
+        with self._lock:
+            while self._queued or self._running or self._retrying:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return
+                self._drained.wait(remaining)
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {self.name!r} {self._state} workers={self.workers} "
+            f"queued={self._queued} busy={self._running}>"
+        )
+
+
+def is_coroutine_function(fn: Any) -> bool:
+    import inspect
+
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+
+
+def check_plain_callable(backend: str, fn: Any) -> None:
+    """The thread and process backends run plain callables."""
+    from .exceptions import InvalidCallable
+
+    if not callable(fn):
+        raise InvalidCallable(f"fn must be callable, got {fn!r}")
+    if is_coroutine_function(fn):
+        raise InvalidCallable(
+            f"the {backend!r} backend runs plain callables, but {fn!r} is a coroutine function: "
+            f'use create_pool("asyncio"), or submit a plain function that calls asyncio.run()'
+        )
+
+
+def _resolve_quietly(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _tag(exc: BaseException, job_id: int) -> None:
+    """Put the job id on the job's own exception (and in its notes), best effort."""
+    if isinstance(exc, PoolError) and exc.job_id is not None:
+        return
+    try:
+        exc.job_id = job_id  # type: ignore[attr-defined]
+    except AttributeError:  # __slots__ or a read-only builtin
+        pass
+    note = f"(raised by poolbench job {job_id})"
+    if note not in getattr(exc, "__notes__", ()):
+        exc.add_note(note)
+
+
+@atexit.register
+def _shutdown_live_pools() -> None:
+    # Like concurrent.futures: a program that ends without shutting its pools down
+    # still finishes their jobs. Ctrl-C here interrupts the wait; every worker
+    # thread is a daemon and every worker process is killed, so exit never hangs.
+    for pool in list(_live_pools):
+        pool.shutdown(wait=True)

@@ -1,0 +1,82 @@
+"""The loop that runs inside each worker process of the "process" backend.
+
+Kept apart from ``process.py`` so that a worker imports as little as possible.
+Protocol, one message at a time over the worker's own pipe (pickled tuples):
+parent → worker ``(job_id, attempt, timeout, payload)`` where ``payload`` is the
+pickled ``(fn, args)``, or ``b""`` to stop; worker → parent
+``(job_id, attempt, ok, value, traceback_text)``.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import sys
+import time
+import traceback
+
+from ._context import JobContext, _current
+
+#: exit code of a worker whose job raised MemoryError: its heap may be exhausted,
+#: so it leaves rather than risk failing on the next job.
+EXIT_MEMORY_ERROR = 86
+
+
+def _die_with_parent() -> None:
+    # If the pool's process is killed outright, its workers must not live on.
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
+def _dump_failure(job_id: int, attempt: int, exc: BaseException) -> bytes:
+    tb = "".join(traceback.format_exception(exc))
+    try:
+        exc_bytes = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.loads(exc_bytes)  # some exceptions pickle but cannot be rebuilt
+    except Exception as err:  # noqa: BLE001
+        exc_bytes = pickle.dumps(
+            RuntimeError(f"{exc!r} (its exception could not be sent back: {err!r})"),
+            protocol=pickle.HIGHEST_PROTOCOL,
+        )
+    return pickle.dumps((job_id, attempt, False, exc_bytes, tb), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def worker_main(conn) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _die_with_parent()
+    recv, send = conn.recv_bytes, conn.send_bytes
+    dumps, loads, proto = pickle.dumps, pickle.loads, pickle.HIGHEST_PROTOCOL
+    while True:
+        try:
+            data = recv()
+        except (EOFError, OSError):
+            return  # the pool is gone
+        if not data:
+            return
+        job_id, attempt, timeout, payload = loads(data)
+        _current.set(JobContext(job_id, attempt, None if timeout is None else time.monotonic() + timeout))
+        fn = args = value = None
+        try:
+            fn, args = loads(payload)
+            value = fn(*args)
+        except MemoryError:
+            os._exit(EXIT_MEMORY_ERROR)
+        except BaseException as exc:  # noqa: BLE001 - sent to the job's caller
+            out = _dump_failure(job_id, attempt, exc)
+        else:
+            try:
+                out = dumps((job_id, attempt, True, value, None), protocol=proto)
+            except Exception as err:  # noqa: BLE001
+                out = _dump_failure(
+                    job_id,
+                    attempt,
+                    pickle.PicklingError(f"job {job_id} returned {type(value).__name__!s} that cannot be pickled: {err}"),
+                )
+        del value, fn, args
+        send(out)

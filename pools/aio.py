@@ -1,0 +1,261 @@
+"""The "asyncio" backend: coroutine functions on an event loop, at most W at once.
+
+Data flow::
+
+    submit()/asubmit() ─push─▶ Pool heap ─(call_soon[_threadsafe]: _pump)─▶ event loop
+                                   ▲                                         │
+                                   │ take, one job at a time                 ▼
+                                   └──────────── consumer tasks (≤ W, made on demand,
+                                                 gone when the heap is empty)
+                                                   │ await fn(*args) under asyncio.timeout_at
+                                                   ▼
+                                             _finish_attempt()
+    job.cancel() ─▶ _stop_running ─(call_soon_threadsafe)─▶ task.cancel() on the consumer
+                                                            that runs that very attempt
+
+The loop is the one running where the pool is started (``async with pool`` or
+``pool.start()`` inside a coroutine): jobs submitted from it pay no thread hop.
+Started from synchronous code, the pool runs its own loop on a daemon thread.
+
+A plain blocking function is refused at submit (``InvalidCallable``). A coroutine
+that blocks without awaiting (``time.sleep``, CPU work) stalls the whole loop:
+every other job of the pool, and its timeouts, wait until it yields. Run blocking
+code with ``await asyncio.to_thread(fn)`` inside the job, or use the thread backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+from typing import Any, Callable
+
+from . import _base
+from ._base import ERROR, OK, Job, Pool
+from ._context import JobContext, _current
+from .exceptions import InvalidCallable, PoolError
+
+__all__ = ["AsyncioPool"]
+
+
+class _Consumer:
+    __slots__ = ("task", "job", "attempt", "cancel_requested")
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task | None = None
+        self.job: Job | None = None
+        self.attempt = 0
+        self.cancel_requested = False
+
+
+class AsyncioPool(Pool):
+    backend = "asyncio"
+    runs = "coroutines"
+    stops_running_jobs = True
+    survives_crashes = False
+    carries_contextvars = False  # jobs run in consumer tasks, not in the submitter's context
+
+    @classmethod
+    def default_workers(cls) -> int:
+        return 100
+
+    def _prepare(self, fn: Callable[..., Any], args: tuple) -> None:
+        if not _base.is_coroutine_function(fn):
+            raise InvalidCallable(
+                f"the 'asyncio' backend runs coroutine functions (async def), but {fn!r} is not one: "
+                "a plain blocking call would stall every job on the event loop. Wrap it "
+                "(async def job(): return await asyncio.to_thread(fn, ...)) or use the 'thread' backend"
+            )
+
+    # ------------------------------------------------------------------ loop
+
+    def _start_workers(self) -> None:
+        self._consumers: dict[asyncio.Task, _Consumer] = {}
+        self._n_consumers = 0
+        self._pump_scheduled = False
+        self._stopping = False
+        try:
+            self._loop = asyncio.get_running_loop()
+            self._thread: threading.Thread | None = None
+            self._loop_thread_id = threading.get_ident()
+            return
+        except RuntimeError:
+            pass
+        ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run_loop, args=(ready,), name=f"{self.name}-loop", daemon=True)
+        self._thread.start()
+        ready.wait()
+
+    def _run_loop(self, ready: threading.Event) -> None:
+        loop = self._loop
+        asyncio.set_event_loop(loop)
+        self._loop_thread_id = threading.get_ident()
+        loop.call_soon(ready.set)
+        try:
+            loop.run_forever()
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_default_executor())
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the jobs run on."""
+        return self._loop
+
+    def _in_loop(self) -> bool:
+        return threading.get_ident() == self._loop_thread_id
+
+    def _call_in_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self._in_loop():
+            self._loop.call_soon(fn, *args)
+        else:
+            try:
+                self._loop.call_soon_threadsafe(fn, *args)
+            except RuntimeError:  # loop closed under us: nothing left to run there
+                pass
+
+    def _check_blocking_allowed(self) -> None:
+        if self._state is not _base._NEW and self._in_loop():
+            raise PoolError(
+                "the queue is full and this pool runs on the calling event loop, so blocking "
+                "here would stall it: use 'await pool.asubmit(...)', pass overflow='reject', "
+                "or give the queue more room"
+            )
+
+    def _check_blocking_shutdown(self, wait: bool) -> None:
+        if wait and self._state is not _base._NEW and self._in_loop():
+            raise PoolError(
+                "shutdown(wait=True) would block the event loop that runs this pool's jobs: "
+                "use 'await pool.ashutdown()' or 'async with pool', not 'with pool'"
+            )
+
+    # ------------------------------------------------------------------ consumers
+
+    def _on_enqueued_locked(self) -> None:
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            self._call_in_loop(self._pump)
+
+    def _pump(self) -> None:
+        """Start consumers for waiting jobs that no consumer will take."""
+        with self._lock:
+            self._pump_scheduled = False
+            if self._stopping:
+                return
+            idle = self._n_consumers - self._running  # consumers between two jobs
+            spawn = min(self._queued - idle, self.workers - self._n_consumers)
+            if spawn <= 0:
+                return
+            self._n_consumers += spawn
+        for _ in range(spawn):
+            consumer = _Consumer()
+            task = self._loop.create_task(self._consume(consumer))
+            consumer.task = task
+            self._consumers[task] = consumer
+
+    async def _consume(self, me: _Consumer) -> None:
+        lock = self._lock
+        counted = True
+        try:
+            while True:
+                with lock:
+                    job = self._take_locked()
+                    if job is None:
+                        self._n_consumers -= 1
+                        counted = False
+                        return
+                await self._run_one(me, job, job.attempt)
+        finally:
+            if counted:  # left by an exception (cancelled from outside)
+                with lock:
+                    self._n_consumers -= 1
+            self._consumers.pop(me.task, None)
+
+    async def _run_one(self, me: _Consumer, job: Job, attempt: int) -> None:
+        me.job, me.attempt, me.cancel_requested = job, attempt, False
+        job.backend_slot = me
+        deadline = None if job.timeout is None else job._started_at + job.timeout
+        token = _current.set(JobContext(job.job_id, attempt, deadline))
+        timer = None
+        try:
+            if deadline is None:
+                value = await job.fn(*job.args)
+            else:
+                loop_deadline = self._loop.time() + (deadline - time.monotonic())
+                async with asyncio.timeout_at(loop_deadline) as timer:
+                    value = await job.fn(*job.args)
+            outcome = OK
+        except TimeoutError as exc:
+            if timer is not None and timer.expired():
+                me.job = None
+                self._settle_timeout(job, attempt, preempted=False)
+                return
+            value, outcome = exc, ERROR
+        except asyncio.CancelledError:
+            if me.cancel_requested:  # our own job.cancel(): the consumer goes on
+                me.cancel_requested = False
+                me.task.uncancel()
+                return
+            # Cancelled from outside (the loop is shutting down): end the job, then leave.
+            me.job = None
+            job.cancel()
+            raise
+        except (KeyboardInterrupt, SystemExit) as exc:
+            self._finish_attempt(job, attempt, ERROR, exc)
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the job's error goes to its caller
+            value, outcome = exc, ERROR
+        finally:
+            _current.reset(token)
+        me.job = None
+        if me.cancel_requested:  # the job swallowed our CancelledError
+            me.cancel_requested = False
+            if me.task.cancelling():
+                me.task.uncancel()
+        self._finish_attempt(job, attempt, outcome, value)
+
+    def _stop_running(self, job: Job, attempt: int) -> None:
+        if self._in_loop():
+            self._cancel_attempt(job, attempt)
+        else:
+            self._call_in_loop(self._cancel_attempt, job, attempt)
+
+    def _cancel_attempt(self, job: Job, attempt: int) -> None:
+        me = job.backend_slot
+        if isinstance(me, _Consumer) and me.job is job and me.attempt == attempt and not me.cancel_requested:
+            me.cancel_requested = True
+            me.task.cancel()
+
+    # ------------------------------------------------------------------ stop
+
+    async def _stop_consumers(self) -> None:
+        tasks = list(self._consumers)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _stop_workers(self, deadline: float | None) -> int:
+        with self._lock:
+            self._stopping = True
+        if self._loop.is_closed():
+            return 0
+        grace = 5.0 if deadline is None else max(0.0, deadline - time.monotonic()) + 1.0
+        try:
+            fut = asyncio.run_coroutine_threadsafe(self._stop_consumers(), self._loop)
+            fut.result(grace)
+        except (RuntimeError, concurrent.futures.TimeoutError):
+            pass  # the loop stopped (its owner's asyncio.run ended) or a job ignores cancellation
+        if self._thread is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+            except RuntimeError:
+                pass
+            self._thread.join(grace)
+        return 0

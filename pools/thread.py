@@ -1,0 +1,126 @@
+"""The "thread" backend: plain callables on a fixed set of daemon threads.
+
+Data flow::
+
+    submit() ─push─▶ Pool heap ─notify one─▶ worker threads (W, wait on Pool._lock)
+                                                 │ take ─ run fn in the submitter's contextvars
+                                                 ▼
+                                           _finish_attempt()
+    Timer thread ── deadline passed ──▶ _settle_timeout(): job fails with JobTimeout,
+                                        its context is cancelled, its thread is
+                                        *abandoned* and a replacement thread starts
+
+A Python thread cannot be stopped from outside. A timed-out or cancelled job ends
+for the caller at once; its thread keeps running the function (counted in
+``stats().abandoned``) until the function returns — at once if it watches
+``current_context()`` — and then exits.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any, Callable
+
+from . import _base
+from ._base import ERROR, OK, Job, Pool
+from ._context import JobContext, _current
+
+__all__ = ["ThreadPool"]
+
+
+def _call_in_job(ctx: JobContext, fn: Callable[..., Any], args: tuple) -> Any:
+    _current.set(ctx)  # runs inside the job's own copy of the submitter's context
+    return fn(*args)
+
+
+class ThreadPool(Pool):
+    backend = "thread"
+    runs = "callables"
+    stops_running_jobs = False  # cooperative: the job's context is cancelled
+    survives_crashes = False
+
+    @classmethod
+    def default_workers(cls) -> int:
+        return min(32, (os.cpu_count() or 1) + 4)  # as ThreadPoolExecutor
+
+    def _prepare(self, fn: Callable[..., Any], args: tuple) -> None:
+        _base.check_plain_callable(self.backend, fn)
+
+    def _start_workers(self) -> None:
+        self._work = threading.Condition(self._lock)
+        self._threads: set[threading.Thread] = set()
+        self._stopping = False
+        self._thread_ids = iter(range(1, 1 << 62))
+        with self._lock:
+            for _ in range(self.workers):
+                self._spawn_locked()
+
+    def _spawn_locked(self) -> None:
+        thread = threading.Thread(
+            target=self._worker, name=f"{self.name}-worker-{next(self._thread_ids)}", daemon=True
+        )
+        self._threads.add(thread)
+        thread.start()
+
+    def _on_enqueued_locked(self) -> None:
+        self._work.notify()
+
+    def _worker(self) -> None:
+        me = threading.current_thread()
+        lock = self._lock
+        while True:
+            with lock:
+                job = self._take_locked()
+                while job is None:
+                    if self._stopping:
+                        self._threads.discard(me)
+                        return
+                    self._work.wait()
+                    job = self._take_locked()
+                attempt = job.attempt
+                deadline = None if job.timeout is None else job._started_at + job.timeout
+                ctx = JobContext(job.job_id, attempt, deadline)
+                job.backend_slot = ctx
+            if deadline is not None:
+                self._timer.call_at(deadline, self._on_deadline, job, attempt)
+            ctxvars = job._ctxvars if attempt == 1 else job._ctxvars.copy()
+            try:
+                value = ctxvars.run(_call_in_job, ctx, job.fn, job.args)
+                outcome = OK
+            except BaseException as exc:  # noqa: BLE001 - the job's error goes to its caller
+                value, outcome = exc, ERROR
+            if not self._finish_attempt(job, attempt, outcome, value):
+                # The attempt was settled from outside while it ran: this thread was
+                # abandoned and replaced, so it leaves now that the function returned.
+                with lock:
+                    self._abandoned -= 1
+                    self._threads.discard(me)
+                return
+            del job, value
+
+    def _on_deadline(self, job: Job, attempt: int) -> None:
+        if self._settle_timeout(job, attempt, preempted=True):
+            self._stop_running(job, attempt)
+
+    def _preempted_locked(self, job: Job) -> None:
+        self._abandoned += 1
+        if not self._stopping:
+            self._spawn_locked()
+
+    def _stop_running(self, job: Job, attempt: int) -> None:
+        ctx = job.backend_slot
+        if isinstance(ctx, JobContext) and ctx.attempt == attempt:
+            ctx._cancel()
+
+    def _stop_workers(self, deadline: float | None) -> int:
+        with self._lock:
+            self._stopping = True
+            self._work.notify_all()
+            threads = list(self._threads)
+        for thread in threads:
+            if thread is threading.current_thread():
+                continue  # shutdown() called from inside a job
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return sum(t.is_alive() for t in threads if t is not threading.current_thread())

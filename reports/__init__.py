@@ -1,0 +1,1 @@
+"""poolbench reports (see the open issues)."""

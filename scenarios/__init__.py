@@ -1,0 +1,1 @@
+"""poolbench scenarios (see the open issues)."""
