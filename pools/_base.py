@@ -71,6 +71,7 @@ _job_ids = itertools.count(1)
 _live_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
 
 _RESERVOIR = 8192  # latest samples kept for the percentiles in stats()
+CANCEL_GRACE = 1.0  # seconds that shutdown(timeout=T) gives stopped jobs to end, after T
 
 
 # --------------------------------------------------------------------------- options
@@ -324,6 +325,8 @@ class Pool(ABC):
         self._shutdown_lock = threading.Lock()
         self._report: ShutdownReport | None = None
         self._closer: threading.Thread | None = None
+        self._shutdown_cancelled: list[int] = []  # ids of jobs that shutdown cancelled
+        self._shutdown_killed: list[int] = []
 
     # ---------------------------------------------------------------- backend hooks
 
@@ -609,7 +612,12 @@ class Pool(ABC):
             if job._status is not RUNNING or job.attempt != attempt:
                 return False
             self._running -= 1
-            self._runs.append(time.monotonic() - job._started_at)
+            ran = time.monotonic() - job._started_at
+            self._runs.append(ran)
+            if job.timeout is not None and ran >= job.timeout and outcome is not CRASH:
+                # An attempt that ends past its deadline timed out, whatever it returned:
+                # so a job that notices its deadline and returns cannot race the clock.
+                outcome, value = TIMEOUT, self._timeout_error(job, attempt)
             if preempted:
                 self._preempted_locked(job)
             if outcome is CRASH:
@@ -644,11 +652,14 @@ class Pool(ABC):
     def _settle_timeout(self, job: Job, attempt: int, *, preempted: bool) -> bool:
         """The deadline of a running attempt passed: fail or retry it with JobTimeout.
         ``preempted``: settled by the pool's clock while the work may still run."""
-        err = JobTimeout(
+        return self._finish_attempt(job, attempt, TIMEOUT, self._timeout_error(job, attempt), preempted=preempted)
+
+    @staticmethod
+    def _timeout_error(job: Job, attempt: int) -> JobTimeout:
+        return JobTimeout(
             f"job {job.job_id} (attempt {attempt}) ran past its timeout of {job.timeout}s",
             job_id=job.job_id,
         )
-        return self._finish_attempt(job, attempt, TIMEOUT, err, preempted=preempted)
 
     def _requeue(self, job: Job) -> None:
         with self._lock:
@@ -795,7 +806,9 @@ class Pool(ABC):
     def _cancel_jobs(self, states: tuple[str, ...]) -> list[int]:
         with self._lock:
             victims = [job for job in self._live.values() if job._status in states]
-        return [job.job_id for job in victims if job.cancel()]
+        ids = [job.job_id for job in victims if job.cancel()]
+        (self._shutdown_killed if states == (RUNNING,) else self._shutdown_cancelled).extend(ids)
+        return ids
 
     def _shutdown(self, timeout: float | None, cancel_pending: bool) -> ShutdownReport:
         with self._shutdown_lock:
@@ -809,19 +822,22 @@ class Pool(ABC):
                 self._state = _CLOSED
                 self._report = ShutdownReport(self.backend, 0, 0, 0)
                 return self._report
-            cancelled: list[int] = []
             if cancel_pending:
-                cancelled += self._cancel_jobs((QUEUED, RETRYING))
+                self._cancel_jobs((QUEUED, RETRYING))
             self._wait_drained(deadline)
-            cancelled += self._cancel_jobs((QUEUED, RETRYING))
-            killed = self._cancel_jobs((RUNNING,))
-            abandoned = self._stop_workers(deadline)
-            self._timer.stop(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            self._cancel_jobs((QUEUED, RETRYING))
+            self._cancel_jobs((RUNNING,))
+            # Stopped jobs get a short grace to end (a thread job notices its cancelled
+            # context, a killed process is reaped); idle workers leave at once.
+            grace = None if deadline is None else max(deadline, time.monotonic()) + CANCEL_GRACE
+            abandoned = self._stop_workers(grace)
+            self._timer.stop(None if grace is None else max(0.0, grace - time.monotonic()))
             with self._lock:
                 self._state = _CLOSED
                 report = ShutdownReport(
                     self.backend, self._succeeded, self._failed, self._timed_out,
-                    tuple(cancelled), tuple(killed), abandoned, time.monotonic() - t0,
+                    tuple(self._shutdown_cancelled), tuple(self._shutdown_killed), abandoned,
+                    time.monotonic() - t0,
                 )
             self._report = report
             _live_pools.discard(self)

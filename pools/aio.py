@@ -61,6 +61,8 @@ class AsyncioPool(Pool):
         return 100
 
     def _prepare(self, fn: Callable[..., Any], args: tuple) -> None:
+        if not callable(fn):
+            raise InvalidCallable(f"fn must be callable, got {fn!r}")
         if not _base.is_coroutine_function(fn):
             raise InvalidCallable(
                 f"the 'asyncio' backend runs coroutine functions (async def), but {fn!r} is not one: "
@@ -109,7 +111,7 @@ class AsyncioPool(Pool):
         return self._loop
 
     def _in_loop(self) -> bool:
-        return threading.get_ident() == self._loop_thread_id
+        return threading.get_ident() == getattr(self, "_loop_thread_id", None)
 
     def _call_in_loop(self, fn: Callable[..., Any], *args: Any) -> None:
         if self._in_loop():
@@ -129,7 +131,7 @@ class AsyncioPool(Pool):
             )
 
     def _check_blocking_shutdown(self, wait: bool) -> None:
-        if wait and self._state is not _base._NEW and self._in_loop():
+        if wait and self._report is None and self._in_loop():
             raise PoolError(
                 "shutdown(wait=True) would block the event loop that runs this pool's jobs: "
                 "use 'await pool.ashutdown()' or 'async with pool', not 'with pool'"

@@ -24,6 +24,7 @@ __all__ = [
     "PoolBroken",
     "NoCurrentJob",
     "RemoteTraceback",
+    "Leaked",
 ]
 
 
@@ -137,3 +138,12 @@ class RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return f'\n"""\n{self.tb}"""'
+
+
+class Leaked(PoolError, AssertionError):
+    """``pools.testing`` found a thread, process, task or pool that outlived the code
+    under check. ``leaks`` lists them, one description each."""
+
+    def __init__(self, message: str = "", *, leaks: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.leaks = leaks

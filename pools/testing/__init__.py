@@ -1,0 +1,20 @@
+"""Testing tools for pools and for code that uses them.
+
+- The leak checker: ``with pools.testing.no_leaks(): ...`` or ``snapshot()`` then
+  ``check_leaks(before)``; raises :class:`pools.Leaked`.
+- The conformance kit: ``pools.testing.conformance.PoolConformance``, one test
+  class that every backend must pass. A new backend passes it with one class::
+
+      from pools.testing.conformance import PoolConformance
+
+      class TestMyBackend(PoolConformance):
+          backends = ("mybackend",)   # a name given to pools.register_backend
+
+- Job functions and cross-process signals for tests: :mod:`pools.testing.jobs`.
+- A pytest plugin (loaded automatically once poolbench is installed) with the
+  ``pool_backend``, ``make_pool`` and ``leak_check`` fixtures.
+"""
+
+from ._leaks import Snapshot, check_leaks, find_leaks, no_leaks, snapshot
+
+__all__ = ["Snapshot", "check_leaks", "find_leaks", "no_leaks", "snapshot"]

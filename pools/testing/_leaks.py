@@ -1,0 +1,170 @@
+"""A leak checker in the spirit of Go's goleak: after the code under check, no new
+thread, process, asyncio task or open pool may be left.
+
+Waiting is event-driven: threads are joined, processes are watched through a
+pidfd (Linux) so their exit wakes the checker, each until one shared deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import select
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+from .._base import _live_pools
+from ..exceptions import Leaked
+
+__all__ = ["Snapshot", "snapshot", "find_leaks", "check_leaks", "no_leaks"]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What existed before the code under check ran."""
+
+    threads: frozenset[threading.Thread]
+    processes: frozenset[int]
+    tasks: frozenset[asyncio.Task]
+    pools: frozenset[int]
+
+
+def _helper_pids() -> set[int]:
+    """multiprocessing's own long-lived helpers: the fork server and the resource
+    tracker are shared by every pool of the program, not leaks of one."""
+    pids = set()
+    try:
+        from multiprocessing import forkserver, resource_tracker
+
+        pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+        if pid:
+            pids.add(pid)
+        pid = getattr(resource_tracker._resource_tracker, "_pid", None)
+        if pid:
+            pids.add(pid)
+    except (ImportError, AttributeError):
+        pass
+    return pids
+
+
+def _proc_table() -> dict[int, tuple[int, str]]:
+    """pid -> (ppid, state) for every process, from /proc."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        rest = stat[stat.rfind(")") + 2 :].split()
+        table[int(entry)] = (int(rest[1]), rest[0])
+    return table
+
+
+def _descendants() -> set[int]:
+    """Live processes below this one (grandchildren too: forkserver workers are
+    children of the fork server), without multiprocessing's helpers themselves."""
+    if not os.path.isdir("/proc"):
+        return {p.pid for p in multiprocessing.active_children() if p.pid}
+    table = _proc_table()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found, stack = set(), [os.getpid()]
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            if table[child][1] not in ("Z", "X"):  # zombies have ended
+                found.add(child)
+            stack.append(child)
+    return found - _helper_pids()
+
+
+def _tasks() -> frozenset[asyncio.Task]:
+    try:
+        return frozenset(asyncio.all_tasks())
+    except RuntimeError:  # no running loop
+        return frozenset()
+
+
+def snapshot() -> Snapshot:
+    multiprocessing.active_children()  # reap finished children first
+    return Snapshot(
+        frozenset(threading.enumerate()),
+        frozenset(_descendants()),
+        _tasks(),
+        frozenset(id(p) for p in _live_pools),
+    )
+
+
+def _wait_pid(pid: int, timeout: float) -> None:
+    if timeout <= 0:
+        return
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # not Linux, or already gone
+        return
+    try:
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+
+
+def find_leaks(before: Snapshot, *, timeout: float = 10.0) -> list[str]:
+    """Wait up to ``timeout`` seconds for what was started since ``before`` to end;
+    return a description of each thing still there."""
+    deadline = time.monotonic() + timeout
+    leaks = []
+    for pool in list(_live_pools):
+        if id(pool) not in before.pools:
+            leaks.append(f"pool {pool!r} was started and never shut down")
+    for thread in threading.enumerate():
+        if thread not in before.threads and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                leaks.append(f"thread {thread.name!r} (daemon={thread.daemon}) is still running")
+    for pid in _descendants() - before.processes:
+        _wait_pid(pid, deadline - time.monotonic())
+    multiprocessing.active_children()
+    for pid in sorted(_descendants() - before.processes):
+        leaks.append(f"process {pid} ({_cmdline(pid)}) is still running")
+    current = asyncio.current_task() if _tasks() else None
+    for task in _tasks() - before.tasks - {current}:
+        if not task.done():
+            leaks.append(f"asyncio task {task.get_name()!r} ({task.get_coro()!r}) is still pending")
+    return leaks
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:120]
+    except OSError:
+        return "?"
+
+
+def check_leaks(before: Snapshot, *, timeout: float = 10.0) -> None:
+    """Raise :class:`~pools.Leaked` if anything started since ``before`` is still
+    there after ``timeout`` seconds."""
+    leaks = find_leaks(before, timeout=timeout)
+    if leaks:
+        raise Leaked(
+            f"{len(leaks)} leak(s) after {timeout}s: " + "; ".join(leaks)
+            + ". Shut every pool down (use 'with pool:'), and make thread jobs watch "
+            "pools.current_context() so that a cancelled or timed-out job can end.",
+            leaks=tuple(leaks),
+        )
+
+
+@contextlib.contextmanager
+def no_leaks(*, timeout: float = 10.0) -> Iterator[Snapshot]:
+    """``with no_leaks(): ...`` raises :class:`~pools.Leaked` if the block leaves a
+    thread, process, task or pool behind (it waits up to ``timeout`` for them)."""
+    before = snapshot()
+    yield before
+    check_leaks(before, timeout=timeout)  # not reached if the block raised

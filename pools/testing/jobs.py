@@ -1,0 +1,335 @@
+"""Job functions and cross-process signals for testing pools, on any backend.
+
+Every job exists as a plain function and as a coroutine function (``a``-prefixed),
+defined at module top level so that the process backend can pickle it;
+:func:`job_for` picks the form a backend runs.
+
+:class:`Gate` holds jobs until the test opens it; :class:`Latch` tells the test
+that jobs have started. Both work for a job in a thread, an asyncio task or
+another process (a pickled copy talks through the file system), and neither
+polls: a waiting job blocks on ``flock`` or an event, the test on a socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+from typing import Any, Callable
+
+from .._context import current_context
+
+__all__ = ["Gate", "Latch", "JobFailure", "Transient", "job_for"]
+
+
+class JobFailure(ValueError):
+    """What the failing test jobs raise."""
+
+
+class Transient(RuntimeError):
+    """What ``fail_until`` raises before its lucky attempt."""
+
+
+# ------------------------------------------------------------------- signals
+
+
+class Gate:
+    """Closed when made; ``open()`` releases every waiter, now and later.
+
+    The maker holds an exclusive ``flock`` on a temporary file; a waiter in
+    another process takes a shared lock on it, which blocks until ``open()``.
+    In the maker's process, waiters use an Event (threads) or a future (asyncio).
+    """
+
+    def __init__(self) -> None:
+        fd, self.path = tempfile.mkstemp(prefix="poolbench-gate-")
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._fd: int | None = fd
+        self._event: threading.Event | None = threading.Event()
+        self._lock = threading.Lock()
+        self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.path = state["path"]
+        self._fd = None
+        self._event = None  # a copy in another process: wait through the file
+
+    def open(self) -> None:
+        assert self._event is not None, "only the Gate's maker can open it"
+        with self._lock:
+            if self._event.is_set():
+                return
+            self._event.set()
+            waiters, self._async_waiters = self._async_waiters, []
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        for loop, fut in waiters:
+            try:
+                loop.call_soon_threadsafe(lambda f=fut: f.done() or f.set_result(None))
+            except RuntimeError:
+                pass
+
+    def is_open(self) -> bool:
+        return self._event.is_set() if self._event is not None else False
+
+    def wait(self) -> None:
+        if self._event is not None:
+            self._event.wait()
+            return
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return  # closed and removed: it was opened long ago
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        finally:
+            os.close(fd)
+
+    async def wait_async(self) -> None:
+        if self._event is None:
+            await asyncio.to_thread(self.wait)
+            return
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._event.is_set():
+                return
+            fut = loop.create_future()
+            self._async_waiters.append((loop, fut))
+        await fut
+
+    def close(self) -> None:
+        """Open the gate if it is not, and remove its file."""
+        if self._event is not None:
+            self.open()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self) -> Gate:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Latch:
+    """Counts ``arrive()`` calls from jobs anywhere; ``wait(n)`` blocks the test
+    until n arrivals in all. Arrivals are datagrams on a Unix socket."""
+
+    def __init__(self) -> None:
+        self._dir = tempfile.mkdtemp(prefix="poolbench-latch-")
+        self.path = os.path.join(self._dir, "s")
+        self._sock: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(self.path)
+        self.count = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.path = state["path"]
+        self._sock = None
+
+    def arrive(self) -> None:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(b"!", self.path)
+
+    def wait(self, n: int, timeout: float = 30.0) -> bool:
+        """True once ``n`` jobs have arrived in all; False after ``timeout`` seconds."""
+        assert self._sock is not None, "only the Latch's maker can wait on it"
+        deadline = time.monotonic() + timeout
+        while self.count < n:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._sock.settimeout(remaining)
+            try:
+                self._sock.recv(16)
+            except TimeoutError:
+                return False
+            self.count += 1
+        return True
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> Latch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------- jobs
+
+
+def echo(value: Any = None) -> Any:
+    return value
+
+
+async def aecho(value: Any = None) -> Any:
+    return value
+
+
+def add(a: Any, b: Any) -> Any:
+    return a + b
+
+
+async def aadd(a: Any, b: Any) -> Any:
+    return a + b
+
+
+def fail(message: str = "job failed") -> None:
+    raise JobFailure(message)
+
+
+async def afail(message: str = "job failed") -> None:
+    raise JobFailure(message)
+
+
+def fail_until(n: int, value: Any = None) -> tuple[Any, int]:
+    """Fail with Transient before attempt ``n``; then return (value, attempt)."""
+    attempt = current_context().attempt
+    if attempt < n:
+        raise Transient(f"attempt {attempt} of {n}")
+    return (value, attempt)
+
+
+async def afail_until(n: int, value: Any = None) -> tuple[Any, int]:
+    return fail_until(n, value)
+
+
+def hold(gate: Gate, latch: Latch | None = None, value: Any = None) -> Any:
+    """Arrive at ``latch``, wait for ``gate`` to open, return ``value``."""
+    if latch is not None:
+        latch.arrive()
+    gate.wait()
+    return value
+
+
+async def ahold(gate: Gate, latch: Latch | None = None, value: Any = None) -> Any:
+    if latch is not None:
+        latch.arrive()
+    await gate.wait_async()
+    return value
+
+
+def until_stopped(latch: Latch | None = None, marker: str | None = None) -> bool:
+    """Run until stopped: wait on the job's context (thread: cancel or deadline;
+    process: the deadline, or until the worker is killed). Writes ``marker`` only
+    if it ever got past the wait without being stopped, which must not happen."""
+    if latch is not None:
+        latch.arrive()
+    stopped = current_context().wait()
+    if not stopped and marker:
+        with open(marker, "w") as f:
+            f.write("ran on")
+    return stopped
+
+
+async def auntil_stopped(latch: Latch | None = None, marker: str | None = None) -> bool:
+    if latch is not None:
+        latch.arrive()
+    await asyncio.sleep(3600)  # stopped by task cancellation
+    if marker:
+        with open(marker, "w") as f:
+            f.write("ran on")
+    return False
+
+
+def context_info() -> dict[str, Any]:
+    ctx = current_context()
+    return {
+        "job_id": ctx.job_id,
+        "attempt": ctx.attempt,
+        "has_deadline": ctx.deadline is not None,
+        "remaining": ctx.remaining(),
+        "cancelled": ctx.cancelled(),
+        "pid": os.getpid(),
+    }
+
+
+async def acontext_info() -> dict[str, Any]:
+    return context_info()
+
+
+def sleep(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+async def asleep(seconds: float) -> float:
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+# Crashes: for the process backend only (elsewhere they would end the test run).
+
+
+def exit_now(code: int = 3) -> None:
+    os._exit(code)
+
+
+def kill_self(signum: int = signal.SIGKILL) -> None:
+    os.kill(os.getpid(), signum)
+
+
+def segfault() -> None:
+    import ctypes
+
+    ctypes.string_at(0)
+
+
+def exhaust_memory() -> None:
+    bytearray(1 << 52)  # 4 PiB: refused at once with MemoryError
+
+
+def unpicklable_result() -> Any:
+    return threading.Lock()
+
+
+_ASYNC = {
+    echo: aecho,
+    add: aadd,
+    fail: afail,
+    fail_until: afail_until,
+    hold: ahold,
+    until_stopped: auntil_stopped,
+    context_info: acontext_info,
+    sleep: asleep,
+}
+
+
+def job_for(pool_or_runs: Any, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The form of test job ``fn`` that a pool (or its ``runs`` value) takes."""
+    runs = getattr(pool_or_runs, "runs", pool_or_runs)
+    if runs == "coroutines":
+        try:
+            return _ASYNC[fn]
+        except KeyError:
+            raise ValueError(f"{fn.__name__} has no coroutine form") from None
+    return fn
+
+
+def crash_until(n: int, value: Any = None) -> tuple[Any, int]:
+    """Kill the worker (os._exit(3)) before attempt ``n``; then return (value, attempt)."""
+    attempt = current_context().attempt
+    if attempt < n:
+        os._exit(3)
+    return (value, attempt)
