@@ -325,6 +325,8 @@ class Pool(ABC):
         self._shutdown_lock = threading.Lock()
         self._report: ShutdownReport | None = None
         self._closer: threading.Thread | None = None
+        self._workers_started = False
+        self._final_phase = False  # shutdown's deadline passed: no more retries
         self._shutdown_cancelled: list[int] = []  # ids of jobs that shutdown cancelled
         self._shutdown_killed: list[int] = []
 
@@ -366,19 +368,26 @@ class Pool(ABC):
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> Pool:
-        with self._lock:
+        """Start the workers (``submit`` and ``with pool`` do it for you). Idempotent."""
+        if self._state is _OPEN:
+            return self
+        with self._shutdown_lock:  # one start at a time; shutdown() waits for it
+            if self._state is _OPEN:
+                return self
             if self._state is not _NEW:
-                if self._state is _OPEN:
-                    return self
                 raise PoolClosed(f"pool {self.name} was shut down; create a new pool")
-            self._state = _OPEN
             self._started_at = time.monotonic()
-        try:
-            self._start_workers()
-        except BaseException:
+            try:
+                self._start_workers()
+            except BaseException:
+                with self._lock:
+                    self._state = _CLOSED
+                raise
+            self._workers_started = True
             with self._lock:
-                self._state = _CLOSED
-            raise
+                # Open only now: a submit racing this start waits in start() above
+                # instead of queueing a job that no worker exists for yet.
+                self._state = _OPEN
         _live_pools.add(self)
         return self
 
@@ -471,6 +480,7 @@ class Pool(ABC):
         with self._lock:
             if self._state is not _OPEN:
                 raise self._closed_error()
+            self._check_accept_locked()
             if not self._has_room_locked():
                 self._wait_for_room_locked(job, wait)
             self._accept_locked(job)
@@ -490,6 +500,12 @@ class Pool(ABC):
             self._room.wait(remaining)
         if self._state is not _OPEN:
             raise self._closed_error()
+
+    def _check_accept_locked(self) -> None:
+        """Hook: raise if the backend can no longer run jobs (its loop has ended)."""
+
+    def _before_drain(self) -> None:
+        """Hook: called by shutdown before it waits for the jobs to finish."""
 
     def _check_blocking_allowed(self) -> None:
         """Hook: a backend whose workers share the caller's thread refuses to block it."""
@@ -515,6 +531,7 @@ class Pool(ABC):
             with self._lock:
                 if self._state is not _OPEN:
                     raise self._closed_error()
+                self._check_accept_locked()
                 if self._has_room_locked():
                     self._accept_locked(job)
                     return job
@@ -531,6 +548,13 @@ class Pool(ABC):
                     await asyncio.wait_for(room, max(0.0, deadline - loop.time()))
             except TimeoutError:
                 pass  # loop round: re-checks room, then rejects
+            finally:
+                if not room.done():  # gave up (timeout, cancelled): leave no entry behind
+                    with self._lock:
+                        try:
+                            self._async_room.remove((loop, room))
+                        except ValueError:
+                            pass
 
     def _wake_room_locked(self) -> None:
         self._room.notify()
@@ -625,7 +649,12 @@ class Pool(ABC):
             if outcome is OK:
                 job._status = SUCCEEDED
                 self._succeeded += 1
-            elif job.retry is not None and attempt < job.retry.attempts and isinstance(value, job.retry.on):
+            elif (
+                job.retry is not None
+                and attempt < job.retry.attempts
+                and isinstance(value, job.retry.on)
+                and not self._final_phase
+            ):
                 job._status = RETRYING
                 self._retrying += 1
                 self._retried += 1
@@ -641,7 +670,8 @@ class Pool(ABC):
             self._wake_room_locked()
             self._check_drained_locked()
         if delay is not None:
-            self._timer.call_later(delay, self._requeue, job)
+            if not self._timer.call_later(delay, self._requeue, job):
+                job.cancel()  # shutdown stopped the timer meanwhile: no retry will come
         elif outcome is OK:
             job.set_result(value)
         else:
@@ -773,14 +803,18 @@ class Pool(ABC):
             self._close_intake_locked()
         if cancel_pending:
             self._cancel_jobs((QUEUED, RETRYING))
-        with self._shutdown_lock:
-            if self._report is None and self._closer is None:
-                self._closer = threading.Thread(
-                    target=self._shutdown, args=(timeout, cancel_pending), name=f"{self.name}-closer", daemon=True
-                )
-                self._closer.start()
-            if self._report is not None:
-                return self._report
+        # Never block here: a blocking shutdown may hold the lock for its whole drain.
+        if self._shutdown_lock.acquire(blocking=False):
+            try:
+                if self._report is not None:
+                    return self._report
+                if self._closer is None:
+                    self._closer = threading.Thread(
+                        target=self._shutdown, args=(timeout, cancel_pending), name=f"{self.name}-closer", daemon=True
+                    )
+                    self._closer.start()
+            finally:
+                self._shutdown_lock.release()
         s = self.stats()
         return ShutdownReport(self.backend, s.succeeded, s.failed, s.timed_out, complete=False)
 
@@ -793,22 +827,35 @@ class Pool(ABC):
         """:meth:`shutdown` for async code: waits without blocking the event loop."""
         return await asyncio.to_thread(self.shutdown, wait, timeout=timeout, cancel_pending=cancel_pending)
 
-    def _close_intake_locked(self) -> bool:
-        """Stop intake; return True if the pool had never started."""
-        never_started = self._state is _NEW
+    def _close_intake_locked(self) -> None:
+        """Stop intake: submit raises PoolClosed from now on."""
         if self._state in (_NEW, _OPEN):
             self._state = _CLOSING
         self._room.notify_all()
         self._wake_room_locked()
         self._check_drained_locked()
-        return never_started
 
-    def _cancel_jobs(self, states: tuple[str, ...]) -> list[int]:
+    def _cancel_jobs(self, states: tuple[str, ...], *, record: bool = True) -> None:
+        """Cancel every live job in one of ``states``; with ``record``, list the ids
+        in the shutdown report (running ones as killed)."""
         with self._lock:
             victims = [job for job in self._live.values() if job._status in states]
-        ids = [job.job_id for job in victims if job.cancel()]
-        (self._shutdown_killed if states == (RUNNING,) else self._shutdown_cancelled).extend(ids)
-        return ids
+        for job in victims:
+            was_running = job._status is RUNNING
+            if job.cancel() and record:
+                (self._shutdown_killed if was_running else self._shutdown_cancelled).append(job.job_id)
+
+    def _cancel_everything(self) -> None:
+        """The final phase of shutdown: end every job still live, whatever it is doing.
+        Repeats because a running attempt may fail into a retry between two looks."""
+        with self._lock:
+            self._final_phase = True
+        while True:
+            self._cancel_jobs((QUEUED, RETRYING))
+            self._cancel_jobs((RUNNING,))
+            with self._lock:
+                if not self._live:
+                    return
 
     def _shutdown(self, timeout: float | None, cancel_pending: bool) -> ShutdownReport:
         with self._shutdown_lock:
@@ -817,21 +864,23 @@ class Pool(ABC):
             t0 = time.monotonic()
             deadline = None if timeout is None else t0 + timeout
             with self._lock:
-                never_started = self._close_intake_locked()
+                self._close_intake_locked()
+                never_started = not self._workers_started
             if never_started:
                 self._state = _CLOSED
                 self._report = ShutdownReport(self.backend, 0, 0, 0)
                 return self._report
             if cancel_pending:
                 self._cancel_jobs((QUEUED, RETRYING))
+            self._before_drain()
             self._wait_drained(deadline)
-            self._cancel_jobs((QUEUED, RETRYING))
-            self._cancel_jobs((RUNNING,))
+            self._cancel_everything()
             # Stopped jobs get a short grace to end (a thread job notices its cancelled
-            # context, a killed process is reaped); idle workers leave at once.
+            # context, a killed process is reaped); idle workers leave at once. The
+            # timer goes first: no retry may wake a backend that is being torn down.
             grace = None if deadline is None else max(deadline, time.monotonic()) + CANCEL_GRACE
-            abandoned = self._stop_workers(grace)
             self._timer.stop(None if grace is None else max(0.0, grace - time.monotonic()))
+            abandoned = self._stop_workers(grace)
             with self._lock:
                 self._state = _CLOSED
                 report = ShutdownReport(

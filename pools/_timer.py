@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import sys
 import threading
 import time
 from typing import Any, Callable
@@ -23,11 +24,12 @@ class Timer:
         self._thread: threading.Thread | None = None
         self._stopped = False
 
-    def call_at(self, when: float, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` on the timer thread at ``time.monotonic()`` >= ``when``."""
+    def call_at(self, when: float, fn: Callable[..., Any], *args: Any) -> bool:
+        """Run ``fn(*args)`` on the timer thread at ``time.monotonic()`` >= ``when``.
+        Returns False (and runs nothing) once the timer is stopped."""
         with self._cv:
             if self._stopped:
-                raise RuntimeError("timer is stopped")
+                return False
             entry = (when, next(self._seq), fn, args)
             heapq.heappush(self._heap, entry)
             if self._thread is None:
@@ -35,9 +37,10 @@ class Timer:
                 self._thread.start()
             elif self._heap[0] is entry:  # only an earlier due time needs the sleeper woken
                 self._cv.notify()
+            return True
 
-    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
-        self.call_at(time.monotonic() + delay, fn, *args)
+    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> bool:
+        return self.call_at(time.monotonic() + delay, fn, *args)
 
     def _run(self) -> None:
         cv = self._cv
@@ -54,6 +57,8 @@ class Timer:
                 cv.release()
                 try:
                     fn(*args)
+                except BaseException:  # noqa: BLE001 - a bug in a callback must not stop every later timer
+                    threading.excepthook(threading.ExceptHookArgs((*sys.exc_info(), threading.current_thread())))
                 finally:
                     cv.acquire()
 

@@ -32,9 +32,9 @@ import time
 from typing import Any, Callable
 
 from . import _base
-from ._base import ERROR, OK, Job, Pool
+from ._base import CANCELLED, ERROR, OK, TIMEOUT, Job, Pool
 from ._context import JobContext, _current
-from .exceptions import InvalidCallable, PoolError
+from .exceptions import InvalidCallable, PoolClosed, PoolError
 
 __all__ = ["AsyncioPool"]
 
@@ -74,16 +74,21 @@ class AsyncioPool(Pool):
 
     def _start_workers(self) -> None:
         self._consumers: dict[asyncio.Task, _Consumer] = {}
-        self._n_consumers = 0
+        self._n_consumers = 0  # consumer tasks alive
+        self._busy_consumers = 0  # of which running a job (or still unwinding a cancelled one)
         self._pump_scheduled = False
         self._stopping = False
+        self._watchdog: asyncio.Task | None = None
         try:
             self._loop = asyncio.get_running_loop()
-            self._thread: threading.Thread | None = None
-            self._loop_thread_id = threading.get_ident()
-            return
         except RuntimeError:
             pass
+        else:
+            self._thread: threading.Thread | None = None
+            # asyncio.run() cancels every task on its way out: this one's cancellation
+            # tells the pool that its loop is ending, even when no job is running.
+            self._watchdog = self._loop.create_task(self._watch(), name=f"{self.name}-watchdog")
+            return
         ready = threading.Event()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, args=(ready,), name=f"{self.name}-loop", daemon=True)
@@ -93,7 +98,6 @@ class AsyncioPool(Pool):
     def _run_loop(self, ready: threading.Event) -> None:
         loop = self._loop
         asyncio.set_event_loop(loop)
-        self._loop_thread_id = threading.get_ident()
         loop.call_soon(ready.set)
         try:
             loop.run_forever()
@@ -105,13 +109,46 @@ class AsyncioPool(Pool):
                 asyncio.set_event_loop(None)
                 loop.close()
 
+    async def _watch(self) -> None:
+        try:
+            await asyncio.Event().wait()  # until cancelled
+        except asyncio.CancelledError:
+            if not self._stopping:
+                self._loop_ending()
+            raise
+
+    def _loop_ending(self) -> None:
+        """The loop the pool runs on is going away: no job of it can run any more."""
+        with self._lock:
+            self._close_intake_locked()
+        self._cancel_jobs((_base.QUEUED, _base.RETRYING, _base.RUNNING), record=False)
+
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         """The event loop the jobs run on."""
         return self._loop
 
     def _in_loop(self) -> bool:
-        return threading.get_ident() == getattr(self, "_loop_thread_id", None)
+        """True when called from code running on the pool's loop."""
+        try:
+            return asyncio.get_running_loop() is getattr(self, "_loop", None)
+        except RuntimeError:
+            return False
+
+    def _loop_gone(self) -> bool:
+        return self._loop.is_closed() or (self._thread is None and not self._loop.is_running())
+
+    def _check_accept_locked(self) -> None:
+        if self._loop_gone():
+            raise PoolClosed(
+                f"the event loop that pool {self.name} ran on has stopped (its asyncio.run() "
+                "ended): start the pool inside that loop with 'async with pool', or from "
+                "synchronous code to give it a loop of its own"
+            )
+
+    def _before_drain(self) -> None:
+        if self._loop_gone():  # nothing can run the jobs any more
+            self._cancel_jobs((_base.QUEUED, _base.RETRYING, _base.RUNNING), record=False)
 
     def _call_in_loop(self, fn: Callable[..., Any], *args: Any) -> None:
         if self._in_loop():
@@ -119,11 +156,11 @@ class AsyncioPool(Pool):
         else:
             try:
                 self._loop.call_soon_threadsafe(fn, *args)
-            except RuntimeError:  # loop closed under us: nothing left to run there
+            except RuntimeError:  # loop closed: shutdown's _before_drain cancels what is left
                 pass
 
     def _check_blocking_allowed(self) -> None:
-        if self._state is not _base._NEW and self._in_loop():
+        if self._in_loop():
             raise PoolError(
                 "the queue is full and this pool runs on the calling event loop, so blocking "
                 "here would stall it: use 'await pool.asubmit(...)', pass overflow='reject', "
@@ -150,7 +187,7 @@ class AsyncioPool(Pool):
             self._pump_scheduled = False
             if self._stopping:
                 return
-            idle = self._n_consumers - self._running  # consumers between two jobs
+            idle = self._n_consumers - self._busy_consumers  # between two jobs: will take one
             spawn = min(self._queued - idle, self.workers - self._n_consumers)
             if spawn <= 0:
                 return
@@ -163,20 +200,26 @@ class AsyncioPool(Pool):
 
     async def _consume(self, me: _Consumer) -> None:
         lock = self._lock
-        counted = True
+        alive, busy = True, False
         try:
             while True:
                 with lock:
+                    if busy:
+                        self._busy_consumers -= 1
+                        busy = False
                     job = self._take_locked()
                     if job is None:
                         self._n_consumers -= 1
-                        counted = False
+                        alive = False
                         return
+                    self._busy_consumers += 1
+                    busy = True
                 await self._run_one(me, job, job.attempt)
         finally:
-            if counted:  # left by an exception (cancelled from outside)
+            if alive or busy:  # left by an exception (cancelled from outside)
                 with lock:
-                    self._n_consumers -= 1
+                    self._n_consumers -= alive
+                    self._busy_consumers -= busy
             self._consumers.pop(me.task, None)
 
     async def _run_one(self, me: _Consumer, job: Job, attempt: int) -> None:
@@ -195,32 +238,41 @@ class AsyncioPool(Pool):
             outcome = OK
         except TimeoutError as exc:
             if timer is not None and timer.expired():
-                me.job = None
-                self._settle_timeout(job, attempt, preempted=False)
-                return
-            value, outcome = exc, ERROR
+                value, outcome = None, TIMEOUT
+            else:
+                value, outcome = exc, ERROR
         except asyncio.CancelledError:
-            if me.cancel_requested:  # our own job.cancel(): the consumer goes on
-                me.cancel_requested = False
-                me.task.uncancel()
-                return
-            # Cancelled from outside (the loop is shutting down): end the job, then leave.
-            me.job = None
-            job.cancel()
-            raise
+            if me.cancel_requested:  # our own job.cancel(): the job is settled already
+                value, outcome = None, None
+            elif me.task.cancelling():
+                # Our task was cancelled from outside: the loop is ending (asyncio.run
+                # cancels every task on its way out). Settle everything, then leave.
+                me.job = None
+                self._loop_ending()
+                raise
+            else:  # the job itself raised CancelledError: it cancelled itself
+                value, outcome = None, CANCELLED
         except (KeyboardInterrupt, SystemExit) as exc:
-            self._finish_attempt(job, attempt, ERROR, exc)
-            raise
+            if self._thread is None:  # the caller's own loop: let it see them, as asyncio does
+                me.job = None
+                self._finish_attempt(job, attempt, ERROR, exc)
+                raise
+            value, outcome = exc, ERROR  # our private loop: just this job's error
         except BaseException as exc:  # noqa: BLE001 - the job's error goes to its caller
             value, outcome = exc, ERROR
         finally:
             _current.reset(token)
         me.job = None
-        if me.cancel_requested:  # the job swallowed our CancelledError
+        if me.cancel_requested:  # our cancel arrived (the job may have swallowed it)
             me.cancel_requested = False
             if me.task.cancelling():
                 me.task.uncancel()
-        self._finish_attempt(job, attempt, outcome, value)
+        if outcome is TIMEOUT:
+            self._settle_timeout(job, attempt, preempted=False)
+        elif outcome is CANCELLED:
+            job.cancel()
+        elif outcome is not None:
+            self._finish_attempt(job, attempt, outcome, value)
 
     def _stop_running(self, job: Job, attempt: int) -> None:
         if self._in_loop():
@@ -238,6 +290,8 @@ class AsyncioPool(Pool):
 
     async def _stop_consumers(self) -> None:
         tasks = list(self._consumers)
+        if self._watchdog is not None:
+            tasks.append(self._watchdog)
         for task in tasks:
             task.cancel()
         if tasks:

@@ -135,13 +135,14 @@ class ProcessPool(Pool):
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._wake_pending = False
+        self._pipe_closed = False
         self._stopping = False
         self._workers: list[_Worker] = [self._spawn() for _ in range(self.workers)]
         self._manager = threading.Thread(target=self._manage, name=f"{self.name}-manager", daemon=True)
         self._manager.start()
 
     def _on_enqueued_locked(self) -> None:
-        if not self._wake_pending:
+        if not self._wake_pending and not self._pipe_closed:
             self._wake_pending = True
             os.write(self._wake_w, b"\0")
 
@@ -190,7 +191,7 @@ class ProcessPool(Pool):
                 if w.job is not None and w.conn in ready:
                     self._receive(w)
                 if w.process.sentinel in ready:
-                    self._workers[i] = self._replace(w, died=True)
+                    self._replace(i, died=True)
             self._enforce()
             if self._stopping:
                 return
@@ -204,7 +205,13 @@ class ProcessPool(Pool):
         job, attempt = w.job, w.attempt
         w.job = None
         w.deadline = None
-        _, _, ok, value, tb = pickle.loads(data)
+        try:
+            _, _, ok, value, tb = pickle.loads(data)
+        except Exception as err:  # noqa: BLE001 - a result this process cannot rebuild fails its job only
+            exc = pickle.UnpicklingError(f"job {job.job_id} returned a result that cannot be unpickled here: {err!r}")
+            exc.__cause__ = err
+            self._finish_attempt(job, attempt, ERROR, exc)
+            return
         if ok:
             self._finish_attempt(job, attempt, OK, value)
             return
@@ -215,8 +222,10 @@ class ProcessPool(Pool):
         exc.__cause__ = RemoteTraceback(tb)
         self._finish_attempt(job, attempt, ERROR, exc)
 
-    def _replace(self, w: _Worker, *, died: bool) -> _Worker:
-        """Reap ``w`` (killing it unless it died) and return its replacement."""
+    def _replace(self, i: int, *, died: bool) -> None:
+        """Reap worker ``i`` (killing it unless it died) and put a new one in its place."""
+        w = self._workers[i]
+        self._workers[i] = _Worker(_Dead(), None)  # until the new one exists
         if not died:
             w.process.kill()
         w.process.join()
@@ -235,9 +244,8 @@ class ProcessPool(Pool):
             )
             self._finish_attempt(job, attempt, CRASH, err)
         w.process.close()
-        if self._stopping:
-            return _Worker(_Dead(), None)  # no replacement while stopping
-        return self._spawn()
+        if not self._stopping:  # no replacement while stopping
+            self._workers[i] = self._spawn()
 
     def _enforce(self) -> None:
         """Kill the workers whose job was cancelled or ran past its deadline."""
@@ -247,10 +255,10 @@ class ProcessPool(Pool):
             if job is None:
                 continue
             if job._status is not _base.RUNNING or job.attempt != w.attempt:
-                self._workers[i] = self._replace(w, died=False)  # settled elsewhere (cancel)
+                self._replace(i, died=False)  # settled elsewhere (cancel)
             elif w.deadline is not None and now >= w.deadline:
                 w.job = None
-                self._workers[i] = self._replace(w, died=False)
+                self._replace(i, died=False)
                 self._settle_timeout(job, w.attempt, preempted=False)
 
     def _dispatch(self) -> None:
@@ -292,6 +300,8 @@ class ProcessPool(Pool):
                 w.process.join()
             w.conn.close()
             w.process.close()
+        with self._lock:
+            self._pipe_closed = True
         os.close(self._wake_r)
         os.close(self._wake_w)
         return 0

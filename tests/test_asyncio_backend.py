@@ -1,0 +1,170 @@
+"""What only the asyncio backend does: its loop, no thread hop, refusing to block it."""
+
+import asyncio
+import concurrent.futures
+import threading
+
+import pytest
+
+import pools
+from pools.testing import jobs
+
+T = 30.0
+
+
+async def where():
+    return threading.get_ident(), asyncio.get_running_loop()
+
+
+async def blocking_submit_inside(pool):
+    return pool.submit(jobs.aecho, 1)
+
+
+def test_started_in_a_coroutine_it_runs_on_that_loop(make_pool):
+    pool = make_pool("asyncio", workers=4)
+
+    async def main():
+        async with pool:
+            job = pool.submit(where)  # from the loop itself: no thread hop
+            ident, loop = await job
+            assert ident == threading.get_ident() and loop is asyncio.get_running_loop()
+            assert pool.loop is loop
+            results = await asyncio.gather(*(pool.submit(jobs.aecho, i) for i in range(200)))
+            assert results == list(range(200))
+
+    asyncio.run(main())
+    assert pool.stats().succeeded == 201
+
+
+def test_started_from_sync_code_it_has_its_own_loop_thread(make_pool):
+    pool = make_pool("asyncio", workers=2)
+    ident, loop = pool.submit(where).result(T)
+    assert ident != threading.get_ident()
+    assert not loop.is_closed()
+    pool.shutdown()
+    assert loop.is_closed()
+
+
+def test_blocking_calls_on_its_own_loop_are_refused_with_the_fix(make_pool):
+    pool = make_pool("asyncio", workers=1, queue_size=0)
+
+    async def main():
+        async with pool:
+            with pytest.raises(pools.PoolError, match="ashutdown"):
+                pool.shutdown()
+            with jobs.Gate() as gate, jobs.Latch() as latch:
+                pool.submit(jobs.ahold, gate, latch)
+                await asyncio.to_thread(latch.wait, 1, T)
+                with pytest.raises(pools.PoolError, match="asubmit"):
+                    pool.submit(jobs.aecho, 1)  # full, and blocking would stall the loop
+
+    asyncio.run(main())
+
+
+def test_plain_function_is_refused_with_the_fix(make_pool):
+    pool = make_pool("asyncio", workers=1)
+    with pytest.raises(pools.InvalidCallable, match="to_thread"):
+        pool.submit(print, "x")
+
+
+def test_loop_ending_under_the_pool_cancels_its_jobs(make_pool):
+    pool = make_pool("asyncio", workers=2)
+    held = []
+
+    async def main():
+        pool.start()
+        held.append(pool.submit(jobs.auntil_stopped))
+        await asyncio.sleep(0)  # the job starts; then asyncio.run ends and cancels every task
+
+    asyncio.run(main())
+    assert held[0].cancelled()
+    report = pool.shutdown(timeout=T)
+    assert report.complete and pool.stats().cancelled == 1
+
+
+async def cancels_itself():
+    fut = asyncio.get_running_loop().create_future()
+    fut.cancel()
+    await fut  # raises CancelledError inside the job
+
+
+async def slow_to_cancel(latch):
+    latch.arrive()
+    try:
+        await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        await asyncio.sleep(0.2)  # cleanup that takes a while
+        raise
+
+
+async def interrupts():
+    raise KeyboardInterrupt
+
+
+def test_a_job_that_raises_cancelled_error_cancels_only_itself(make_pool):
+    pool = make_pool("asyncio", workers=2)
+    with jobs.Gate() as gate, jobs.Latch() as latch:
+        other = pool.submit(jobs.ahold, gate, latch, "other")
+        assert latch.wait(1, T)
+        job = pool.submit(cancels_itself)
+        with pytest.raises(concurrent.futures.CancelledError):
+            job.result(T)
+        assert job.cancelled() and other.status == "running"
+        gate.open()
+        assert other.result(T) == "other"
+    assert pool.submit(jobs.aecho, 1).result(T) == 1  # still open
+
+
+def test_a_job_slow_to_honour_cancel_does_not_starve_new_jobs(make_pool):
+    pool = make_pool("asyncio", workers=2)
+    with jobs.Latch() as latch:
+        slow = pool.submit(slow_to_cancel, latch)
+        assert latch.wait(1, T)
+        assert slow.cancel()
+        # the cancelled job still unwinds on its consumer; another consumer serves this
+        assert pool.submit(jobs.aecho, "quick").result(T) == "quick"
+
+
+def test_keyboard_interrupt_in_a_job_fails_only_that_job_on_a_private_loop(make_pool):
+    pool = make_pool("asyncio", workers=1)
+    with pytest.raises(KeyboardInterrupt):
+        pool.submit(interrupts).result(T)
+    assert pool.submit(jobs.aecho, "alive").result(T) == "alive"
+
+
+def test_a_retry_pending_when_the_loop_ends_is_cancelled(make_pool):
+    pool = make_pool("asyncio", workers=1)
+    held = []
+
+    async def main():
+        pool.start()
+        held.append(pool.submit(jobs.afail_until, 2, retry=pools.Retry(attempts=2, backoff=600, max_backoff=600, jitter=False)))
+        while held[0].status != "retrying":
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert held[0].cancelled()
+    with pytest.raises(pools.PoolClosed, match="asyncio.run"):
+        pool.submit(jobs.aecho, 1)
+
+
+def test_shutdown_without_waiting_from_a_job_while_draining(make_pool):
+    pool = make_pool("asyncio", workers=2)
+
+    async def closes_its_pool():
+        return pool.shutdown(wait=False).complete
+
+    async def main():
+        async with pool:
+            with jobs.Gate() as gate, jobs.Latch() as latch:
+                held = pool.submit(jobs.ahold, gate, latch, "held")
+                await asyncio.to_thread(latch.wait, 1, T)
+                closer = pool.submit(closes_its_pool)
+                draining = asyncio.ensure_future(pool.ashutdown(timeout=T))
+                assert await closer is False  # returned at once, although a drain is under way
+                gate.open()
+                assert await held == "held"
+                return await draining
+
+    report = asyncio.run(asyncio.wait_for(main(), T))
+    assert report.succeeded == 2

@@ -1,0 +1,117 @@
+"""Ctrl-C and SIGTERM never hang a program that uses a pool, and leave no worker behind."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import pools
+
+PROGRAM = textwrap.dedent(
+    """
+    import os, sys, time, asyncio
+    import pools
+    from pools.testing import jobs
+
+    def stubborn():  # ignores its context: only a kill or abandonment ends it
+        time.sleep(3600)
+
+    async def astubborn():
+        await asyncio.sleep(3600)
+
+    backend = sys.argv[1]
+    with pools.create_pool(backend, workers=4) as pool:
+        fn = astubborn if backend == "asyncio" else stubborn
+        held = [pool.submit(fn) for _ in range(3)]
+        info = pool.submit(jobs.job_for(pool, jobs.context_info)).result(30)
+        print("ready", info["pid"], flush=True)
+        held[0].result()  # Ctrl-C lands here
+    """
+)
+
+
+def _start(backend):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PROGRAM, backend],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    line = proc.stdout.readline().split()
+    assert line and line[0] == "ready", proc.stderr.read()
+    return proc, int(line[1])
+
+
+def _gone(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] in "ZX"
+    except FileNotFoundError:
+        return True
+
+
+def _wait_gone(pid, timeout=10.0):
+    if _gone(pid):
+        return True
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    import select
+
+    try:
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+    return _gone(pid)
+
+
+@pytest.mark.parametrize("backend", pools.available_backends())
+def test_ctrl_c_ends_the_program_promptly(backend):
+    proc, worker_pid = _start(backend)
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"Ctrl-C did not end a program using the {backend} backend within 20 s")
+    err = proc.stderr.read()
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    if backend == "process":
+        assert _wait_gone(worker_pid), "a worker process outlived the program"
+    proc.stdout.close()
+    proc.stderr.close()
+
+
+@pytest.mark.parametrize("backend", pools.available_backends())
+def test_sigterm_ends_the_program_and_its_workers(backend):
+    proc, worker_pid = _start(backend)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == -signal.SIGTERM
+    if backend == "process":
+        assert _wait_gone(worker_pid), "a worker process outlived its killed parent"
+    proc.stdout.close()
+    proc.stderr.close()
+
+
+def test_exit_without_shutdown_still_finishes_the_jobs(tmp_path):
+    out = tmp_path / "done.txt"
+    program = textwrap.dedent(
+        f"""
+        import pools
+        def write(i):
+            with open({str(out)!r}, "a") as f:
+                f.write(f"{{i}}\\n")
+        pool = pools.create_pool("thread", workers=2)
+        for i in range(20):
+            pool.submit(write, i)
+        """
+    )
+    subprocess.run([sys.executable, "-c", program], check=True, timeout=60)
+    assert sorted(int(x) for x in out.read_text().split()) == list(range(20))

@@ -1,0 +1,102 @@
+"""What only the thread backend does: contextvars, abandoned threads."""
+
+import contextvars
+import threading
+
+import pytest
+
+import pools
+from pools.testing import jobs
+from pools.testing.jobs import Gate
+
+T = 30.0
+request_id = contextvars.ContextVar("request_id", default=None)
+
+
+def test_submitters_contextvars_reach_the_job(make_pool):
+    pool = make_pool("thread", workers=2)
+    token = request_id.set("req-42")
+    try:
+        job = pool.submit(request_id.get)
+    finally:
+        request_id.reset(token)
+    assert job.result(T) == "req-42"
+    assert pool.submit(request_id.get).result(T) is None  # captured at submit, not later
+
+
+def test_a_job_runs_in_a_copy_of_the_submitters_context(make_pool):
+    pool = make_pool("thread", workers=1)
+
+    def set_and_get():
+        request_id.set("set-in-job")
+        return request_id.get()
+
+    assert pool.submit(set_and_get).result(T) == "set-in-job"
+    assert request_id.get() is None
+
+
+def test_a_job_that_ignores_its_context_is_abandoned_not_waited_for(make_pool):
+    pool = make_pool("thread", workers=1)
+    with Gate() as gate:
+        stubborn = pool.submit(gate.wait, timeout=0.05)  # never looks at its context
+        with pytest.raises(pools.JobTimeout):
+            stubborn.result(T)
+        s = pool.stats()
+        assert (s.abandoned, s.timed_out, s.busy) == (1, 1, 0)
+        # the replacement thread keeps the pool at full strength
+        assert pool.submit(threading.current_thread).result(T).name.startswith(pool.name)
+        gate.open()  # the function returns: its thread leaves
+        report = pool.shutdown(timeout=T)
+    assert report.abandoned_threads == 0 and pool.stats().abandoned == 0
+
+
+def test_shutdown_reports_threads_it_could_not_stop(make_pool):
+    pool = make_pool("thread", workers=1)
+    gate = Gate()
+    started = threading.Event()
+
+    def stubborn():
+        started.set()
+        gate.wait()
+
+    pool.submit(stubborn)
+    assert started.wait(T)
+    report = pool.shutdown(timeout=0)
+    try:
+        assert report.killed and report.abandoned_threads == 1
+    finally:
+        gate.close()  # let it end, so the leak check passes
+
+
+def test_check_raises_once_cancelled(make_pool):
+    pool = make_pool("thread", workers=1)
+    seen = []
+    started = threading.Event()
+
+    def cooperative():
+        ctx = pools.current_context()
+        started.set()
+        ctx.wait()
+        try:
+            ctx.check()
+        except pools.JobCancelled as exc:
+            seen.append(exc.job_id)
+            raise
+
+    job = pool.submit(cooperative)
+    assert started.wait(T)
+    assert job.cancel()
+    pool.shutdown(timeout=T)
+    assert seen == [job.job_id]
+
+
+def test_shutdown_deadline_with_jobs_failing_into_retries(make_pool):
+    # a running attempt may fail into a retry between shutdown's looks: none may be left
+    for _ in range(20):
+        pool = make_pool("thread", workers=4, queue_size=50)
+        retry = pools.Retry(attempts=5, backoff=0.001)
+        js = [pool.submit(jobs.fail_until, 99, retry=retry) for _ in range(40)]
+        pool.shutdown(timeout=0.001)
+        assert all(j.done() for j in js)
+        s = pool.stats()
+        assert s.conserved() and (s.retrying, s.queued, s.busy) == (0, 0, 0)
