@@ -326,6 +326,7 @@ class Pool(ABC):
         self._report: ShutdownReport | None = None
         self._closer: threading.Thread | None = None
         self._workers_started = False
+        self._close_reason: str | None = None  # why intake closed, when not by shutdown()
         self._final_phase = False  # shutdown's deadline passed: no more retries
         self._shutdown_cancelled: list[int] = []  # ids of jobs that shutdown cancelled
         self._shutdown_killed: list[int] = []
@@ -441,7 +442,7 @@ class Pool(ABC):
         self._on_enqueued_locked()
 
     def _closed_error(self) -> PoolClosed:
-        return PoolClosed(f"pool {self.name} is shut down and takes no new jobs")
+        return PoolClosed(self._close_reason or f"pool {self.name} is shut down and takes no new jobs")
 
     def _reject_locked(self, job: Job, why: str) -> QueueFull:
         self._rejected += 1

@@ -120,6 +120,7 @@ class AsyncioPool(Pool):
     def _loop_ending(self) -> None:
         """The loop the pool runs on is going away: no job of it can run any more."""
         with self._lock:
+            self._close_reason = self._loop_gone_message()
             self._close_intake_locked()
         self._cancel_jobs((_base.QUEUED, _base.RETRYING, _base.RUNNING), record=False)
 
@@ -138,13 +139,16 @@ class AsyncioPool(Pool):
     def _loop_gone(self) -> bool:
         return self._loop.is_closed() or (self._thread is None and not self._loop.is_running())
 
+    def _loop_gone_message(self) -> str:
+        return (
+            f"the event loop that pool {self.name} ran on has stopped (its asyncio.run() "
+            "ended): start the pool inside that loop with 'async with pool', or from "
+            "synchronous code to give it a loop of its own"
+        )
+
     def _check_accept_locked(self) -> None:
         if self._loop_gone():
-            raise PoolClosed(
-                f"the event loop that pool {self.name} ran on has stopped (its asyncio.run() "
-                "ended): start the pool inside that loop with 'async with pool', or from "
-                "synchronous code to give it a loop of its own"
-            )
+            raise PoolClosed(self._loop_gone_message())
 
     def _before_drain(self) -> None:
         if self._loop_gone():  # nothing can run the jobs any more
