@@ -256,6 +256,16 @@ class Job(concurrent.futures.Future):
         """queued, running, retrying, succeeded, failed, cancelled or timed_out."""
         return self._status
 
+    @property
+    def enqueued_at(self) -> float:
+        """``time.monotonic()`` when the job (or its latest retry) entered the queue."""
+        return self._enqueued_at
+
+    @property
+    def started_at(self) -> float:
+        """``time.monotonic()`` when a worker took its latest attempt (0.0 if none yet)."""
+        return self._started_at
+
     def cancel(self) -> bool:
         """Cancel the job, waiting or running; return True if it took effect."""
         return self._pool._cancel(self)

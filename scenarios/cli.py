@@ -1,0 +1,61 @@
+"""``poolbench run``: the benchmark across all backends."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run every backend through the scenarios; store results in SQLite")
+    p.add_argument("--backends", nargs="+", metavar="B", help="backends to run (default: all available)")
+    p.add_argument("--scenarios", nargs="+", metavar="S", help="scenarios to run (default: all)")
+    p.add_argument("--quick", action="store_true", help="fewer jobs, 3 repeats, short sweeps: under 5 minutes")
+    p.add_argument("--repeats", type=int, help="repeats of each measurement (default 5; 3 with --quick)")
+    p.add_argument("--db", default=None, help="SQLite file (default results/poolbench.db)")
+    p.add_argument("--no-report", action="store_true", help="do not write the HTML report at the end")
+    p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    p.set_defaults(func=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    import pools
+
+    from . import runner, store
+    from .spec import SCENARIOS
+    from .summary import print_summary
+
+    if args.list:
+        for name, sc in SCENARIOS.items():
+            print(f"{name:<15} {sc.description}")
+        return 0
+    opts = runner.RunOptions(
+        backends=tuple(args.backends or pools.available_backends()),
+        scenarios=tuple(args.scenarios or runner.default_scenarios(args.quick)),
+        quick=args.quick,
+        repeats=args.repeats or (3 if args.quick else 5),
+        db=args.db or store.DEFAULT_DB,
+    )
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    t0 = time.monotonic()
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
+    ) as bar:
+        task = bar.add_task("starting", total=runner.count_steps(opts))
+
+        def tick(msg: str) -> None:
+            bar.update(task, advance=1, description=msg[:60])
+
+        run_id = runner.run(opts, progress=tick)
+    print_summary(opts.db, run_id)
+    print(f"\nrun {run_id} took {time.monotonic() - t0:.0f} s; results in {opts.db}")
+    if not args.no_report:
+        try:
+            from reports.html import write_report
+        except ImportError:
+            print("(the HTML report comes with the reports module; the table above is the summary)")
+        else:
+            path = write_report(opts.db, run_id)
+            print(f"report: {path}")
+    return 0
