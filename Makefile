@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test clean
+.PHONY: run test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/poolbench demo
+	$(VENV)/bin/poolbench run --quick
+
+bench: $(STAMP)
+	mkdir -p results
+	$(PY) -m pytest benchmarks --benchmark-enable --benchmark-json results/benchmarks.json
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -136,6 +136,7 @@ class Service:
         self.draining = False
         self.refused = {"queue_full": 0, "draining": 0, "threads": 0}
         self.drain_result: dict[str, Any] | None = None
+        self.cancelled_by_signal: list[int] = []  # by a second SIGTERM, before the deadline
         self._drain_deadline = 0.0
         self._drain_task: asyncio.Task | None = None
         self._max_abandoned = 0
@@ -205,6 +206,7 @@ class Service:
             "lost": s.submitted - s.finished,
             "cancelled_waiting_ids": list(report.cancelled),
             "cancelled_running_ids": list(report.killed),
+            "cancelled_by_second_signal_ids": self.cancelled_by_signal,
             "abandoned_threads": report.abandoned_threads,
             "duration": round(report.duration, 3),
         }

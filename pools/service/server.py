@@ -71,7 +71,8 @@ class _DrainingServer(uvicorn.Server):
     def _stop_now(self) -> None:
         log.warning("second signal: cancelling every job still live")
         for job in self.service.store.live_jobs():
-            job.cancel()
+            if job.cancel():
+                self.service.cancelled_by_signal.append(job.job_id)
         self.should_exit = True
 
 
@@ -80,6 +81,7 @@ def _bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(addr)
+    sock.listen(2048)  # connections wait in the backlog until the app has started
     return sock
 
 

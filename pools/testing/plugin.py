@@ -10,6 +10,9 @@ Fixtures:
 - ``leak_check``: fails the test if it leaves a thread, process, asyncio task or
   open pool behind (see :mod:`pools.testing`). Request it, or make it autouse in
   a conftest: ``@pytest.fixture(autouse=True) def _no_leaks(leak_check): pass``.
+- ``aio_benchmark``: pytest-benchmark for coroutine functions, which it does not
+  support itself: ``aio_benchmark(async_fn, *args)`` times ``await async_fn(*args)``
+  on one event loop kept for the whole test (needs pytest-benchmark).
 """
 
 from __future__ import annotations
@@ -65,3 +68,20 @@ def leak_check() -> Iterator[None]:
     leaks = find_leaks(before, timeout=LEAK_WAIT)
     if leaks:
         pytest.fail("leaked: " + "; ".join(leaks), pytrace=False)
+
+
+@pytest.fixture
+def aio_benchmark(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+    import asyncio
+
+    benchmark = request.getfixturevalue("benchmark")  # from pytest-benchmark
+    loop = asyncio.new_event_loop()
+
+    def run(async_fn: Callable[..., Any], *args: Any) -> Any:
+        return benchmark(lambda: loop.run_until_complete(async_fn(*args)))
+
+    try:
+        yield run
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()

@@ -1,0 +1,137 @@
+"""The scenario runner: real measurements in fresh processes into a real SQLite
+file, statistics with known answers, and open-loop latency that keeps queueing."""
+
+import dataclasses
+import random
+import sqlite3
+
+import pytest
+
+from scenarios import runner, spec, stats, store
+from scenarios.measure import run_load
+from scenarios.spec import Case, Scenario
+
+
+def test_every_scenario_expands_and_round_trips_through_json():
+    for name in spec.names():
+        for quick in (False, True):
+            for case in spec.cases(name, quick=quick):
+                back = Case.from_json(case.to_json())
+                assert back.key == case.key and back.scenario == case.scenario
+    assert [c.variant for c in spec.cases("overload")] == ["overflow=block", "overflow=reject", "overflow=block-wait"]
+    assert spec.cases("overload")[2].scenario.wait == 0.01
+
+
+def test_open_loop_rate_is_a_multiple_of_capacity():
+    sc = spec.SCENARIOS["overload"]  # 2 ms sleeps, 4 workers, load 2
+    assert sc.rate() == pytest.approx(2 * 4 / 0.002)
+    assert spec.SCENARIOS["noop"].rate() is None
+
+
+def test_runner_end_to_end_into_sqlite(tmp_path):
+    db = str(tmp_path / "r.db")
+    tiny = dataclasses.replace(spec.SCENARIOS["io"], name="tiny_io", jobs=60, quick={})
+    spec.SCENARIOS["tiny_io"] = tiny
+    try:
+        opts = runner.RunOptions(backends=("thread", "process", "asyncio"), scenarios=("tiny_io",), repeats=2, db=db)
+        steps = []
+        run_id = runner.run(opts, progress=steps.append)
+        assert len(steps) == runner.count_steps(opts) == 3 * 2 + 3
+    finally:
+        del spec.SCENARIOS["tiny_io"]
+    df = store.load_measurements(db, run_id)
+    assert len(df) == 6 and df.ok.all(), df.error.tolist()
+    assert set(df.backend) == {"thread", "process", "asyncio"}
+    assert (df.completed == 60).all() and (df.throughput > 0).all()
+    assert (df.lat_p99_ms >= df.lat_p50_ms).all()
+    # interleaved: repeat 0 of every backend runs before repeat 1 of any
+    assert df.sort_values("seq").repeat.tolist() == [0, 0, 0, 1, 1, 1]
+    assert df[df.repeat == 1].sort_values("seq").backend.tolist() == ["process", "asyncio", "thread"]
+    runs = store.load_runs(db)
+    run = runs[runs.run_id == run_id].iloc[0]
+    assert run.python and run.cpu_count >= 1 and run.finished_at and run.control_median_s > 0
+    assert len(store.load_controls(db, run_id)) == 3  # before, and after each repeat
+    with sqlite3.connect(db) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"runs", "measurements", "controls"} <= tables
+
+
+def test_runner_rejects_bad_names(tmp_path):
+    import pools
+
+    with pytest.raises(pools.InvalidArgument, match="'nope'"):
+        runner.run(runner.RunOptions(scenarios=("nope",), db=str(tmp_path / "x.db")))
+    with pytest.raises(pools.InvalidArgument, match="'teleport'"):
+        runner.run(runner.RunOptions(backends=("teleport",), db=str(tmp_path / "x.db")))
+
+
+def test_a_failing_measurement_is_recorded_not_fatal(tmp_path):
+    result, err = runner.measure_in_subprocess({"case": {"scenario": {"name": "broken"}, "variant": ""}, "backend": "x"})
+    assert result is None and "KeyError: 'mix'" in err
+
+
+def test_median_ci_known_answers():
+    est = stats.median_ci([5.0] * 9)
+    assert (est.median, est.low, est.high) == (5.0, 5.0, 5.0)
+    rng = random.Random(1)
+    data = [rng.gauss(100, 10) for _ in range(400)]
+    est = stats.median_ci(data)
+    assert est.low < 100 < est.high and est.high - est.low < 5  # true median inside, narrow
+    assert stats.median_ci([1.0, 2.0, 3.0]).median == 2.0
+
+
+def test_significance_known_answers():
+    slow = [10.0, 10.2, 9.9, 10.1, 10.05]
+    fast = [20.0, 19.8, 20.3, 20.1, 19.9]
+    c = stats.compare(fast, slow)
+    assert c.verdict == "faster" and c.ratio == pytest.approx(2.0, rel=0.05) and c.p_value < 0.05
+    assert stats.compare(slow, fast).verdict == "slower"
+    lat = stats.compare([1.0, 1.1, 0.9, 1.05, 0.95], [2.0, 2.1, 1.9, 2.05, 1.95], higher_is_better=False)
+    assert lat.verdict == "faster"  # lower latency is better
+    # three against three can never reach p < 0.05 with Mann-Whitney: no verdict from medians alone
+    assert stats.compare([20.0, 21.0, 22.0], [10.0, 11.0, 12.0]).verdict == "no significant difference"
+
+
+def test_a_a_comparison_reports_no_significant_difference():
+    rng = random.Random(3)
+    a = [rng.gauss(1000, 50) for _ in range(7)]
+    b = [rng.gauss(1000, 50) for _ in range(7)]
+    assert stats.compare(a, b).verdict == "no significant difference"
+
+
+def test_a_a_comparison_of_one_backend_against_itself(tmp_path):
+    """Real measurements: the thread backend against itself, same case, same run."""
+    sc = dataclasses.replace(spec.SCENARIOS["io"], jobs=200, workers=4)
+    case = Case(sc, "")
+    a = [run_load(case, "thread", seed)["throughput"] for seed in range(5)]
+    b = [run_load(case, "thread", seed)["throughput"] for seed in range(5, 10)]
+    assert stats.compare(a, b).verdict == "no significant difference", (a, b)
+
+
+def test_open_loop_latency_on_a_saturated_pool_includes_queueing():
+    # 1 worker, 5 ms jobs offered at 3x capacity: each job waits behind the earlier ones,
+    # and latency counted from the intended start must show it.
+    sc = Scenario(
+        "saturated", "", ((1.0, "sleep", {"ms": 5.0}),), jobs=60, arrival="fixed", load=3.0,
+        workers=1, queue_size=1000, overflow="block",
+    )
+    result = run_load(Case(sc, ""), "thread")
+    assert result["completed"] == 60
+    # the last job is intended at 59/600 s but can only finish after 60 * 5 ms of work:
+    # its latency must include ~200 ms of queueing, far above the 5 ms it ran
+    assert result["lat_max_ms"] > 150
+    assert result["lat_p50_ms"] > 10 * result["run_ms"]
+    assert result["queue_wait_ms"] > 20
+
+
+def test_open_loop_latency_counts_from_the_intended_start_when_submit_blocks():
+    # queue_size=0 and block: the generator itself is held back; without counting from
+    # the intended start this queueing would vanish (coordinated omission)
+    sc = Scenario(
+        "held_back", "", ((1.0, "sleep", {"ms": 5.0}),), jobs=40, arrival="fixed", load=4.0,
+        workers=1, queue_size=0, overflow="block",
+    )
+    result = run_load(Case(sc, ""), "thread")
+    assert result["queue_wait_ms"] < 5  # each job started as soon as it was accepted...
+    assert result["lat_max_ms"] > 100  # ...yet late against its schedule
+    assert result["achieved_rate"] < 0.5 * result["offered_rate"]
