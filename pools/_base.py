@@ -568,7 +568,8 @@ class Pool(ABC):
                             pass
 
     def _wake_room_locked(self) -> None:
-        self._room.notify()
+        if self._room._waiters:  # type: ignore[attr-defined]  # skip notify()'s ownership check when idle
+            self._room.notify()
         if self._async_room:
             # Wake every async waiter: each re-checks, so a waiter that gave up
             # cannot swallow the wake-up that another one needed.
@@ -919,9 +920,16 @@ class Pool(ABC):
 
 
 def is_coroutine_function(fn: Any) -> bool:
+    code = getattr(fn, "__code__", None)
+    if code is not None and type(fn) is _FunctionType:  # the common case, without inspect's unwrapping
+        return bool(code.co_flags & _CO_COROUTINE)
     import inspect
 
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+
+
+_FunctionType = type(is_coroutine_function)
+_CO_COROUTINE = 0x0080  # inspect.CO_COROUTINE
 
 
 def check_plain_callable(backend: str, fn: Any) -> None:

@@ -27,7 +27,11 @@ class JobContext:
     ``wait()``) now and then: a Python thread cannot be stopped from outside.
     """
 
-    __slots__ = ("job_id", "attempt", "deadline", "_cancelled", "_event", "_lock")
+    __slots__ = ("job_id", "attempt", "deadline", "_cancelled", "_event")
+
+    # One lock for every context's rare state changes (cancel, first wait): a lock
+    # per job would cost every job, and almost none ever waits or is cancelled.
+    _lock = threading.Lock()
 
     def __init__(self, job_id: int, attempt: int, deadline: float | None) -> None:
         self.job_id = job_id
@@ -35,7 +39,6 @@ class JobContext:
         self.deadline = deadline
         self._cancelled = False
         self._event: threading.Event | None = None  # made on first wait(): most jobs never wait
-        self._lock = threading.Lock()
 
     def remaining(self) -> float | None:
         """Seconds left before the deadline (never negative), or ``None`` without one."""

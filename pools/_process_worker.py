@@ -2,9 +2,9 @@
 
 Kept apart from ``process.py`` so that a worker imports as little as possible.
 Protocol, one message at a time over the worker's own pipe (pickled tuples):
-parent → worker ``(job_id, attempt, timeout, payload)`` where ``payload`` is the
-pickled ``(fn, args)``, or ``b""`` to stop; worker → parent
-``(job_id, attempt, ok, value, traceback_text)``.
+worker → parent ``b"ready"`` once, at start; parent → worker ``(job_id, attempt,
+timeout, payload)`` where ``payload`` is the pickled ``(fn, args)``, or ``b""`` to
+stop; worker → parent ``(job_id, attempt, ok, value, traceback_text)``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ import time
 import traceback
 
 from ._context import JobContext, _current
+
+#: what a new worker sends once it can take jobs
+READY = b"ready"
 
 #: exit code of a worker whose job raised MemoryError: its heap may be exhausted,
 #: so it leaves rather than risk failing on the next job.
@@ -52,6 +55,7 @@ def worker_main(conn) -> None:
     _die_with_parent()
     recv, send = conn.recv_bytes, conn.send_bytes
     dumps, loads, proto = pickle.dumps, pickle.loads, pickle.HIGHEST_PROTOCOL
+    send(READY)  # the parent starts a job's clock only once its worker is ready for it
     while True:
         try:
             data = recv()

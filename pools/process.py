@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 from . import _base
 from ._base import CRASH, ERROR, OK, Job, Pool
-from ._process_worker import EXIT_MEMORY_ERROR, worker_main
+from ._process_worker import EXIT_MEMORY_ERROR, READY, worker_main
 from .exceptions import InvalidArgument, InvalidCallable, RemoteTraceback, WorkerCrashed
 
 __all__ = ["ProcessPool"]
@@ -77,7 +77,7 @@ def _default_start_method() -> str:
 
 
 class _Worker:
-    __slots__ = ("process", "conn", "job", "attempt", "deadline")
+    __slots__ = ("process", "conn", "job", "attempt", "deadline", "ready")
 
     def __init__(self, process: multiprocessing.process.BaseProcess, conn: Any) -> None:
         self.process = process
@@ -85,6 +85,11 @@ class _Worker:
         self.job: Job | None = None
         self.attempt = 0
         self.deadline: float | None = None
+        self.ready = False  # until its READY message: a job's clock must not run during start-up
+
+
+#: consecutive workers that die before they are ready: the pool cannot start workers
+START_FAILURES_LIMIT = 5
 
 
 class ProcessPool(Pool):
@@ -136,6 +141,7 @@ class ProcessPool(Pool):
         os.set_blocking(self._wake_r, False)
         self._wake_pending = False
         self._pipe_closed = False
+        self._start_failures = 0
         self._stopping = False
         self._workers: list[_Worker] = [self._spawn() for _ in range(self.workers)]
         self._manager = threading.Thread(target=self._manage, name=f"{self.name}-manager", daemon=True)
@@ -176,8 +182,9 @@ class ProcessPool(Pool):
             deadlines = [w.deadline for w in busy if w.deadline is not None]
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             waitables: list[Any] = [self._wake_r]
-            waitables += [w.conn for w in busy]
-            waitables += [w.process.sentinel for w in self._workers]
+            live = [w for w in self._workers if w.conn is not None]  # not the _Dead stand-ins
+            waitables += [w.conn for w in live if w.job is not None or not w.ready]
+            waitables += [w.process.sentinel for w in live]
             ready = set(wait(waitables, timeout))
             if self._wake_r in ready:
                 try:
@@ -188,7 +195,9 @@ class ProcessPool(Pool):
                 with self._lock:
                     self._wake_pending = False
             for i, w in enumerate(self._workers):
-                if w.job is not None and w.conn in ready:
+                if w.conn in ready and not w.ready:
+                    self._hello(w)
+                elif w.job is not None and w.conn in ready:
                     self._receive(w)
                 if w.process.sentinel in ready:
                     self._replace(i, died=True)
@@ -196,6 +205,13 @@ class ProcessPool(Pool):
             if self._stopping:
                 return
             self._dispatch()
+
+    def _hello(self, w: _Worker) -> None:
+        try:
+            w.ready = w.conn.recv_bytes() == READY
+        except (EOFError, OSError):
+            return  # died while starting: its sentinel reports it
+        self._start_failures = 0
 
     def _receive(self, w: _Worker) -> None:
         try:
@@ -243,6 +259,15 @@ class ProcessPool(Pool):
                 cause=cause,
             )
             self._finish_attempt(job, attempt, CRASH, err)
+        if died and not w.ready:
+            self._start_failures += 1
+            if self._start_failures >= START_FAILURES_LIMIT:
+                sig, cause = describe_exit(w.process.exitcode)
+                raise RuntimeError(
+                    f"{self._start_failures} worker processes in a row died before they could take a "
+                    f"job (last exit code {w.process.exitcode}: {cause}); is the start method "
+                    f"{self.start_method!r} usable here, and does the main module import cleanly?"
+                )
         w.process.close()
         if not self._stopping:  # no replacement while stopping
             self._workers[i] = self._spawn()
@@ -263,7 +288,7 @@ class ProcessPool(Pool):
 
     def _dispatch(self) -> None:
         for w in self._workers:
-            if w.job is not None:
+            if w.job is not None or not w.ready:
                 continue
             with self._lock:
                 job = self._take_locked()
@@ -308,7 +333,7 @@ class ProcessPool(Pool):
 
 
 class _Dead:
-    """Stands in for a worker that was not replaced because the pool is stopping."""
+    """Stands in for a worker being replaced, or not replaced because the pool is stopping."""
 
     sentinel = -1
     pid = None

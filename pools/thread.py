@@ -65,7 +65,8 @@ class ThreadPool(Pool):
         thread.start()
 
     def _on_enqueued_locked(self) -> None:
-        self._work.notify()
+        if self._work._waiters:  # type: ignore[attr-defined]  # only a sleeping worker needs waking
+            self._work.notify()
 
     def _worker(self) -> None:
         me = threading.current_thread()

@@ -123,8 +123,8 @@ def run_load(case: Case, backend: str, seed: int = 0) -> dict[str, Any]:
     rejected = 0
 
     with pool:
-        warm = [pool.submit(fn, name, params) for name, params, _ in plan[:WARMUP_JOBS]]
-        concurrent.futures.wait(warm)
+        for name, params, _ in plan[:WARMUP_JOBS]:  # one at a time: fits even queue_size=0 + reject
+            pool.submit(fn, name, params).exception()
         cpu0, _ = _cpu_and_rss()
         gen_cpu0 = time.thread_time()
         t0 = time.monotonic()

@@ -82,6 +82,7 @@ def summarize(db: str, run_id: int) -> tuple[dict, list[Row]]:
 
 def print_summary(db: str, run_id: int) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     run, rows = summarize(db, run_id)
@@ -101,8 +102,8 @@ def print_summary(db: str, run_id: int) -> None:
     for r in rows:
         tp = "—" if r.throughput is None else f"{r.throughput.median:,.0f} [{r.throughput.low:,.0f}, {r.throughput.high:,.0f}]"
         table.add_row(
-            r.case if r.case != last else "", ("★ " if r.best else "") + r.backend, tp,
-            "—" if r.p99_ms is None else f"{r.p99_ms:.2f}", str(r.errors), r.verdict, r.notes,
+            escape(r.case) if r.case != last else "", ("★ " if r.best else "") + r.backend, tp,
+            "—" if r.p99_ms is None else f"{r.p99_ms:.2f}", str(r.errors), escape(r.verdict), escape(r.notes),
         )
         last = r.case
     console.print(table)
