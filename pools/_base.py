@@ -43,6 +43,7 @@ from typing import Any, Callable, ClassVar, Iterable, Iterator
 from ._timer import Timer
 from .exceptions import (
     InvalidArgument,
+    InvalidCallable,
     JobTimeout,
     PoolClosed,
     PoolError,
@@ -427,6 +428,8 @@ class Pool(ABC):
     # ---------------------------------------------------------------- submission
 
     def _check_options(self, priority: Any, timeout: Any, retry: Any, wait: Any) -> None:
+        if type(priority) is int and timeout is None and retry is None and wait is None:
+            return  # the common case, checked in one line
         if isinstance(priority, bool) or not isinstance(priority, int):
             raise InvalidArgument(f"priority must be an int (higher runs first), got {priority!r}")
         _check_number("timeout", timeout, minimum=0, inclusive=False, none_ok=True)
@@ -934,8 +937,6 @@ _CO_COROUTINE = 0x0080  # inspect.CO_COROUTINE
 
 def check_plain_callable(backend: str, fn: Any) -> None:
     """The thread and process backends run plain callables."""
-    from .exceptions import InvalidCallable
-
     if not callable(fn):
         raise InvalidCallable(f"fn must be callable, got {fn!r}")
     if is_coroutine_function(fn):
