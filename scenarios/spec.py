@@ -4,8 +4,9 @@ A :class:`Scenario` says which job types run (with weights and parameters), how
 many jobs, how they arrive (closed loop, or open loop at a fixed or Poisson rate,
 or in bursts), the pool's options, and the failure, timeout, retry and priority
 mix. It names no backend: the runner runs every scenario unchanged on each one.
-A scenario with ``sweep`` expands into one *case* per value of one pool option
-or rate, for the sweeps of the course's key questions.
+A scenario with ``sweep`` expands into one *case* per value of one pool option,
+of the offered load, or of the jobs' duration (``ms``), for the sweeps of the
+course's key questions.
 
 Open-loop rates are given as ``load``, a multiple of the pool's capacity for
 sleep-type jobs (``workers / mean duration``), so that "2× what the pool can
@@ -166,6 +167,11 @@ SCENARIOS: dict[str, Scenario] = {
             quick={"jobs": 500, "sweep": ("workers", (1, 4, 16))},
         ),
         Scenario(
+            "duration_sweep", "throughput and overhead against job duration (sleeps of 0.1 to 10 ms)",
+            _sleep(1.0), jobs=1000, workers=4, sweep=("ms", (0.1, 1.0, 10.0)),
+            quick={"jobs": 300, "sweep": ("ms", (0.1, 1.0, 10.0))},
+        ),
+        Scenario(
             "cancel_latency", "cancel vs timeout: from cancel() or the deadline to the caller seeing the job end",
             _sleep(5000.0), jobs=40, workers=2, driver="cancel_latency", quick={"jobs": 15},
         ),
@@ -187,7 +193,8 @@ SCENARIOS: dict[str, Scenario] = {
 
 QUICK_DEFAULT = (
     "noop", "cpu", "io", "mixed", "heavy_tail", "bursty", "failing", "timeouts", "priority",
-    "overload", "queue_sweep", "saturation", "cancel_latency", "primitives", "leaks", "racy_pool",
+    "overload", "queue_sweep", "saturation", "workers_sweep", "duration_sweep", "cancel_latency",
+    "primitives", "leaks", "racy_pool",
 )
 
 
@@ -210,6 +217,9 @@ def cases(name: str, *, quick: bool = False) -> list[Case]:
     for value in values:
         if option == "overflow" and value == "block-wait":
             variant_sc = replace(sc, overflow="block", wait=0.01)
+        elif option == "ms":  # the jobs' duration, inside the mix
+            mix = tuple((w, job, {**params, "ms": value}) for w, job, params in sc.mix)
+            variant_sc = replace(sc, mix=mix)
         else:
             variant_sc = replace(sc, **{option: value})
         out.append(Case(variant_sc, f"{option}={value}"))
