@@ -794,6 +794,12 @@ class Pool(ABC):
         )
 
     @property
+    def abandoned(self) -> int:
+        """Threads still running a job that was timed out or cancelled (thread
+        backend), without the cost of a full ``stats()`` snapshot."""
+        return self._abandoned
+
+    @property
     def closed(self) -> bool:
         return self._state in (_CLOSING, _CLOSED)
 

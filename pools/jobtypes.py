@@ -12,7 +12,9 @@ defined at module top level so that the process backend can pickle them;
 
 Types: ``noop``; ``echo`` {value}; ``sleep`` {ms}; ``cpu`` {ms} (pure-Python work
 for that much CPU time of the worker's thread); ``fail`` {probability, ms};
-``heavy_tail`` {alpha, scale_ms, max_ms} (a Pareto-distributed sleep).
+``heavy_tail`` {alpha, scale_ms, max_ms} (a Pareto-distributed sleep). The plain
+forms watch ``current_context()``: a cancelled or timed-out job ends at once, so
+on the thread backend its thread is free again instead of abandoned.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .exceptions import InvalidArgument
+from ._context import current_context
+from .exceptions import InvalidArgument, NoCurrentJob
 
 __all__ = ["JobType", "JobTypeFailure", "REGISTRY", "job_for", "names", "validate"]
 
@@ -110,8 +113,19 @@ async def aecho(params: dict) -> Any:
     return params.get("value")
 
 
+def _pause(seconds: float) -> None:
+    """Sleep, but end early when the job is cancelled or times out, so that a thread
+    job gives its thread back at once (a thread cannot be stopped from outside)."""
+    try:
+        ctx = current_context()
+    except NoCurrentJob:  # called directly, outside a pool
+        time.sleep(seconds)
+        return
+    ctx.wait(seconds)
+
+
 def sleep(params: dict) -> float:
-    time.sleep(params["ms"] / 1000)
+    _pause(params["ms"] / 1000)
     return params["ms"]
 
 
@@ -124,8 +138,12 @@ def cpu(params: dict) -> int:
     """Spin in pure Python until this thread has used ``ms`` of CPU time: under the
     GIL, threads share one core's worth; processes get a core each."""
     end = time.thread_time() + params["ms"] / 1000
+    try:
+        stopped = current_context().cancelled
+    except NoCurrentJob:
+        stopped = bool  # never true: bool() is False
     n = 0
-    while time.thread_time() < end:
+    while time.thread_time() < end and not stopped():
         for _ in range(200):
             n += 1
     return n
@@ -137,7 +155,7 @@ async def acpu(params: dict) -> int:
 
 def fail(params: dict) -> str:
     if params["ms"]:
-        time.sleep(params["ms"] / 1000)
+        _pause(params["ms"] / 1000)
     if random.random() < params["probability"]:
         raise JobTypeFailure(f"failed on purpose (probability {params['probability']})")
     return "ok"
@@ -159,7 +177,7 @@ def pareto_ms(alpha: float, scale_ms: float, max_ms: float, rng: random.Random |
 
 def heavy_tail(params: dict) -> float:
     ms = pareto_ms(params["alpha"], params["scale_ms"], params["max_ms"])
-    time.sleep(ms / 1000)
+    _pause(ms / 1000)
     return ms
 
 

@@ -1,0 +1,7 @@
+"""``python -m pools.service``: the same as ``poolbench serve``."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
