@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test bench clean
+.PHONY: run test bench report chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,20 @@ bench: $(STAMP)
 	mkdir -p results
 	$(PY) -m pytest benchmarks --benchmark-enable --benchmark-json results/benchmarks.json
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(PY) -m pytest
+
+# Headless Chromium for the report's browser test, from Debian's packages when we
+# can install them (root with apt-get); without it that one test skips with the reason.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "note: could not install Chromium; the report's browser test will skip"; \
+	else echo "note: no Chromium; the report's browser test will skip (Debian: apt-get install -y chromium)"; fi
+
+report: $(STAMP)
+	$(VENV)/bin/poolbench report --last
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

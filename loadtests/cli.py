@@ -214,7 +214,7 @@ def _get(url: str, token: str, timeout: float = 10.0) -> bytes:
 def _locust_commands(args: argparse.Namespace, url: str, out: Path) -> list[tuple[str, list[str]]]:
     base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--loglevel", "WARNING"]
     # The shape class ends the run (locust ignores --run-time with one); run_loadtest's clock is the backstop.
-    run = ["--headless", "--host", url, "--csv", str(out / "locust"), "--html", str(out / "report.html"),
+    run = ["--headless", "--host", url, "--csv", str(out / "locust"), "--csv-full-history", "--html", str(out / "report.html"),
            "--only-summary", "--stop-timeout", "5"]
     if not args.locust_workers:
         return [("locust", base + run)]

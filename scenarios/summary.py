@@ -55,9 +55,10 @@ def summarize(db: str, run_id: int) -> tuple[dict, list[Row]]:
             if "ops_per_s" in extra:
                 notes.append("; ".join(f"{k} {v / 1e6:.2f}M/s" for k, v in extra["ops_per_s"].items()))
             if "cancel_ms" in extra:
+                c, o = extra["cancel_ms"]["p50"], extra["timeout_overshoot_ms"]["p50"]
                 notes.append(
-                    f"cancel p50 {extra['cancel_ms']['p50']:.2f} ms, timeout overshoot p50 "
-                    f"{extra['timeout_overshoot_ms']['p50']:.2f} ms"
+                    f"cancel p50 {'—' if c is None else f'{c:.2f} ms'}, timeout overshoot p50 "
+                    f"{'—' if o is None else f'{o:.2f} ms'}"
                 )
             if "caught" in extra:
                 notes.append("leak checker caught: " + ", ".join(f"{k}: {v}" for k, v in extra["caught"].items()))
@@ -67,10 +68,11 @@ def summarize(db: str, run_id: int) -> tuple[dict, list[Row]]:
                 notes.append("queue wait p99 by priority: " + ", ".join(
                     f"{p}: {v['p99']:.1f} ms" for p, v in extra["queue_wait_ms_by_priority"].items() if v["p99"] is not None
                 ))
+            # an experiment's timeouts and cancels are what it measures, not errors
+            errors = int(g.failed.fillna(0).sum()) + (0 if "cancel_ms" in extra else int(g.timed_out.fillna(0).sum()))
             rows.append(Row(
                 _key(scenario, variant), backend, est, float(p99.median()) if len(p99) else None,
-                int(g.failed.fillna(0).sum() + g.timed_out.fillna(0).sum()), verdict, backend == best and len(with_tp) > 1,
-                " | ".join(notes),
+                errors, verdict, backend == best and len(with_tp) > 1, " | ".join(notes),
             ))
     failed = df[df.ok == 0]
     for _, r in failed.iterrows():

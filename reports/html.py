@@ -1,0 +1,280 @@
+"""The report of one run as one self-contained HTML page, with its tables as CSV
+and Markdown beside it.
+
+::
+
+    SQLite (scenarios.store) ─┐
+    locust CSVs, summary.json ├─▶ data.load_run ─▶ tables.case_table ─┬─▶ run-N.html (plots inlined)
+    pytest-benchmark JSON ────┘        │            questions.answer_all ├─▶ run-N.csv
+                                       └─ what is missing ─────────────┴─▶ run-N.md
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import statistics
+import tempfile
+
+from scenarios.runner import DRIFT_LIMIT
+
+from . import plots
+from .analysis import median_of, ordered_variants, sweep_value
+from .data import RunData, finite, load_run
+from .external import benchmarks_html, loadtests_html
+from .markup import Cell, esc, figure, note, page, para, section, table
+from .questions import Question, answer_all, breakdown, percentile_curve, plot_breakdown, queue_and_busy
+from .tables import COLUMNS, case_table, cell_text, fmt, to_markdown
+
+__all__ = ["write_report", "SECTIONS", "default_path", "write_atomically"]
+
+#: every section of a run's page, always present (saying what is missing when it is)
+SECTIONS = (
+    ("run", "Run"),
+    ("warnings", "Warnings"),
+    ("questions", "Key questions"),
+    ("scenarios", "Scenarios"),
+    ("over-time", "Queue depth and busy workers"),
+    ("loadtests", "Load tests (locust)"),
+    ("benchmarks", "Micro-benchmarks (pytest-benchmark)"),
+    ("missing", "Missing data"),
+    ("files", "Tables as CSV and Markdown"),
+)
+
+
+def default_path(db: str, name: str) -> str:
+    return os.path.join(os.path.dirname(os.path.abspath(db)), "reports", name)
+
+
+def write_atomically(path: str, text: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.splitext(path)[1])
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_report(
+    db: str, run_id: int | None = None, *, out: str | None = None, loadtests_dir: str | None = None,
+    benchmarks_path: str | None = None,
+) -> str:
+    """Write the report of ``run_id`` (default: the last run of ``db``) and its
+    tables; return the HTML file's path. Raises :class:`reports.ReportError` only
+    when there is no such database or run."""
+    data = load_run(db, run_id, loadtests_dir=loadtests_dir, benchmarks_path=benchmarks_path)
+    html_path = os.path.abspath(out or default_path(db, f"run-{data.run_id}.html"))
+    stem = os.path.splitext(html_path)[0]
+    csv_path, md_path = stem + ".csv", stem + ".md"
+    cases = case_table(data)
+    questions = answer_all(data)
+    warnings = run_warnings(data)
+    title = f"poolbench run {data.run_id}"
+
+    body = {
+        "run": run_meta_html(data),
+        "warnings": note(warnings, "warn", "No warnings: the machine was quiet and the control workload steady."),
+        "questions": "".join(question_html(q) for q in questions),
+        "scenarios": scenarios_html(data, cases),
+        "over-time": over_time_html(data),
+        "loadtests": loadtests_html(data),
+        "benchmarks": benchmarks_html(data),
+        "missing": note(data.missing, "missing", "Nothing is missing."),
+        "files": para(f"CSV: {csv_path}") + para(f"Markdown: {md_path}") + para(
+            f"Written {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}; remake it with "
+            f"`poolbench report --run {data.run_id} --db {data.db}`."),
+    }
+    html = page(title, SECTIONS, "".join(section(sid, name, body[sid]) for sid, name in SECTIONS))
+    write_atomically(csv_path, cases.to_csv(index=False))
+    write_atomically(md_path, markdown(data, title, warnings, questions, cases))
+    write_atomically(html_path, html)
+    return html_path
+
+
+# ---------------------------------------------------------------- run and warnings
+
+
+def run_warnings(data: RunData) -> list[str]:
+    out = list(data.warnings)
+    run = data.run
+    cpus = run.get("cpu_count") or 1
+    end = run.get("loadavg_end")
+    if finite(end) and end > 0.5 * cpus:
+        out.append(f"the machine was loaded at the end of the run (load average {end:.2f} on {cpus} CPUs)")
+    flagged_drift = any("drift" in w for w in out)
+    timings = [s for s in data.controls.seconds.tolist() if finite(s)] if not data.controls.empty else []
+    if not flagged_drift and len(timings) >= 2:
+        med = statistics.median(timings)
+        drift = (max(timings) - min(timings)) / med if med else 0.0
+        if drift > DRIFT_LIMIT:
+            out.append(f"the control workload drifted by {drift:.0%} during the run (limit {DRIFT_LIMIT:.0%})")
+    return out
+
+
+def run_meta_html(data: RunData) -> str:
+    run = data.run
+    started, finished = run.get("started_at"), run.get("finished_at")
+    took = ""
+    try:
+        took = f" ({(datetime.datetime.fromisoformat(finished) - datetime.datetime.fromisoformat(started)).total_seconds():.0f} s)"
+    except (TypeError, ValueError):
+        pass
+    controls = [s for s in data.controls.seconds.tolist() if finite(s)] if not data.controls.empty else []
+    control = "not recorded"
+    if finite(run.get("control_median_s")):
+        control = f"median {run['control_median_s']:.3f} s, drift {run.get('control_drift') or 0:.1%}"
+    if controls:
+        control += " — timings " + ", ".join(f"{s:.3f}" for s in controls) + " s"
+    packages = run.get("packages") or {}
+    items = [
+        ("started", started), ("finished", (finished or "did not finish") + took),
+        ("mode", f"{'quick' if run.get('quick') else 'full'}, {run.get('repeats')} repeats, interleaved"),
+        ("backends", ", ".join(run.get("backends") or [])), ("scenarios", ", ".join(run.get("scenarios") or [])),
+        ("machine", f"{run.get('cpu_count')} × {run.get('cpu_model')}; {run.get('platform')}"),
+        ("Python", run.get("python")),
+        ("load average", f"{fmt(run.get('loadavg_start'))} at the start, {fmt(run.get('loadavg_end'))} at the end"),
+        ("control workload", control), ("git commit", run.get("git_commit") or "unknown"),
+        ("packages", ", ".join(f"{k} {v}" for k, v in packages.items()) or "unknown"),
+        ("database", data.db),
+    ]
+    ok = int((data.df.ok == 1).sum())
+    items.append(("measurements", f"{ok} succeeded, {len(data.df) - ok} failed"))
+    return '<dl class="meta">' + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in items) + "</dl>"
+
+
+# ---------------------------------------------------------------- questions
+
+
+def question_html(q: Question) -> str:
+    parts = [f'<div class="question" id="{esc(q.id)}"><h3>{esc(q.title)}</h3>']
+    if q.missing:
+        parts.append(para(q.missing, "missing"))
+    else:
+        parts.append(para(q.answer, "answer"))
+        if q.details:
+            parts.append('<ul class="details">' + "".join(f"<li>{esc(d)}</li>" for d in q.details) + "</ul>")
+        parts.append(figure(q.plot, q.caption, q.title))
+    parts.append("</div>")
+    return "".join(parts)
+
+
+# ---------------------------------------------------------------- scenarios
+
+
+def case_rows_html(rows: list[dict]) -> list[tuple[str, list[Cell]]]:
+    out = []
+    numeric = {"tp_median", "p50_ms", "p95_ms", "p99_ms", "errors", "rejected_pct", "cpu_s", "peak_mb"}
+    for row in rows:
+        cls = "winner" if row.get("winner") else (row["status"] if row["status"] != "ok" else "")
+        cells = []
+        for col, _, _ in COLUMNS:
+            sort = row.get(col) if col in numeric else (row.get("tp_low") if col == "tp_ci" else None)
+            if col == "n":
+                sort = row["n_ok"]
+            cells.append(Cell(cell_text(row, col), sort if finite(sort) else None))
+        out.append((cls, cells))
+    return out
+
+
+def scenario_params(params: dict) -> str:
+    keys = ("jobs", "workers", "queue_size", "overflow", "arrival", "load", "timeout", "retries", "driver")
+    facts = [f"{k} {params[k]}" for k in keys if params.get(k) not in (None, "", 0) or k in ("jobs", "workers")]
+    if params.get("sweep"):
+        option, vals = params["sweep"]
+        facts.append(f"sweep of {option} over {', '.join(map(str, vals))}")
+    return ", ".join(facts)
+
+
+def scenarios_html(data: RunData, cases) -> str:
+    if cases.empty:
+        return para("No scenario has any measurement in this run.", "missing")
+    out = [para("Sortable: click a column header. ★ marks the winner of each case. Medians are over the repeats; "
+                "the verdict against the winner is a Mann–Whitney test on the repeats (5 repeats are needed for "
+                "it to be able to show a difference at 5%).")]
+    for scenario in list(dict.fromkeys(cases.scenario.tolist())):
+        params = data.params(scenario)
+        rows = cases[cases.scenario == scenario].to_dict("records")
+        body = [para(f"{params.get('description', '')} ({scenario_params(params)})")]
+        body.append(table([(h, tip) for _, h, tip in COLUMNS], case_rows_html(rows)))
+        body.append(scenario_plots(data, scenario, params))
+        out.append(section(f"scenario-{scenario}", scenario, "".join(body), level=3, cls="scenario"))
+    return "".join(out)
+
+
+def scenario_plots(data: RunData, scenario: str, params: dict) -> str:
+    ok = data.ok[data.ok.scenario == scenario]
+    if ok.empty:
+        return para("No successful measurement: nothing to plot.", "missing")
+    if params.get("driver"):
+        return para("An experiment, not a load: its findings are under Key questions.", "")
+    out = []
+    variants = [v for v in ordered_variants(data, scenario) if v in set(ok.variant)]
+    numeric = all(isinstance(sweep_value(v), float) for v in variants) and variants != [""]
+    if ok.lat_p50_ms.notna().any():
+        if variants == [""]:
+            fig, (ax,) = plots.figure(1, width=5.5, height=2.6)
+            percentile_curve(ax, data, scenario, "", "latency percentiles per backend")
+        elif numeric:
+            fig, (ax,) = plots.figure(1, width=6.5, height=2.8)
+            option = variants[0].partition("=")[0]
+            for col, style in (("lat_p99_ms", "-o"), ("lat_p50_ms", "--x")):
+                series = {}
+                for b in data.backends():
+                    pts = [(sweep_value(v), m, None, None) for v in variants
+                           if finite(m := median_of(data, scenario, v, b, col))]
+                    if pts:
+                        series[f"{b} {col[4:7]}"] = pts
+                plots.lines(ax, series, xlabel=option, ylabel="latency ms (p99 solid, p50 dashed)", logy=True,
+                            logx=True, style=style, colors={k: plots.color(k.split()[0]) for k in series})
+            ax.set_title("latency percentiles against the sweep", fontsize=9)
+        else:
+            fig, axes = plots.figure(len(variants), width=3.6 * len(variants), height=2.6)
+            for ax, v in zip(axes, variants):
+                percentile_curve(ax, data, scenario, v, v)
+        out.append(figure(plots.to_uri(fig), "Latency percentiles from the stored p50/p95/p99/max of each repeat "
+                          "(median over repeats). Per-job samples are not recorded, so a full CDF cannot be drawn.",
+                          f"{scenario} latency"))
+    if ok.run_ms.notna().any():
+        labels, parts = [], []
+        for v in variants:
+            for b in data.backends():
+                if len(ok[(ok.variant == v) & (ok.backend == b)]):
+                    labels.append(f"{v} · {b}" if v else b)
+                    parts.append(breakdown(data, scenario, v, b))
+        fig, (a1, a2) = plots.figure(2, width=10.0, height=0.9 + 0.26 * len(labels), left=1.7, wspace=1.9)
+        plot_breakdown(a1, a2, labels, parts)
+        out.append(figure(plots.to_uri(fig), "Time breakdown per backend: per-job means of each repeat, median "
+                          "over repeats.", f"{scenario} time breakdown"))
+    return "".join(out)
+
+
+def over_time_html(data: RunData) -> str:
+    text, uri = queue_and_busy(data)
+    return para(text) + figure(uri, "Time averages by Little's law from stored means, per case and backend "
+                               "(not a time series).", "queue depth and busy workers")
+
+
+# ---------------------------------------------------------------- markdown
+
+
+def markdown(data: RunData, title: str, warnings: list[str], questions: list[Question], cases) -> str:
+    run = data.run
+    lines = [f"# {title}", "",
+             f"{run.get('started_at')} — Python {run.get('python')} on {run.get('cpu_count')} × {run.get('cpu_model')} "
+             f"— commit {(run.get('git_commit') or '?')[:10]} — {run.get('repeats')} repeats", ""]
+    for w in warnings:
+        lines.append(f"> **warning:** {w}")
+    if warnings:
+        lines.append("")
+    lines += ["## Key questions", ""]
+    for q in questions:
+        lines.append(f"- **{q.title}** {q.missing or q.answer}")
+    lines += ["", "## Results", "", to_markdown(cases)]
+    if data.missing:
+        lines += ["## Missing data", ""] + [f"- {m}" for m in data.missing] + [""]
+    return "\n".join(lines)
+
