@@ -794,6 +794,16 @@ class Pool(ABC):
         )
 
     @property
+    def queued(self) -> int:
+        """Jobs waiting for a worker now (a cheap gauge; ``stats()`` for a snapshot)."""
+        return self._queued
+
+    @property
+    def busy(self) -> int:
+        """Jobs running now (a cheap gauge; ``stats()`` for a snapshot)."""
+        return self._running
+
+    @property
     def abandoned(self) -> int:
         """Threads still running a job that was timed out or cancelled (thread
         backend), without the cost of a full ``stats()`` snapshot."""

@@ -27,6 +27,7 @@ import math
 import random
 import resource
 import sys
+import threading
 import time
 from typing import Any
 
@@ -36,6 +37,45 @@ from pools import jobtypes
 from .spec import Case
 
 WARMUP_JOBS = 20
+SAMPLE_EVERY = 0.005  # seconds between two samples of queue depth and busy workers
+TIMELINE_POINTS = 200  # at most, kept in the results
+
+
+class Sampler:
+    """Samples the pool's queue depth and busy workers on a daemon thread, for the
+    report's "over time" plots. Reads two gauges: no lock, no snapshot."""
+
+    def __init__(self, pool: pools.Pool, t0: float) -> None:
+        self.pool, self.t0 = pool, t0
+        self.t: list[float] = []
+        self.queued: list[int] = []
+        self.busy: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="poolbench-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            self.t.append(time.monotonic() - self.t0)
+            self.queued.append(self.pool.queued)
+            self.busy.append(self.pool.busy)
+            if self._stop.wait(SAMPLE_EVERY):
+                return
+
+    def start(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def timeline(self) -> dict[str, list]:
+        step = max(1, len(self.t) // TIMELINE_POINTS)
+        return {
+            "t": [round(x, 4) for x in self.t[::step]],
+            "queued": self.queued[::step],
+            "busy": self.busy[::step],
+        }
 
 
 def timed(name: str, params: dict) -> tuple[float, float]:
@@ -128,26 +168,30 @@ def run_load(case: Case, backend: str, seed: int = 0) -> dict[str, Any]:
         cpu0, _ = _cpu_and_rss()
         gen_cpu0 = time.thread_time()
         t0 = time.monotonic()
-        for i, (name, params, prio) in enumerate(plan):
-            if offsets is not None:
-                intended[i] = t0 + offsets[i]
-                delay = intended[i] - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-            now = time.monotonic()
-            submitted[i] = now
-            if offsets is None:
-                intended[i] = now
-            try:
-                job = pool.submit(fn, name, params, priority=prio, timeout=sc.timeout, retry=retry, wait=sc.wait)
-            except pools.QueueFull:
-                rejected += 1
-                continue
-            job.add_done_callback(lambda _, i=i: done_at.__setitem__(i, time.monotonic()))
-            jobs[i] = job
-        last_submit = time.monotonic()
-        gen_cpu = time.thread_time() - gen_cpu0
-        concurrent.futures.wait([j for j in jobs if j is not None])
+        sampler = Sampler(pool, t0).start()
+        try:
+            for i, (name, params, prio) in enumerate(plan):
+                if offsets is not None:
+                    intended[i] = t0 + offsets[i]
+                    delay = intended[i] - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                now = time.monotonic()
+                submitted[i] = now
+                if offsets is None:
+                    intended[i] = now
+                try:
+                    job = pool.submit(fn, name, params, priority=prio, timeout=sc.timeout, retry=retry, wait=sc.wait)
+                except pools.QueueFull:
+                    rejected += 1
+                    continue
+                job.add_done_callback(lambda _, i=i: done_at.__setitem__(i, time.monotonic()))
+                jobs[i] = job
+            last_submit = time.monotonic()
+            gen_cpu = time.thread_time() - gen_cpu0
+            concurrent.futures.wait([j for j in jobs if j is not None])
+        finally:
+            sampler.stop()
         t_end = max([d for d in done_at if d] or [last_submit])
         cpu1, workers_rss = _cpu_and_rss()
         stats = pool.stats()
@@ -172,7 +216,7 @@ def run_load(case: Case, backend: str, seed: int = 0) -> dict[str, Any]:
     achieved = n / span if offered else None
     gen_util = gen_cpu / span
     ms = lambda v: None if v is None else v * 1000  # noqa: E731
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"timeline": sampler.timeline()}
     if len(sc.priorities) > 1:
         extra["queue_wait_ms_by_priority"] = {
             str(p): {"p50": ms(percentile(v, 0.5)), "p99": ms(percentile(v, 0.99)), "n": len(v)}
