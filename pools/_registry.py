@@ -44,6 +44,7 @@ def register_backend(
 register_backend("thread", "pools.thread:ThreadPool")
 register_backend("process", "pools.process:ProcessPool")
 register_backend("asyncio", "pools.aio:AsyncioPool")
+register_backend("dask", "pools.dask:DaskPool", requires=("distributed",), extra="dask")
 
 
 def registered_backends() -> tuple[str, ...]:

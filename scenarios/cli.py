@@ -8,7 +8,8 @@ import time
 
 def add_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run every backend through the scenarios; store results in SQLite")
-    p.add_argument("--backends", nargs="+", metavar="B", help="backends to run (default: all available)")
+    p.add_argument("--backends", nargs="+", metavar="B",
+                   help="backends to run (default: the local ones available; name dask to include it)")
     p.add_argument("--scenarios", nargs="+", metavar="S", help="scenarios to run (default: all)")
     p.add_argument("--quick", action="store_true", help="fewer jobs and short sweeps: under 5 minutes")
     p.add_argument("--repeats", type=int, default=5, help="repeats of each measurement (default 5: the fewest that can show a difference at 5%%)")
@@ -19,8 +20,6 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    import pools
-
     from . import runner, store
     from .spec import SCENARIOS
     from .summary import print_summary
@@ -30,7 +29,7 @@ def run_command(args: argparse.Namespace) -> int:
             print(f"{name:<15} {sc.description}")
         return 0
     opts = runner.RunOptions(
-        backends=tuple(args.backends or pools.available_backends()),
+        backends=tuple(args.backends or runner.default_backends()),
         scenarios=tuple(args.scenarios or runner.default_scenarios(args.quick)),
         quick=args.quick,
         repeats=args.repeats,

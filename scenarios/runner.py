@@ -32,9 +32,15 @@ DRIFT_LIMIT = 0.10  # control timings spread more than this: the machine's speed
 MEASURE_TIMEOUT = 300  # seconds for one measurement
 
 
+def default_backends() -> tuple[str, ...]:
+    """The backends of this machine; a cluster backend (dask) only when named: each of
+    its jobs is a scheduler round trip, which would make a quick run last far longer."""
+    return tuple(b for b in pools.available_backends() if b != "dask")
+
+
 @dataclass
 class RunOptions:
-    backends: tuple[str, ...] = field(default_factory=pools.available_backends)
+    backends: tuple[str, ...] = field(default_factory=default_backends)
     scenarios: tuple[str, ...] = tuple(SCENARIOS)
     quick: bool = False
     repeats: int = 5

@@ -43,7 +43,10 @@ def _start(backend):
         env=env,
     )
     line = proc.stdout.readline().split()
-    assert line and line[0] == "ready", proc.stderr.read()
+    if not (line and line[0] == "ready"):
+        proc.kill()
+        _, err = proc.communicate(timeout=30)
+        pytest.fail(f"the program did not start: {err}")
     return proc, int(line[1])
 
 
@@ -71,9 +74,26 @@ def _wait_gone(pid, timeout=10.0):
     return _gone(pid)
 
 
+@pytest.fixture
+def program(request):
+    """Start the program; whatever the test does, it is killed and reaped at the end."""
+    started = []
+
+    def start(backend):
+        proc, pid = _start(backend)
+        started.append(proc)
+        return proc, pid
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+
+
 @pytest.mark.parametrize("backend", pools.available_backends())
-def test_ctrl_c_ends_the_program_promptly(backend):
-    proc, worker_pid = _start(backend)
+def test_ctrl_c_ends_the_program_promptly(backend, program):
+    proc, worker_pid = program(backend)
     proc.send_signal(signal.SIGINT)
     try:
         proc.wait(timeout=20)
@@ -81,23 +101,20 @@ def test_ctrl_c_ends_the_program_promptly(backend):
         proc.kill()
         proc.wait()
         pytest.fail(f"Ctrl-C did not end a program using the {backend} backend within 20 s")
-    err = proc.stderr.read()
+    _, err = proc.communicate(timeout=30)
     assert proc.returncode != 0 and "KeyboardInterrupt" in err
     if backend == "process":
         assert _wait_gone(worker_pid), "a worker process outlived the program"
-    proc.stdout.close()
-    proc.stderr.close()
 
 
 @pytest.mark.parametrize("backend", pools.available_backends())
-def test_sigterm_ends_the_program_and_its_workers(backend):
-    proc, worker_pid = _start(backend)
+def test_sigterm_ends_the_program_and_its_workers(backend, program):
+    proc, worker_pid = program(backend)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == -signal.SIGTERM
+    proc.communicate(timeout=30)
     if backend == "process":
         assert _wait_gone(worker_pid), "a worker process outlived its killed parent"
-    proc.stdout.close()
-    proc.stderr.close()
 
 
 def test_exit_without_shutdown_still_finishes_the_jobs(tmp_path):

@@ -1,0 +1,323 @@
+"""The dask backend: the conformance suite against a LocalCluster on 127.0.0.1, and what
+only a cluster has — who owns it, tasks that outlive their job, crashes of worker
+processes, priorities on the scheduler, the optional extra, and the `dask` CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import importlib.util
+import os
+import pickle
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import pools
+from pools import InvalidArgument, InvalidCallable, JobTimeout, PoolError, Retry, WorkerCrashed
+from pools.testing import jobs
+from pools.testing.conformance import PoolConformance
+from pools.testing.jobs import Gate, Latch
+
+pytest.importorskip("distributed")
+
+from pools.dask import _LocalClusterProcess  # noqa: E402 - only with the extra installed
+
+T = 30.0
+THREADS = 4  # of the shared cluster
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One LocalCluster (threads, on 127.0.0.1) in a child process, for the whole module:
+    it exists before each test's leak snapshot, and each test's pools connect to it."""
+    local = _LocalClusterProcess(THREADS, processes=False)
+    yield local.address
+    local.close()
+
+
+class TestDaskConformance(PoolConformance):
+    """Every lifecycle point, on pools given the shared cluster by address."""
+
+    backends = ("dask",)
+
+    @pytest.fixture
+    def make_pool(self, make_pool, cluster):
+        def factory(backend=None, **options):
+            if backend in (None, "dask"):
+                options.setdefault("address", cluster)
+            return make_pool(backend, **options)
+
+        return factory
+
+
+# ------------------------------------------------------------------ registry, options
+
+
+def test_dask_is_an_available_backend():
+    assert "dask" in pools.available_backends()
+    from pools._registry import backend_class
+
+    assert backend_class("dask").__name__ == "DaskPool"
+
+
+def test_without_the_extra_it_says_what_to_install(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "distributed" else real(name, *a))
+    assert "dask" not in pools.available_backends()
+    assert "dask" in pools.registered_backends()
+    with pytest.raises(pools.BackendUnavailable, match=r"pip install 'poolbench\[dask\]'"):
+        pools.create_pool("dask")
+
+
+@pytest.mark.parametrize(
+    "options, words",
+    [
+        ({"address": 8786}, ["address", "8786", "tcp://"]),
+        ({"address": ""}, ["address", "''"]),
+        ({"processes": "yes"}, ["processes", "'yes'"]),
+        ({"address": "tcp://127.0.0.1:8786", "processes": True}, ["processes=", "tcp://127.0.0.1:8786"]),
+        ({"connect_timeout": 0}, ["connect_timeout", "0"]),
+    ],
+)
+def test_bad_dask_options_raise_at_once(options, words):
+    with pytest.raises(InvalidArgument) as info:
+        pools.create_pool("dask", **options)
+    assert all(w in str(info.value) for w in words), str(info.value)
+
+
+def test_an_unreachable_scheduler_fails_start_with_pool_broken():
+    with socket.socket() as s:  # a loopback port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    pool = pools.create_pool("dask", address=f"tcp://127.0.0.1:{port}", workers=1, connect_timeout=0.5)
+    with pytest.raises(pools.PoolBroken, match=f"127.0.0.1:{port}"):
+        pool.submit(jobs.echo, 1)
+    assert pool.closed
+
+
+# ------------------------------------------------------------------ what crosses the wire
+
+
+def test_callables_cross_by_cloudpickle(make_pool, cluster):
+    pool = make_pool("dask", address=cluster, workers=2)
+    offset = 40
+    assert pool.submit(lambda x: x + offset, 2).result(T) == 42  # a closure: fine with cloudpickle
+    with pytest.raises(InvalidCallable, match="cannot be pickled"):
+        pool.submit(jobs.echo, threading.Lock())  # refused at submit, not on the cluster
+    with pytest.raises(InvalidCallable, match="asyncio.run"):
+        pool.submit(jobs.aecho, 1)
+    with pytest.raises(pickle.PicklingError):
+        pool.submit(jobs.unpicklable_result).result(T)  # fails its own job only
+    assert pool.submit(jobs.echo, "still serving").result(T) == "still serving"
+    assert pool.stats().submitted == 3
+
+
+def test_workers_default_to_the_clusters_threads(make_pool, cluster):
+    pool = make_pool("dask", address=cluster)
+    pool.start()
+    assert pool.workers == THREADS
+    info = pool.submit(jobs.context_info).result(T)
+    assert info["pid"] != os.getpid()  # the job ran in the cluster's process
+
+
+def test_priority_is_dasks_priority(make_pool, cluster):
+    pool = make_pool("dask", address=cluster, workers=2)
+    with Gate() as gate, Latch() as latch:
+        low = pool.submit(jobs.hold, gate, latch, priority=-3)
+        high = pool.submit(jobs.hold, gate, latch, priority=7)
+        assert latch.wait(2, T)
+
+        def priorities(keys, dask_scheduler=None):
+            return {key: dask_scheduler.tasks[key].priority for key in keys}
+
+        async def ask(keys):  # through the pool's own client, on its loop
+            return await pool._client.run_on_scheduler(priorities, keys)
+
+        keys = [low.backend_slot.key, high.backend_slot.key]
+        got = asyncio.run_coroutine_threadsafe(ask(keys), pool._loop).result(T)
+        gate.open()
+        assert got[keys[0]][0] == 3 and got[keys[1]][0] == -7  # Dask stores -priority first
+        concurrent.futures.wait([low, high], T)
+
+
+# ------------------------------------------------------------------ tasks that outlive their job
+
+
+def test_timeout_abandons_a_task_that_ignores_its_context(make_pool, cluster):
+    pool = make_pool("dask", address=cluster, workers=1)
+    with Gate() as gate, Latch() as latch:
+        job = pool.submit(jobs.hold, gate, latch, "late", timeout=0.2)  # never looks at its context
+        assert latch.wait(1, T)
+        with pytest.raises(JobTimeout):
+            job.result(T)
+        s = pool.stats()
+        assert (s.timed_out, s.busy, s.abandoned) == (1, 0, 1)  # the task still runs on the cluster
+        assert pool.submit(jobs.echo, "next").result(T) == "next"  # the pool's slot is free
+        assert pool.stats().abandoned == 1
+        gate.open()  # now the task returns, and Dask reports it finished
+        report = pool.shutdown(timeout=T)
+    assert report.abandoned_threads == 0
+    assert pool.stats().abandoned == 0 and job.status == "timed_out"
+
+
+def test_shutdown_reports_tasks_left_running_on_a_given_cluster(make_pool, cluster):
+    pool = make_pool("dask", address=cluster, workers=1)
+    with Gate() as gate, Latch() as latch:
+        job = pool.submit(jobs.hold, gate, latch)
+        assert latch.wait(1, T)
+        report = pool.shutdown(timeout=0.05)  # + CANCEL_GRACE for the task, which ignores it
+        assert report.killed == (job.job_id,) and job.cancelled()
+        assert report.abandoned_threads == 1  # still on the cluster, which is not ours to close
+        gate.open()
+
+
+def test_cancel_reaches_a_task_still_waiting_on_a_worker(make_pool, cluster, tmp_path):
+    # Blockers time out but hold every thread of the cluster, so `waiting` is dispatched
+    # yet cannot start. Cancelling it must keep its function from ever running on,
+    # whether the cancel reaches the worker before it starts or while it runs.
+    pool = make_pool("dask", address=cluster, workers=THREADS)
+    marker = tmp_path / "ran-on"
+    with Gate() as gate, Latch() as latch:
+        blockers = [pool.submit(jobs.hold, gate, latch, timeout=0.2) for _ in range(THREADS)]
+        assert latch.wait(THREADS, T)
+        for blocker in blockers:
+            with pytest.raises(JobTimeout):
+                blocker.result(T)
+        waiting = pool.submit(jobs.until_stopped, None, str(marker))
+        _dispatched(pool)
+        assert waiting.running()  # on the cluster, queued behind the abandoned tasks
+        assert waiting.cancel() is True
+        assert pool.stats().abandoned == THREADS + 1
+        gate.open()
+        report = pool.shutdown(timeout=T)
+    assert report.abandoned_threads == 0  # it ended: on a given cluster, one left running would count
+    assert pool.stats().abandoned == 0
+    assert not marker.exists()
+
+
+def _dispatched(pool) -> None:
+    """Return once the pool's loop has dispatched what was submitted before the call:
+    a submit schedules the dispatcher on that loop before this no-op."""
+    asyncio.run_coroutine_threadsafe(asyncio.sleep(0), pool._loop).result(T)
+
+
+def test_the_pool_owns_and_closes_the_cluster_it_started():
+    with pools.create_pool("dask", workers=2) as pool:
+        info = pool.submit(jobs.context_info).result(T)
+        helper = pool._cluster.proc
+        assert info["pid"] not in (os.getpid(), None) and helper.poll() is None
+        assert not pool.survives_crashes and "processes=False" in pool.crash_note
+        assert pool.submit(print, "x" * 200_000).result(T) is None  # job output goes to our stdout
+    assert helper.poll() is not None  # closed with the pool (and the leak check agrees)
+
+
+def test_a_given_cluster_is_never_closed(cluster):
+    for _ in range(2):  # the second pool finds the cluster still serving
+        with pools.create_pool("dask", address=cluster, workers=1) as pool:
+            assert pool.submit(jobs.echo, "up").result(T) == "up"
+        assert pool._cluster is None
+
+
+def test_blocking_calls_in_a_done_callback_are_refused(make_pool, cluster):
+    # Done-callbacks run on the pool's loop thread, which delivers every result: a call
+    # that would block it (a full queue, a waiting shutdown) must fail, not hang.
+    pool = make_pool("dask", address=cluster, workers=1, queue_size=0, overflow="block")
+    seen: list[object] = []
+    done = threading.Event()
+
+    def callback(_job):
+        try:
+            seen.append(pool.submit(jobs.echo, "took the free slot"))
+            for call in (lambda: pool.submit(jobs.echo, "no room"), pool.shutdown):
+                try:
+                    call()
+                except PoolError as exc:
+                    seen.append(str(exc))
+        finally:
+            done.set()
+
+    with Gate() as gate:
+        job = pool.submit(jobs.hold, gate)
+        job.add_done_callback(callback)  # added before it can end: runs on the loop thread
+        gate.open()
+        assert done.wait(T)
+    assert seen[0].result(T) == "took the free slot"
+    assert len(seen) == 3 and all("done-callback" in text for text in seen[1:]), seen
+
+
+# ------------------------------------------------------------------ worker processes
+
+
+def test_a_crashed_worker_process_fails_its_job_with_worker_crashed():
+    with pools.create_pool("dask", workers=1, processes=True) as pool:
+        assert pool.survives_crashes and pool.crash_note is None
+        job = pool.submit(jobs.exit_now)
+        with pytest.raises(WorkerCrashed, match="KilledWorker") as info:
+            job.result(T)
+        assert info.value.job_id == job.job_id and info.value.exitcode is None
+        assert pool.submit(jobs.echo, "restarted").result(T) == "restarted"  # the nanny's new worker
+        retried = pool.submit(jobs.crash_until, 2, "survived", retry=Retry(attempts=2, backoff=0, on=(WorkerCrashed,)))
+        assert retried.result(T) == ("survived", 2)
+        s = pool.stats()
+        assert (s.crashed, s.failed, s.retried, s.succeeded) == (2, 1, 1, 2)
+
+
+# ------------------------------------------------------------------ a cluster from the dask CLI
+
+
+def _start(args: list[str], **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", *args], start_new_session=True, **kw)
+
+
+def _read_until(proc: subprocess.Popen, needle: str, timeout: float) -> str:
+    """Read the process's stderr line by line until one contains ``needle``."""
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([proc.stderr], [], [], remaining)[0]:
+            raise AssertionError(f"no {needle!r} within {timeout}s: {buf.decode(errors='replace')}")
+        chunk = os.read(proc.stderr.fileno(), 65536)
+        if not chunk:
+            raise AssertionError(f"exited before {needle!r}: {buf.decode(errors='replace')}")
+        buf += chunk
+        for line in buf.decode(errors="replace").splitlines():
+            if needle in line:
+                return line
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(T)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_cluster_started_with_the_dask_cli():
+    # What the README shows: `dask scheduler`, then `dask worker ADDRESS` (here on loopback).
+    loopback = ["--host", "127.0.0.1", "--no-dashboard", "--dashboard-address", "127.0.0.1:0"]
+    scheduler = _start(["distributed.cli.dask_scheduler", "--port", "0", *loopback], stderr=subprocess.PIPE)
+    worker = None
+    try:
+        line = _read_until(scheduler, "Scheduler at:", T)
+        address = line.split("Scheduler at:")[1].strip()
+        worker = _start(
+            ["distributed.cli.dask_worker", address, "--nthreads", "2", *loopback], stderr=subprocess.DEVNULL
+        )
+        with pools.create_pool("dask", address=address) as pool:
+            assert pool.submit(jobs.echo, "on the cluster").result(T) == "on the cluster"
+            assert pool.workers == 2 and pool.survives_crashes  # a nanny restarts a crashed worker
+    finally:
+        if worker is not None:
+            _stop(worker)
+        _stop(scheduler)
+        scheduler.stderr.close()
