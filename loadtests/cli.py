@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from . import profiles
+from pools._cliargs import non_negative_int, positive_float, positive_int
 
 __all__ = ["add_command", "run_loadtest"]
 
@@ -60,25 +61,10 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
 
 
 # ---------------------------------------------------------------- processes
@@ -429,14 +415,14 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         "its HTML report and summary.json in RESULTS_DIR/<UTC timestamp>-<backend>/.",
     )
     p.add_argument("--backend", default="thread", help="pool backend of the service (default thread)")
-    p.add_argument("--workers", type=_positive_int, default=None, help="pool workers (default: the backend's)")
-    p.add_argument("--queue-size", type=_non_negative_int, default=1000, help="the service's queue size (default 1000)")
-    p.add_argument("--users", type=_positive_int, default=10, help="locust users at the peak (default 10)")
-    p.add_argument("--spawn-rate", type=_positive_float, default=10.0, help="users started per second (default 10)")
+    p.add_argument("--workers", type=positive_int, default=None, help="pool workers (default: the backend's)")
+    p.add_argument("--queue-size", type=non_negative_int, default=1000, help="the service's queue size (default 1000)")
+    p.add_argument("--users", type=positive_int, default=10, help="locust users at the peak (default 10)")
+    p.add_argument("--spawn-rate", type=positive_float, default=10.0, help="users started per second (default 10)")
     p.add_argument("--duration", type=parse_duration, default=30.0, help="how long: 30s, 2m... (default 30s)")
     p.add_argument("--shape", choices=profiles.SHAPES, default="steady",
                    help="steady, ramp, spike, or overload (about 2x what the pool can serve)")
-    p.add_argument("--locust-workers", type=_non_negative_int, default=0,
+    p.add_argument("--locust-workers", type=non_negative_int, default=0,
                    help="run locust distributed here: one master and K workers (default 0: one process)")
     p.add_argument("--mix", default=profiles.DEFAULT_MIX,
                    help=f"job types and weights, e.g. 'noop:4,sleep:3', or a JSON list / @file.json "

@@ -35,6 +35,7 @@ from . import _base
 from ._base import CANCELLED, ERROR, OK, TIMEOUT, Job, Pool
 from ._context import JobContext, _current
 from .exceptions import InvalidCallable, PoolClosed, PoolError
+from ._loop import run_private_loop
 
 __all__ = ["AsyncioPool"]
 
@@ -96,18 +97,7 @@ class AsyncioPool(Pool):
         ready.wait()
 
     def _run_loop(self, ready: threading.Event) -> None:
-        loop = self._loop
-        asyncio.set_event_loop(loop)
-        loop.call_soon(ready.set)
-        try:
-            loop.run_forever()
-        finally:
-            try:
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.run_until_complete(loop.shutdown_default_executor())
-            finally:
-                asyncio.set_event_loop(None)
-                loop.close()
+        run_private_loop(self._loop, ready)
 
     async def _watch(self) -> None:
         try:

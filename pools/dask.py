@@ -72,6 +72,7 @@ from ._base import CRASH, ERROR, OK, Job, Pool
 from ._context import JobContext, _current
 from ._process_worker import _dump_failure
 from .exceptions import InvalidArgument, InvalidCallable, PoolBroken, PoolError, RemoteTraceback, WorkerCrashed
+from ._loop import run_private_loop
 
 __all__ = ["DaskPool"]
 
@@ -379,23 +380,7 @@ class DaskPool(Pool):
             raise
 
     def _run_loop(self, ready: threading.Event) -> None:
-        loop = self._loop
-        asyncio.set_event_loop(loop)
-        loop.call_soon(ready.set)
-        try:
-            loop.run_forever()
-        finally:
-            try:
-                pending = asyncio.all_tasks(loop)
-                for task in pending:
-                    task.cancel()
-                if pending:
-                    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.run_until_complete(loop.shutdown_default_executor())
-            finally:
-                asyncio.set_event_loop(None)
-                loop.close()
+        run_private_loop(self._loop, ready)
 
     async def _connect(self, address: str) -> None:
         client = await Client(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass
+from .._cliargs import non_negative_int, positive_int, seconds
 
 __all__ = ["ServiceConfig", "TOKEN_ENV", "add_arguments", "add_command", "config_from_args", "main"]
 
@@ -38,49 +39,34 @@ class ServiceConfig:
     access_log: bool = False
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
-def _seconds(text: str) -> float:
-    value = float(text)
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {text}")
-    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = ServiceConfig()
     p.add_argument("--backend", default=d.backend, help="pool backend: thread, process or asyncio (default thread)")
-    p.add_argument("--workers", type=_positive_int, default=None, help="pool workers (default: the backend's)")
-    p.add_argument("--queue-size", type=_non_negative_int, default=d.queue_size,
+    p.add_argument("--workers", type=positive_int, default=None, help="pool workers (default: the backend's)")
+    p.add_argument("--queue-size", type=non_negative_int, default=d.queue_size,
                    help=f"waiting jobs at most; beyond it POST /jobs answers 503 (default {d.queue_size})")
     p.add_argument("--host", default=d.host, help="address to bind (default 127.0.0.1: loopback only)")
-    p.add_argument("--port", type=_non_negative_int, default=d.port, help="port (default 8000; 0: any free port)")
+    p.add_argument("--port", type=non_negative_int, default=d.port, help="port (default 8000; 0: any free port)")
     p.add_argument("--token", default=None,
                    help=f"require 'Authorization: Bearer TOKEN' (default: ${TOKEN_ENV}, else no auth); "
                    "prefer the variable: a command line is visible to every user of the machine")
-    p.add_argument("--drain-timeout", type=_seconds, default=d.drain_timeout,
+    p.add_argument("--drain-timeout", type=seconds, default=d.drain_timeout,
                    help=f"on SIGTERM, seconds to let accepted jobs finish before cancelling them (default {d.drain_timeout:g})")
-    p.add_argument("--max-body", type=_positive_int, default=d.max_body,
+    p.add_argument("--max-body", type=positive_int, default=d.max_body,
                    help=f"largest request body in bytes; larger gets 413 (default {d.max_body})")
-    p.add_argument("--retain-jobs", type=_non_negative_int, default=d.retain_jobs,
+    p.add_argument("--retain-jobs", type=non_negative_int, default=d.retain_jobs,
                    help=f"finished jobs kept for GET /jobs/{{id}} (default {d.retain_jobs})")
-    p.add_argument("--retain-seconds", type=_seconds, default=d.retain_seconds,
+    p.add_argument("--retain-seconds", type=seconds, default=d.retain_seconds,
                    help=f"seconds a finished job is kept (default {d.retain_seconds:g})")
-    p.add_argument("--retain-bytes", type=_non_negative_int, default=d.retain_bytes,
+    p.add_argument("--retain-bytes", type=non_negative_int, default=d.retain_bytes,
                    help=f"bytes of kept results at most (default {d.retain_bytes})")
-    p.add_argument("--max-abandoned", type=_non_negative_int, default=None,
+    p.add_argument("--max-abandoned", type=non_negative_int, default=None,
                    help="thread backend: answer 503 while more threads than this still run stopped jobs "
                    "(default max(32, 4 x workers))")
     p.add_argument("--drain-report", default=None, metavar="FILE",
