@@ -67,13 +67,14 @@ def cancel_latency(case: Case, backend: str, seed: int) -> dict[str, Any]:
                     job.add_done_callback(lambda _: (seen.append(time.monotonic()), ended.set()))
                     t_cancel = time.monotonic()
                     job.cancel()
-                    ended.wait(30)
-                    cancels.append(seen[0] - t_cancel)
+                    if ended.wait(30) and seen:
+                        cancels.append(seen[0] - t_cancel)
                 else:
                     job = pool.submit(stop, None, timeout=0.02)  # may be stopped before it starts
                     job.add_done_callback(lambda _: (seen.append(time.monotonic()), ended.set()))
-                    ended.wait(30)
-                    overshoots.append(seen[0] - (job.started_at + 0.02))
+                    # a job stopped before a worker took it has no start: no overshoot to measure
+                    if ended.wait(30) and seen and job.started_at:
+                        overshoots.append(seen[0] - (job.started_at + 0.02))
         stats = pool.stats()
     ms = lambda v: None if v is None else v * 1000  # noqa: E731
     return _result(
@@ -85,7 +86,7 @@ def cancel_latency(case: Case, backend: str, seed: int) -> dict[str, Any]:
         lat_p50_ms=ms(percentile(cancels, 0.5)),
         lat_p95_ms=ms(percentile(cancels, 0.95)),
         lat_p99_ms=ms(percentile(cancels, 0.99)),
-        lat_max_ms=ms(max(cancels)),
+        lat_max_ms=ms(max(cancels) if cancels else None),
         extra={
             "cancel_ms": {"p50": ms(percentile(cancels, 0.5)), "p99": ms(percentile(cancels, 0.99)), "n": len(cancels)},
             "timeout_overshoot_ms": {

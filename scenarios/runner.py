@@ -18,6 +18,7 @@ import datetime
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
@@ -103,19 +104,24 @@ def metadata(opts: RunOptions) -> dict[str, Any]:
 def measure_in_subprocess(request: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
     """Run one measurement in a fresh interpreter; (result, None) or (None, error)."""
     env = dict(os.environ, PYTHONHASHSEED="0")
+    # Its own session: on a timeout the whole group goes (its fork server and workers
+    # too), so that no orphan keeps a core busy during the measurements after it.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scenarios.measure"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+    )
     try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "scenarios.measure"], input=json.dumps(request), capture_output=True,
-            text=True, timeout=MEASURE_TIMEOUT, env=env,
-        )
+        out, err = proc.communicate(json.dumps(request), timeout=MEASURE_TIMEOUT)
     except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
         return None, f"timed out after {MEASURE_TIMEOUT}s"
     if proc.returncode != 0:
-        return None, (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1][:500]
+        return None, (err.strip().splitlines() or [f"exit code {proc.returncode}"])[-1][:500]
     try:
-        return json.loads(proc.stdout.strip().splitlines()[-1]), None
+        return json.loads(out.strip().splitlines()[-1]), None
     except (json.JSONDecodeError, IndexError):
-        return None, f"unreadable output: {proc.stdout[-300:]!r}"
+        return None, f"unreadable output: {out[-300:]!r}"
 
 
 def plan(opts: RunOptions) -> list[tuple[Any, list[str]]]:
@@ -152,7 +158,8 @@ def run(opts: RunOptions, *, progress: Callable[[str], None] | None = None) -> i
     work = plan(opts)
     done = 0
     tick = progress or (lambda _msg: None)
-    controls = []
+    controls: list[float] = []
+    control_errors: list[str] = []
     seq = 0
 
     def control(position: int) -> None:
@@ -161,6 +168,8 @@ def run(opts: RunOptions, *, progress: Callable[[str], None] | None = None) -> i
         if result is not None:
             controls.append(result["control_s"])
             store.add_control(conn, run_id, position, result["control_s"])
+        else:
+            control_errors.append(f"control workload {position} failed: {err}")
         done += 1
         tick(f"control workload {position}")
 
@@ -183,7 +192,7 @@ def run(opts: RunOptions, *, progress: Callable[[str], None] | None = None) -> i
                 tick(f"{case.key} on {backend} (repeat {rep + 1}/{opts.repeats})")
         control(rep + 1)
 
-    flags = []
+    flags = list(control_errors)
     load_end = os.getloadavg()[0]
     cpus = os.cpu_count() or 1
     if meta["loadavg_start"] > 0.5 * cpus:

@@ -63,13 +63,18 @@ def compare(a: Sequence[float], b: Sequence[float], *, higher_is_better: bool = 
     can show a difference at 5%; 3 against 3 never can (p >= 0.1)."""
     from scipy.stats import mannwhitneyu
 
+    a = [v for v in a if v is not None and not math.isnan(v)]
+    b = [v for v in b if v is not None and not math.isnan(v)]
     ea, eb = median_ci(a), median_ci(b)
-    ratio = ea.median / eb.median if eb.median else math.inf
-    if len(set(a)) == 1 and list(a) == list(b):
+    if eb.median:
+        ratio = ea.median / eb.median
+    else:
+        ratio = 1.0 if not ea.median else math.inf
+    if len(set(a)) == 1 and set(a) == set(b):
         p = 1.0
     else:
-        p = float(mannwhitneyu(list(a), list(b), alternative="two-sided").pvalue)
-    if p >= alpha:
+        p = float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
+    if not p < alpha:  # NaN included: no evidence, no verdict
         verdict = "no significant difference"
     else:
         better = ea.median > eb.median if higher_is_better else ea.median < eb.median

@@ -31,7 +31,10 @@ def _key(scenario: str, variant: str) -> str:
 
 def summarize(db: str, run_id: int) -> tuple[dict, list[Row]]:
     runs = store.load_runs(db)
-    run = runs[runs.run_id == run_id].iloc[0].to_dict()
+    match = runs[runs.run_id == run_id]
+    if match.empty:
+        raise ValueError(f"no run {run_id} in {db}; runs there: {', '.join(map(str, runs.run_id)) or 'none'}")
+    run = match.iloc[0].to_dict()
     df = store.load_measurements(db, run_id)
     rows: list[Row] = []
     ok = df[df.ok == 1]
@@ -53,7 +56,7 @@ def summarize(db: str, run_id: int) -> tuple[dict, list[Row]]:
                 notes.append("load generator was the bottleneck")
             extra = g.extra.iloc[-1] or {}
             if "ops_per_s" in extra:
-                notes.append("; ".join(f"{k} {v / 1e6:.2f}M/s" for k, v in extra["ops_per_s"].items()))
+                notes.append("; ".join(f"{k} {v / 1e6:.2f}M/s" for k, v in extra["ops_per_s"].items() if v))
             if "cancel_ms" in extra:
                 c, o = extra["cancel_ms"]["p50"], extra["timeout_overshoot_ms"]["p50"]
                 notes.append(

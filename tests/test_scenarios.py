@@ -142,3 +142,10 @@ def test_open_loop_latency_counts_from_the_intended_start_when_submit_blocks():
     assert result["queue_wait_ms"] < 5  # each job started as soon as it was accepted...
     assert result["lat_max_ms"] > 100  # ...yet late against its schedule
     assert result["achieved_rate"] < 0.5 * result["offered_rate"]
+
+
+def test_compare_ignores_missing_values_and_zero_medians():
+    c = stats.compare([1.0, 2.0, 3.0, 4.0, float("nan")], [5.0, 6.0, 7.0, 8.0, 9.0])
+    assert c.p_value == c.p_value and c.a.n == 4  # the NaN was dropped before the test
+    assert stats.compare([0.0] * 5, [0.0] * 5).verdict == "no significant difference"
+    assert stats.compare([0.0] * 5, [0.0] * 5).ratio == 1.0
