@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS measurements (
     wall_s REAL, throughput REAL,
     lat_p50_ms REAL, lat_p95_ms REAL, lat_p99_ms REAL, lat_max_ms REAL,
     queue_wait_ms REAL, dispatch_ms REAL, run_ms REAL, return_ms REAL,
-    cpu_s REAL, peak_rss_mb REAL,
+    cpu_s REAL,                      -- CPU seconds of the measuring process, its workers and reaped children
+    peak_rss_mb REAL,                -- peak RSS of the measuring process + its workers' RSS at the end
     offered_rate REAL, achieved_rate REAL, generator_cpu REAL, generator_bound INTEGER,
     extra TEXT,                      -- JSON: the scenario's own findings
     params TEXT                      -- JSON: the scenario as run
