@@ -116,6 +116,11 @@ def bars(
     ax.set_xticklabels([textwrap.fill(g, wrap) if wrap else g for g in groups], fontsize=8, rotation=rotation,
                        ha="right" if rotation else "center")
     ax.set_ylabel(ylabel, fontsize=8)
+    _finish(ax, log=log, title=title)
+
+
+def _finish(ax, *, log: bool, title: str) -> None:
+    """The y scale (log or SI-suffixed), the title and the legend of a plot."""
     if log:
         log_axis(ax)
     else:
@@ -181,10 +186,4 @@ def lines(
 
         ax.set_xscale("symlog", linthresh=1)
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    if logy:
-        log_axis(ax)
-    else:
-        si_axis(ax)
-    if title:
-        ax.set_title(title, fontsize=9)
-    legend(ax)
+    _finish(ax, log=logy, title=title)

@@ -1,22 +1,13 @@
 """What only the process backend does: pickling, killing, crash storms."""
 
-import os
 import time
 
 import pytest
 
 import pools
-from pools.testing import jobs
+from pools.testing import jobs, process_alive
 
 T = 30.0
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
 
 
 def getpid_then_sleep(seconds):
@@ -48,7 +39,7 @@ def test_timeout_kills_a_job_that_never_looks_at_its_context(make_pool):
     slow = pool.submit(getpid_then_sleep, 3600, timeout=0.2)
     with pytest.raises(pools.JobTimeout):
         slow.result(T)
-    assert not _pid_alive(first_pid), "the worker running the job was not killed"
+    assert not process_alive(first_pid), "the worker running the job was not killed"
     assert pool.submit(jobs.context_info).result(T)["pid"] != first_pid
 
 
@@ -60,7 +51,7 @@ def test_cancel_kills_the_running_worker(make_pool):
         pid = None
         assert job.cancel()
     pid = pool.submit(jobs.context_info).result(T)["pid"]
-    assert pool.stats().cancelled == 1 and _pid_alive(pid)
+    assert pool.stats().cancelled == 1 and process_alive(pid)
 
 
 def test_worker_traceback_is_the_cause(make_pool):

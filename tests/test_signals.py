@@ -9,6 +9,7 @@ import textwrap
 import pytest
 
 import pools
+from pools.testing import wait_process_gone
 
 PROGRAM = textwrap.dedent(
     """
@@ -50,30 +51,6 @@ def _start(backend):
     return proc, int(line[1])
 
 
-def _gone(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[1][0] in "ZX"
-    except FileNotFoundError:
-        return True
-
-
-def _wait_gone(pid, timeout=10.0):
-    if _gone(pid):
-        return True
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    import select
-
-    try:
-        select.select([fd], [], [], timeout)
-    finally:
-        os.close(fd)
-    return _gone(pid)
-
-
 @pytest.fixture
 def program(request):
     """Start the program; whatever the test does, it is killed and reaped at the end."""
@@ -104,7 +81,7 @@ def test_ctrl_c_ends_the_program_promptly(backend, program):
     _, err = proc.communicate(timeout=30)
     assert proc.returncode != 0 and "KeyboardInterrupt" in err
     if backend == "process":
-        assert _wait_gone(worker_pid), "a worker process outlived the program"
+        assert wait_process_gone(worker_pid, 10.0), "a worker process outlived the program"
 
 
 @pytest.mark.parametrize("backend", pools.available_backends())
@@ -114,7 +91,7 @@ def test_sigterm_ends_the_program_and_its_workers(backend, program):
     assert proc.wait(timeout=20) == -signal.SIGTERM
     proc.communicate(timeout=30)
     if backend == "process":
-        assert _wait_gone(worker_pid), "a worker process outlived its killed parent"
+        assert wait_process_gone(worker_pid, 10.0), "a worker process outlived its killed parent"
 
 
 def test_exit_without_shutdown_still_finishes_the_jobs(tmp_path):

@@ -15,6 +15,6 @@
   ``pool_backend``, ``make_pool`` and ``leak_check`` fixtures.
 """
 
-from ._leaks import Snapshot, check_leaks, find_leaks, no_leaks, snapshot
+from ._leaks import Snapshot, check_leaks, find_leaks, no_leaks, process_alive, snapshot, wait_process_gone
 
-__all__ = ["Snapshot", "check_leaks", "find_leaks", "no_leaks", "snapshot"]
+__all__ = ["Snapshot", "check_leaks", "find_leaks", "no_leaks", "process_alive", "snapshot", "wait_process_gone"]

@@ -20,7 +20,7 @@ from typing import Iterator
 from .._base import _live_pools
 from ..exceptions import Leaked
 
-__all__ = ["Snapshot", "snapshot", "find_leaks", "check_leaks", "no_leaks"]
+__all__ = ["Snapshot", "snapshot", "find_leaks", "check_leaks", "no_leaks", "process_alive", "wait_process_gone"]
 
 
 @dataclass(frozen=True)
@@ -102,17 +102,37 @@ def snapshot() -> Snapshot:
     )
 
 
-def _wait_pid(pid: int, timeout: float) -> None:
-    if timeout <= 0:
-        return
+def process_alive(pid: int) -> bool:
+    """True while process ``pid`` exists and has not ended (a zombie has ended)."""
     try:
-        fd = os.pidfd_open(pid)
-    except (AttributeError, OSError):  # not Linux, or already gone
-        return
-    try:
-        select.select([fd], [], [], timeout)
-    finally:
-        os.close(fd)
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: ask the kernel instead
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    return stat[stat.rfind(")") + 2 :].split()[0] not in ("Z", "X")
+
+
+def wait_process_gone(pid: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for process ``pid`` (any process, not only a
+    child) to end, woken by its pidfd rather than by polling; True if it ended."""
+    if not process_alive(pid):
+        return True
+    if timeout > 0:
+        try:
+            fd = os.pidfd_open(pid)
+        except (AttributeError, OSError):  # not Linux, or already gone
+            return not process_alive(pid)
+        try:
+            select.select([fd], [], [], timeout)
+        finally:
+            os.close(fd)
+    return not process_alive(pid)
 
 
 def find_leaks(before: Snapshot, *, timeout: float = 10.0) -> list[str]:
@@ -129,7 +149,7 @@ def find_leaks(before: Snapshot, *, timeout: float = 10.0) -> list[str]:
             if thread.is_alive():
                 leaks.append(f"thread {thread.name!r} (daemon={thread.daemon}) is still running")
     for pid in _descendants() - before.processes:
-        _wait_pid(pid, deadline - time.monotonic())
+        wait_process_gone(pid, deadline - time.monotonic())
     multiprocessing.active_children()
     for pid in sorted(_descendants() - before.processes):
         leaks.append(f"process {pid} ({_cmdline(pid)}) is still running")
