@@ -29,6 +29,7 @@ import atexit
 import collections
 import concurrent.futures
 import contextvars
+import functools
 import heapq
 import itertools
 import math
@@ -225,6 +226,13 @@ class Job(concurrent.futures.Future):
     ``status`` come from the pool, not from the ``Future``.
     """
 
+    # A plain Future builds a threading.Condition, a waiter list and a callback list
+    # up front: eight objects for the garbage collector per job, and most jobs never
+    # need them (their result is read after they ended, or they are awaited). Here
+    # they are made on first use. Until the condition exists, the module lock
+    # _LAZY guards the future's state; once it exists (it never goes away), the
+    # condition does, exactly as in Future — so every base-class method still works.
+
     def __init__(
         self,
         pool: Pool,
@@ -236,7 +244,13 @@ class Job(concurrent.futures.Future):
         retry: Retry | None,
         ctxvars: contextvars.Context | None,
     ) -> None:
-        super().__init__()
+        # Future.__init__ is replaced by the lazy fields below.
+        self._state = _F_PENDING
+        self._result = None
+        self._exception: BaseException | None = None
+        self._cond: threading.Condition | None = None
+        self._callbacks: list[Callable[[Job], Any]] | None = None
+        self._waiter_list: list[Any] | None = None
         self.job_id: int = next(_job_ids)
         self.fn = fn
         self.args = args
@@ -251,6 +265,104 @@ class Job(concurrent.futures.Future):
         self._enqueued_at = 0.0
         self._started_at = 0.0
         self.backend_slot: Any = None  # per-backend bookkeeping of the running attempt
+
+    # -- the lazy parts of Future (names used by concurrent.futures itself)
+
+    @property
+    def _condition(self) -> threading.Condition:  # type: ignore[override]
+        cond = self._cond
+        if cond is None:
+            with _LAZY:
+                cond = self._cond
+                if cond is None:
+                    if self._state in _F_DONE:
+                        # Ended, and nobody ever waited: its state can no longer change,
+                        # so there is nothing to guard, wait for or notify. wait(jobs)
+                        # and as_completed(jobs) lock every job's condition and would
+                        # otherwise build one per job that already ended.
+                        return _ENDED_CONDITION
+                    cond = self._cond = threading.Condition()
+        return cond
+
+    @property
+    def _waiters(self) -> list[Any]:  # type: ignore[override]  # touched only under the condition
+        if self._waiter_list is None:
+            if self._cond is None and self._state in _F_DONE:
+                return _NO_WAITERS  # ended: no waiter will ever be told anything
+            self._waiter_list = []
+        return self._waiter_list
+
+    @property
+    def _done_callbacks(self) -> list[Callable[[Job], Any]] | tuple:  # type: ignore[override]
+        return self._callbacks or ()
+
+    def add_done_callback(self, fn: Callable[[Job], Any]) -> None:
+        with _LAZY:
+            cond = self._cond
+            if cond is None and self._state not in _F_DONE:
+                if self._callbacks is None:
+                    self._callbacks = [fn]
+                else:
+                    self._callbacks.append(fn)
+                return
+        if cond is not None:
+            with cond:
+                if self._state not in _F_DONE:
+                    if self._callbacks is None:
+                        self._callbacks = [fn]
+                    else:
+                        self._callbacks.append(fn)
+                    return
+        try:
+            fn(self)
+        except Exception:
+            concurrent.futures._base.LOGGER.exception("exception calling callback for %r", self)
+
+    def set_result(self, result: Any) -> None:
+        with _LAZY:
+            cond = self._cond
+            if cond is None:
+                if self._state in _F_DONE:
+                    raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
+                self._result = result
+                self._state = _F_FINISHED
+        if cond is None:  # nobody could be waiting on a condition that does not exist
+            self._invoke_callbacks()
+        else:
+            super().set_result(result)
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        with _LAZY:
+            cond = self._cond
+            if cond is None:
+                if self._state in _F_DONE:
+                    raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
+                self._exception = exception
+                self._state = _F_FINISHED
+        if cond is None:
+            self._invoke_callbacks()
+        else:
+            super().set_exception(exception)
+
+    # -- reads of an ended future need no lock: its fields never change again
+
+    def done(self) -> bool:
+        return self._state in _F_DONE
+
+    def cancelled(self) -> bool:
+        return self._state in _F_CANCELLED
+
+    def result(self, timeout: float | None = None) -> Any:
+        if self._state is _F_FINISHED and self._exception is None:
+            return self._result
+        return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        if self._state is _F_FINISHED:
+            return self._exception
+        return super().exception(timeout)
+
+    # -- the pool's view
 
     @property
     def status(self) -> str:
@@ -275,10 +387,91 @@ class Job(concurrent.futures.Future):
         return self._status is RUNNING
 
     def __await__(self):
-        return asyncio.wrap_future(self).__await__()
+        # Not asyncio.wrap_future: that costs a thread-safe call (a self-pipe write)
+        # per job even when the job ends on the awaiting loop's own thread, which is
+        # where the asyncio backend ends its jobs. Cancelling the awaiting task
+        # cancels the job, as with wrap_future.
+        if self._state not in _F_DONE:
+            loop = asyncio.get_running_loop()
+            woken = loop.create_future()
+            self.add_done_callback(functools.partial(_wake_awaiter, loop, woken))
+            try:
+                yield from woken
+            except asyncio.CancelledError:
+                self.cancel()
+                raise
+        if self._state is _F_FINISHED:
+            if self._exception is not None:
+                raise self._exception
+            return self._result
+        raise asyncio.CancelledError()
 
     def __repr__(self) -> str:
         return f"<Job {self.job_id} {self._status} attempt={self.attempt} on {self._pool.backend}>"
+
+
+_LAZY = threading.Lock()  # guards a Job's future state until its condition exists
+
+
+class _EndedCondition:
+    """The condition of a job that ended before anyone needed one: a no-op, since
+    an ended future's fields never change again (no lock, so no lock order)."""
+
+    __slots__ = ()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+    __enter__ = acquire
+
+    def __exit__(self, *exc_info: Any) -> None:
+        pass
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return True  # callers re-check the (final) state
+
+    def notify(self, n: int = 1) -> None:
+        pass
+
+    def notify_all(self) -> None:
+        pass
+
+
+_ENDED_CONDITION = _EndedCondition()
+
+
+class _NoWaiters(tuple):
+    """The waiter list of an ended job: wait(jobs) adds its waiter to every job and
+    removes it afterwards; an ended job has nothing to tell it."""
+
+    __slots__ = ()
+
+    def append(self, waiter: Any) -> None:
+        pass
+
+    def remove(self, waiter: Any) -> None:
+        pass
+
+
+_NO_WAITERS = _NoWaiters()
+_F_PENDING = concurrent.futures._base.PENDING
+_F_FINISHED = concurrent.futures._base.FINISHED
+_F_CANCELLED = frozenset({concurrent.futures._base.CANCELLED, concurrent.futures._base.CANCELLED_AND_NOTIFIED})
+_F_DONE = _F_CANCELLED | {_F_FINISHED}
+
+
+def _wake_awaiter(loop: asyncio.AbstractEventLoop, woken: asyncio.Future, _job: Job) -> None:
+    if asyncio._get_running_loop() is loop:  # ended on the awaiting loop's thread: wake it directly
+        if not woken.done():
+            woken.set_result(None)
+        return
+    try:
+        loop.call_soon_threadsafe(_resolve_quietly, woken)
+    except RuntimeError:  # that loop is closed: nobody is awaiting any more
+        pass
 
 
 # ----------------------------------------------------------------------------- pool
@@ -495,7 +688,7 @@ class Pool(ABC):
             if self._state is not _OPEN:
                 raise self._closed_error()
             self._check_accept_locked()
-            if not self._has_room_locked():
+            if self._queued >= self.queue_size + self.workers - self._running:  # _has_room_locked, inlined
                 self._wait_for_room_locked(job, wait)
             self._accept_locked(job)
         return job
@@ -646,25 +839,50 @@ class Pool(ABC):
         its value, or ``ERROR``/``TIMEOUT``/``CRASH`` with the exception. Returns
         False if the attempt had already been settled (cancelled, timed out): its
         outcome is then dropped."""
-        delay = None
         with self._lock:
-            if job._status is not RUNNING or job.attempt != attempt:
-                return False
-            self._running -= 1
-            ran = time.monotonic() - job._started_at
-            self._runs.append(ran)
-            if job.timeout is not None and ran >= job.timeout and outcome is not CRASH:
-                # An attempt that ends past its deadline timed out, whatever it returned:
-                # so a job that notices its deadline and returns cannot race the clock.
-                outcome, value = TIMEOUT, self._timeout_error(job, attempt)
-            if preempted:
-                self._preempted_locked(job)
+            ended = self._end_attempt_locked(job, attempt, outcome, value, preempted)
+        if ended is None:
+            return False
+        self._settle_ended(job, *ended)
+        return True
+
+    def _finish_and_take(self, job: Job, attempt: int, outcome: str, value: Any) -> tuple[bool, Job | None]:
+        """``_finish_attempt`` and ``_take_locked`` in one round of the lock, for a
+        worker that goes straight on to its next job: under load this halves the
+        worker's trips through the lock that every submitter needs too. Returns
+        (whether the outcome counted, the next job or None)."""
+        with self._lock:
+            ended = self._end_attempt_locked(job, attempt, outcome, value, False)
+            nxt = self._take_locked() if ended is not None else None
+        if ended is None:
+            return False, None
+        self._settle_ended(job, *ended)
+        return True, nxt
+
+    def _end_attempt_locked(
+        self, job: Job, attempt: int, outcome: str, value: Any, preempted: bool
+    ) -> tuple[str, Any, float | None] | None:
+        """The bookkeeping half of ``_finish_attempt`` (lock held). Returns what
+        ``_settle_ended`` needs, or None if the attempt was settled already."""
+        if job._status is not RUNNING or job.attempt != attempt:
+            return None
+        delay = None
+        self._running -= 1
+        ran = time.monotonic() - job._started_at
+        self._runs.append(ran)
+        if job.timeout is not None and ran >= job.timeout and outcome is not CRASH:
+            # An attempt that ends past its deadline timed out, whatever it returned:
+            # so a job that notices its deadline and returns cannot race the clock.
+            outcome, value = TIMEOUT, self._timeout_error(job, attempt)
+        if preempted:
+            self._preempted_locked(job)
+        if outcome is OK:
+            job._status = SUCCEEDED
+            self._succeeded += 1
+        else:
             if outcome is CRASH:
                 self._crashed += 1
-            if outcome is OK:
-                job._status = SUCCEEDED
-                self._succeeded += 1
-            elif (
+            if (
                 job.retry is not None
                 and attempt < job.retry.attempts
                 and isinstance(value, job.retry.on)
@@ -680,10 +898,21 @@ class Pool(ABC):
             else:
                 job._status = FAILED
                 self._failed += 1
-            if delay is None:
-                del self._live[job.job_id]
+        if delay is None:
+            del self._live[job.job_id]
+            if not preempted:
+                # Ended for good: let go of what only a running attempt needs. The
+                # caller may keep the job for long, and many of them: fewer objects
+                # for the garbage collector to walk again and again.
+                job._ctxvars = job._payload = job.backend_slot = None
+        if self._room._waiters or self._async_room:  # type: ignore[attr-defined]
             self._wake_room_locked()
+        if self._state is not _OPEN:
             self._check_drained_locked()
+        return outcome, value, delay
+
+    def _settle_ended(self, job: Job, outcome: str, value: Any, delay: float | None) -> None:
+        """The other half (lock not held): resolve the future, or arm the retry."""
         if delay is not None:
             if not self._timer.call_later(delay, self._requeue, job):
                 job.cancel()  # shutdown stopped the timer meanwhile: no retry will come
@@ -692,7 +921,6 @@ class Pool(ABC):
         else:
             _tag(value, job.job_id)
             job.set_exception(value)
-        return True
 
     def _settle_timeout(self, job: Job, attempt: int, *, preempted: bool) -> bool:
         """The deadline of a running attempt passed: fail or retry it with JobTimeout.
@@ -953,6 +1181,8 @@ _CO_COROUTINE = 0x0080  # inspect.CO_COROUTINE
 
 def check_plain_callable(backend: str, fn: Any) -> None:
     """The thread and process backends run plain callables."""
+    if type(fn) is _FunctionType and not fn.__code__.co_flags & _CO_COROUTINE:
+        return  # the common case: a plain function, in two attribute reads
     if not callable(fn):
         raise InvalidCallable(f"fn must be callable, got {fn!r}")
     if is_coroutine_function(fn):

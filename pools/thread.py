@@ -24,7 +24,7 @@ import time
 from typing import Any, Callable
 
 from . import _base
-from ._base import ERROR, OK, Job, Pool
+from ._base import ERROR, OK, RUNNING, Job, Pool
 from ._context import JobContext, _current
 
 __all__ = ["ThreadPool"]
@@ -71,20 +71,25 @@ class ThreadPool(Pool):
     def _worker(self) -> None:
         me = threading.current_thread()
         lock = self._lock
+        job: Job | None = None
         while True:
-            with lock:
-                job = self._take_locked()
-                while job is None:
-                    if self._stopping:
-                        self._threads.discard(me)
-                        return
-                    self._work.wait()
+            if job is None:
+                with lock:
                     job = self._take_locked()
-                attempt = job.attempt
-                deadline = None if job.timeout is None else job._started_at + job.timeout
-                ctx = JobContext(job.job_id, attempt, deadline)
-                job.backend_slot = ctx
-            if deadline is not None:
+                    while job is None:
+                        if self._stopping:
+                            self._threads.discard(me)
+                            return
+                        self._work.wait()
+                        job = self._take_locked()
+            attempt = job.attempt
+            deadline = None if job.timeout is None else job._started_at + job.timeout
+            ctx = job.backend_slot = JobContext(job.job_id, attempt, deadline)
+            if job._status is not RUNNING or job.attempt != attempt:
+                # Cancelled between the take and here: the canceller may have looked
+                # for this context before it existed, so cancel it ourselves.
+                ctx._cancel()
+            elif deadline is not None:
                 self._timer.call_at(deadline, self._on_deadline, job, attempt)
             ctxvars = job._ctxvars if attempt == 1 else job._ctxvars.copy()
             try:
@@ -92,14 +97,16 @@ class ThreadPool(Pool):
                 outcome = OK
             except BaseException as exc:  # noqa: BLE001 - the job's error goes to its caller
                 value, outcome = exc, ERROR
-            if not self._finish_attempt(job, attempt, outcome, value):
+            # Finish this job and take the next in one round of the lock.
+            counted, job = self._finish_and_take(job, attempt, outcome, value)
+            del value
+            if not counted:
                 # The attempt was settled from outside while it ran: this thread was
                 # abandoned and replaced, so it leaves now that the function returned.
                 with lock:
                     self._abandoned -= 1
                     self._threads.discard(me)
                 return
-            del job, value
 
     def _on_deadline(self, job: Job, attempt: int) -> None:
         if self._settle_timeout(job, attempt, preempted=True):
