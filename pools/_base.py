@@ -62,6 +62,7 @@ FAILED = "failed"
 CANCELLED = "cancelled"
 TIMED_OUT = "timed_out"
 TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED, TIMED_OUT})
+_PREFETCHED = "prefetched"  # internal: how _settle_outside tells a prefetched job's cancel apart
 
 # Outcomes of one attempt, reported by a backend to _finish_attempt().
 OK = "ok"
@@ -265,6 +266,7 @@ class Job(concurrent.futures.Future):
         self._enqueued_at = 0.0
         self._started_at = 0.0
         self.backend_slot: Any = None  # per-backend bookkeeping of the running attempt
+        self._prefetched = False  # QUEUED, but in a worker's backlog rather than the heap
 
     # -- the lazy parts of Future (names used by concurrent.futures itself)
 
@@ -281,7 +283,7 @@ class Job(concurrent.futures.Future):
                         # and as_completed(jobs) lock every job's condition and would
                         # otherwise build one per job that already ended.
                         return _ENDED_CONDITION
-                    cond = self._cond = threading.Condition()
+                    cond = self._cond = _JobCondition()
         return cond
 
     @property
@@ -411,6 +413,70 @@ class Job(concurrent.futures.Future):
 
 
 _LAZY = threading.Lock()  # guards a Job's future state until its condition exists
+
+
+class _JobCondition:
+    """What concurrent.futures uses of a job's ``threading.Condition``, for a tenth
+    of its construction cost: ``wait(jobs)`` makes one for every job still
+    pending, and ``Condition()`` builds a dozen objects (bound methods, a deque).
+    The waiting protocol is Condition's own: a lock per sleeper, released by
+    ``notify_all`` under the mutex."""
+
+    __slots__ = ("_mutex", "_sleepers")
+
+    def __init__(self) -> None:
+        self._mutex = threading.RLock()
+        self._sleepers: list[Any] | None = None
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return self._mutex.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._mutex.release()
+
+    def __enter__(self) -> bool:
+        return self._mutex.acquire()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._mutex.release()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        sleeper = _allocate_lock()
+        sleeper.acquire()
+        if self._sleepers is None:
+            self._sleepers = []
+        self._sleepers.append(sleeper)
+        saved = self._mutex._release_save()  # type: ignore[attr-defined]
+        woken = False
+        try:
+            if timeout is None:
+                woken = sleeper.acquire()
+            elif timeout > 0:
+                woken = sleeper.acquire(True, timeout)
+            else:
+                woken = sleeper.acquire(False)
+            return woken
+        finally:
+            self._mutex._acquire_restore(saved)  # type: ignore[attr-defined]
+            if not woken and self._sleepers is not None:
+                try:
+                    self._sleepers.remove(sleeper)
+                except ValueError:
+                    pass
+
+    def notify(self, n: int = 1) -> None:
+        sleepers = self._sleepers
+        while sleepers and n > 0:
+            sleepers.pop(0).release()
+            n -= 1
+
+    def notify_all(self) -> None:
+        sleepers, self._sleepers = self._sleepers, None
+        for sleeper in sleepers or ():
+            sleeper.release()
+
+
+_allocate_lock = threading.Lock  # the C lock type: a sleeper is one such lock
 
 
 class _EndedCondition:
@@ -563,7 +629,9 @@ class Pool(ABC):
     @abstractmethod
     def _stop_running(self, job: Job, attempt: int) -> None:
         """Attempt ``attempt`` of ``job`` was cancelled or timed out from outside
-        (lock not held): stop the work (kill, cancel the task, abandon the thread)."""
+        (lock not held): stop the work (kill, cancel the task, abandon the thread).
+        Also called for a cancelled job that a backend had prefetched (it is still
+        ``job.attempt``, not begun): the backend makes sure that it never starts."""
 
     @abstractmethod
     def _stop_workers(self, deadline: float | None) -> int:
@@ -821,16 +889,58 @@ class Pool(ABC):
         while heap:
             job = heapq.heappop(heap)[2]
             if job._status is QUEUED:
-                job._status = RUNNING
-                job.attempt += 1
-                self._queued -= 1
-                self._running += 1
-                now = time.monotonic()
-                self._waits.append(now - job._enqueued_at)
-                job._started_at = now
+                self._mark_running_locked(job, time.monotonic())
                 return job
             self._dead_in_heap -= 1  # cancelled while queued
         return None
+
+    def _mark_running_locked(self, job: Job, now: float) -> None:
+        job._status = RUNNING
+        job.attempt += 1
+        self._queued -= 1
+        self._running += 1
+        self._waits.append(now - job._enqueued_at)
+        job._started_at = now
+
+    # A backend whose workers sit behind a pipe may hand a worker its next jobs
+    # before the current one ends ("prefetch"), so that the worker never idles for
+    # a round trip. A prefetched job left the heap but is still QUEUED (counted as
+    # waiting, cancellable as waiting: _settle_outside calls _stop_running so the
+    # backend makes sure it never starts) until the backend reports it started.
+
+    def _take_prefetch_locked(self, fits: Callable[[Job], bool]) -> Job | None:
+        """Pop the most urgent waiting job for a worker's backlog, if it ``fits``
+        there (lock held)."""
+        heap = self._heap
+        while heap:
+            job = heap[0][2]
+            if job._status is not QUEUED:
+                heapq.heappop(heap)
+                self._dead_in_heap -= 1
+                continue
+            if not fits(job):
+                return None
+            heapq.heappop(heap)
+            job._prefetched = True
+            return job
+        return None
+
+    def _start_prefetched_locked(self, job: Job, started_at: float) -> bool:
+        """A prefetched job began to run at ``started_at`` (a ``time.monotonic()``
+        value): mark it running. False if it was cancelled meanwhile."""
+        if job._status is not QUEUED or not job._prefetched:
+            return False
+        job._prefetched = False
+        self._mark_running_locked(job, started_at)
+        return True
+
+    def _unprefetch_locked(self, job: Job) -> None:
+        """A prefetched job will not run where it was sent (its worker died or was
+        replaced): back on the heap, still counted as waiting."""
+        if job._status is QUEUED and job._prefetched:
+            job._prefetched = False
+            heapq.heappush(self._heap, (-job.priority, next(self._seq), job))
+            self._on_enqueued_locked()
 
     def _finish_attempt(
         self, job: Job, attempt: int, outcome: str, value: Any = None, *, preempted: bool = False
@@ -955,9 +1065,13 @@ class Pool(ABC):
             status = job._status
             if status is QUEUED:
                 self._queued -= 1
-                self._dead_in_heap += 1
-                if self._dead_in_heap > 1024 and self._dead_in_heap * 2 > len(self._heap):
-                    self._compact_heap_locked()
+                if job._prefetched:
+                    job._prefetched = False
+                    status = _PREFETCHED  # the backend must see that it never starts
+                else:
+                    self._dead_in_heap += 1
+                    if self._dead_in_heap > 1024 and self._dead_in_heap * 2 > len(self._heap):
+                        self._compact_heap_locked()
             elif status is RETRYING:
                 self._retrying -= 1
             elif status is RUNNING:
@@ -975,7 +1089,7 @@ class Pool(ABC):
             attempt = job.attempt
             self._wake_room_locked()
             self._check_drained_locked()
-        if status is RUNNING:
+        if status is RUNNING or status is _PREFETCHED:
             self._stop_running(job, attempt)
         if exc is None:
             concurrent.futures.Future.cancel(job)

@@ -1,14 +1,24 @@
 """The loop that runs inside each worker process of the "process" backend.
 
 Kept apart from ``process.py`` so that a worker imports as little as possible.
-Protocol, one message at a time over the worker's own pipe (pickled tuples):
-worker → parent ``b"ready"`` once, at start; parent → worker ``(job_id, attempt,
-timeout, payload)`` where ``payload`` is the pickled ``(fn, args)``, or ``b""`` to
-stop; worker → parent ``(job_id, attempt, ok, value, traceback_text)``.
+Protocol over the worker's own pipe (pickled): worker → parent ``b"ready"`` once,
+at start; parent → worker a list of jobs ``(job_id, attempt, timeout, payload,
+slot)``, where ``payload`` is the pickled ``(fn, args)``, or ``b""`` to stop;
+worker → parent, for each job in order, ``(job_id, attempt, ok, value,
+traceback_text)``, with ``ok=None`` for a job it skipped.
+
+The list may hold more than the job to run now: the next ones wait here so that
+the worker never idles for a round trip. Whether each may still start is decided
+under a lock shared with the parent, in a small shared array (one byte per slot):
+the parent marks a slot PENDING before sending; the worker turns PENDING into
+STARTED (and writes the start time) just before running the job; the parent turns
+PENDING into CANCELLED (the job was cancelled) or REVOKED (the parent is about to
+kill this worker and will requeue the job), and the worker skips those.
 """
 
 from __future__ import annotations
 
+import collections
 import os
 import pickle
 import signal
@@ -20,6 +30,9 @@ from ._context import JobContext, _current
 
 #: what a new worker sends once it can take jobs
 READY = b"ready"
+
+#: states of a slot in the shared array
+FREE, PENDING, STARTED, CANCELLED, REVOKED = 0, 1, 2, 3, 4
 
 #: exit code of a worker whose job raised MemoryError: its heap may be exhausted,
 #: so it leaves rather than risk failing on the next job.
@@ -50,21 +63,33 @@ def _dump_failure(job_id: int, attempt: int, exc: BaseException) -> bytes:
     return pickle.dumps((job_id, attempt, False, exc_bytes, tb), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def worker_main(conn) -> None:
+def worker_main(conn, lock, states, starts) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _die_with_parent()
     recv, send = conn.recv_bytes, conn.send_bytes
     dumps, loads, proto = pickle.dumps, pickle.loads, pickle.HIGHEST_PROTOCOL
+    monotonic = time.monotonic
+    backlog: collections.deque = collections.deque()
     send(READY)  # the parent starts a job's clock only once its worker is ready for it
     while True:
-        try:
-            data = recv()
-        except (EOFError, OSError):
-            return  # the pool is gone
-        if not data:
-            return
-        job_id, attempt, timeout, payload = loads(data)
-        _current.set(JobContext(job_id, attempt, None if timeout is None else time.monotonic() + timeout))
+        if not backlog:
+            try:
+                data = recv()
+            except (EOFError, OSError):
+                return  # the pool is gone
+            if not data:
+                return
+            backlog.extend(loads(data))
+        job_id, attempt, timeout, payload, slot = backlog.popleft()
+        with lock:
+            state = states[slot]
+            if state == PENDING:
+                states[slot] = STARTED
+                starts[slot] = now = monotonic()
+        if state != PENDING:  # cancelled or revoked before it began
+            send(dumps((job_id, attempt, None, None, None), protocol=proto))
+            continue
+        _current.set(JobContext(job_id, attempt, None if timeout is None else now + timeout))
         fn = args = value = None
         try:
             fn, args = loads(payload)
@@ -82,5 +107,5 @@ def worker_main(conn) -> None:
                     attempt,
                     pickle.PicklingError(f"job {job_id} returned {type(value).__name__!s} that cannot be pickled: {err}"),
                 )
-        del value, fn, args
+        del value, fn, args, payload
         send(out)

@@ -2,7 +2,10 @@
 
 A heap of due times served by a single thread that sleeps on a condition until the
 earliest one: O(log n) per timer and no thread or ``threading.Timer`` per job.
-The thread starts on first use and ends with ``stop()``.
+The thread starts on first use and ends with ``stop()``. ``cancel()`` drops a
+timer's callback and arguments at once (a finished job must not stay alive until
+its deadline); the emptied entries leave the heap when it is rebuilt, once they
+are more than half of it.
 """
 
 from __future__ import annotations
@@ -19,28 +22,43 @@ class Timer:
     def __init__(self, name: str) -> None:
         self._name = name
         self._cv = threading.Condition(threading.Lock())
-        self._heap: list[tuple[float, int, Callable[..., Any], tuple]] = []
+        # entries are lists [when, seq, fn, args]: seq is unique, so fn is never compared
+        self._heap: list[list[Any]] = []
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
         self._stopped = False
+        self._cancelled = 0
 
-    def call_at(self, when: float, fn: Callable[..., Any], *args: Any) -> bool:
+    def call_at(self, when: float, fn: Callable[..., Any], *args: Any) -> list[Any] | None:
         """Run ``fn(*args)`` on the timer thread at ``time.monotonic()`` >= ``when``.
-        Returns False (and runs nothing) once the timer is stopped."""
+        Returns a handle for ``cancel()``, or None (and runs nothing) once the
+        timer is stopped."""
         with self._cv:
             if self._stopped:
-                return False
-            entry = (when, next(self._seq), fn, args)
+                return None
+            entry = [when, next(self._seq), fn, args]
             heapq.heappush(self._heap, entry)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
             elif self._heap[0] is entry:  # only an earlier due time needs the sleeper woken
                 self._cv.notify()
-            return True
+            return entry
 
-    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> bool:
+    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> list[Any] | None:
         return self.call_at(time.monotonic() + delay, fn, *args)
+
+    def cancel(self, entry: list[Any]) -> None:
+        """The timer need not run (its job ended): forget its callback now."""
+        with self._cv:
+            if entry[2] is None:
+                return
+            entry[2] = entry[3] = None
+            self._cancelled += 1
+            if self._cancelled > 1024 and self._cancelled * 2 > len(self._heap):
+                self._heap = [e for e in self._heap if e[2] is not None]
+                heapq.heapify(self._heap)
+                self._cancelled = 0
 
     def _run(self) -> None:
         cv = self._cv
@@ -54,12 +72,16 @@ class Timer:
                     cv.wait(wait)
                     continue
                 _, _, fn, args = heapq.heappop(self._heap)
+                if fn is None:  # cancelled
+                    self._cancelled -= 1
+                    continue
                 cv.release()
                 try:
                     fn(*args)
                 except BaseException:  # noqa: BLE001 - a bug in a callback must not stop every later timer
                     threading.excepthook(threading.ExceptHookArgs((*sys.exc_info(), threading.current_thread())))
                 finally:
+                    del fn, args
                     cv.acquire()
 
     def stop(self, timeout: float | None = None) -> bool:
@@ -67,6 +89,7 @@ class Timer:
         with self._cv:
             self._stopped = True
             self._heap.clear()
+            self._cancelled = 0
             self._cv.notify()
             thread = self._thread
         if thread is None or thread is threading.current_thread():

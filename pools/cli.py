@@ -16,6 +16,7 @@ COMMANDS = {
     "serve": "pools.service:add_command",
     "loadtest": "loadtests.cli:add_command",
     "run": "scenarios.cli:add_command",
+    "contenders": "scenarios.contenders:add_command",
     "report": "reports.cli:add_command",
 }
 

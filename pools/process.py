@@ -7,10 +7,11 @@ Data flow::
                                                             │    wake pipe, busy workers' pipes,
                                                             │    every worker's sentinel; timeout =
                                                             │    the nearest job deadline)
-                       ┌──── send_bytes(job) ───────────────┤
+                       ┌──── send_bytes([job, next jobs…]) ─┤
                        ▼                                    │
-             worker process 1..W  ── send_bytes(result) ───▶│ _finish_attempt()
-                       ▲                                    │
+             worker process 1..W  ── send_bytes(result) ───▶│ _finish_attempt(), then the
+                       ▲    ▲                               │ worker's next job is running
+                       │    └── shared slot states (lock) ──┤ cancel a job still waiting there
                        └── SIGKILL + replace ◀── deadline passed / job cancelled / worker died
 
 Each worker has its own pipe and runs one job at a time, so the manager always
@@ -19,22 +20,35 @@ knows which job a worker holds: killing a worker (timeout, cancel) or losing one
 worker takes its place. There is no queue shared between processes to corrupt,
 which is why ``ProcessPoolExecutor`` breaks as a whole on a crash and this
 pool does not.
+
+When more jobs wait than there are workers, a worker is sent its next few jobs
+with the current one (a backlog of at most ``PREFETCH`` jobs and
+``PREFETCH_BYTES`` of payload), so that it does not idle for a round trip
+between jobs. They stay *queued* in every sense: counted as waiting, their
+clock not started, cancellable without touching the worker (a shared slot state,
+see ``_process_worker``), and put back on the heap if their worker dies or is
+replaced. The price: a job prefetched behind a long one waits for it, even if
+another worker frees up first — which is why only a share of a deep queue
+(``waiting // workers``) is ever prefetched.
 """
 
 from __future__ import annotations
 
+import collections
 import multiprocessing
 import multiprocessing.connection
 import os
 import pickle
+import select
 import signal
+import struct
 import threading
 import time
 from typing import Any, Callable
 
 from . import _base
 from ._base import CRASH, ERROR, OK, Job, Pool
-from ._process_worker import EXIT_MEMORY_ERROR, READY, worker_main
+from ._process_worker import CANCELLED, EXIT_MEMORY_ERROR, FREE, PENDING, READY, REVOKED, STARTED, worker_main
 from .exceptions import InvalidArgument, InvalidCallable, RemoteTraceback, WorkerCrashed
 
 __all__ = ["ProcessPool"]
@@ -76,16 +90,86 @@ def _default_start_method() -> str:
     return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
-class _Worker:
-    __slots__ = ("process", "conn", "job", "attempt", "deadline", "ready")
+#: most jobs a worker holds at once: the running one and its backlog
+PREFETCH = 16
+#: most bytes of job payload waiting in a worker's backlog (below a pipe's buffer,
+#: so that sending to a busy worker never blocks the manager)
+PREFETCH_BYTES = 32 * 1024
 
-    def __init__(self, process: multiprocessing.process.BaseProcess, conn: Any) -> None:
+
+class _Inbox:
+    """Messages from a worker, framed as ``multiprocessing.Connection`` frames them
+    (a 4-byte big-endian length, or -1 and an 8-byte one), read in as few system
+    calls as the data allows: one read takes every result sent so far, where
+    ``recv_bytes`` costs two reads and a poll per message."""
+
+    __slots__ = ("fd", "buf")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buf = bytearray()
+
+    def read(self) -> list[bytes]:
+        """Read what the worker sent (call when the pipe is readable); return the
+        complete messages. Raises EOFError once the worker is gone."""
+        chunk = os.read(self.fd, 1 << 16)
+        if not chunk:
+            raise EOFError
+        buf = self.buf
+        buf += chunk
+        out, pos = [], 0
+        while len(buf) - pos >= 4:
+            (size,) = struct.unpack_from("!i", buf, pos)
+            head = 4
+            if size == -1:
+                if len(buf) - pos < 12:
+                    break
+                (size,) = struct.unpack_from("!Q", buf, pos + 4)
+                head = 12
+            end = pos + head + size
+            while len(buf) < end:  # a large message still arriving: read the rest now, as recv_bytes would
+                more = os.read(self.fd, min(end - len(buf), 1 << 24))
+                if not more:
+                    raise EOFError
+                buf += more
+            out.append(bytes(buf[pos + head:end]))
+            pos = end
+        del buf[:pos]
+        return out
+
+    def read_left(self) -> list[bytes]:
+        """Everything still readable without blocking (the worker has ended)."""
+        out: list[bytes] = []
+        try:
+            while select.select([self.fd], [], [], 0)[0]:
+                out += self.read()
+        except (EOFError, OSError):
+            pass
+        return out
+
+
+class _Worker:
+    __slots__ = (
+        "process", "conn", "inbox", "job", "attempt", "deadline", "ready", "slot",
+        "backlog", "backlog_bytes", "free", "lock", "states", "starts",
+    )
+
+    def __init__(self, process: Any, conn: Any, lock: Any = None, states: Any = None, starts: Any = None) -> None:
         self.process = process
         self.conn = conn
-        self.job: Job | None = None
+        self.inbox = None if conn is None else _Inbox(conn.fileno())
+        self.job: Job | None = None  # the job running now (its result is the next message)
         self.attempt = 0
         self.deadline: float | None = None
         self.ready = False  # until its READY message: a job's clock must not run during start-up
+        self.slot = 0  # the running job's slot
+        self.backlog: collections.deque[tuple[Job, int]] = collections.deque()  # sent, not begun
+        self.backlog_bytes = 0
+        self.free = list(range(PREFETCH - 1, -1, -1))
+        self.lock, self.states, self.starts = lock, states, starts
+
+    def held(self) -> int:
+        return (self.job is not None) + len(self.backlog)
 
 
 #: consecutive workers that die before they are ready: the pool cannot start workers
@@ -163,10 +247,15 @@ class ProcessPool(Pool):
 
     def _spawn(self) -> _Worker:
         parent_conn, child_conn = self._mp.Pipe(duplex=True)
-        process = self._mp.Process(target=worker_main, args=(child_conn,), name=f"{self.name}-worker", daemon=True)
+        lock = self._mp.Lock()
+        states = self._mp.RawArray("b", PREFETCH)
+        starts = self._mp.RawArray("d", PREFETCH)
+        process = self._mp.Process(
+            target=worker_main, args=(child_conn, lock, states, starts), name=f"{self.name}-worker", daemon=True
+        )
         process.start()
         child_conn.close()
-        return _Worker(process, parent_conn)
+        return _Worker(process, parent_conn, lock, states, starts)
 
     def _manage(self) -> None:
         try:
@@ -178,12 +267,11 @@ class ProcessPool(Pool):
     def _manage_loop(self) -> None:
         wait = multiprocessing.connection.wait
         while True:
-            busy = [w for w in self._workers if w.job is not None]
-            deadlines = [w.deadline for w in busy if w.deadline is not None]
+            deadlines = [w.deadline for w in self._workers if w.job is not None and w.deadline is not None]
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             waitables: list[Any] = [self._wake_r]
             live = [w for w in self._workers if w.conn is not None]  # not the _Dead stand-ins
-            waitables += [w.conn for w in live if w.job is not None or not w.ready]
+            waitables += [w.conn for w in live if w.held() or not w.ready]
             waitables += [w.process.sentinel for w in live]
             ready = set(wait(waitables, timeout))
             if self._wake_r in ready:
@@ -195,10 +283,11 @@ class ProcessPool(Pool):
                 with self._lock:
                     self._wake_pending = False
             for i, w in enumerate(self._workers):
-                if w.conn in ready and not w.ready:
-                    self._hello(w)
-                elif w.job is not None and w.conn in ready:
-                    self._receive(w)
+                if w.conn in ready:
+                    if not w.ready:
+                        self._hello(w)
+                    else:
+                        self._drain(w)
                 if w.process.sentinel in ready:
                     self._replace(i, died=True)
             self._enforce()
@@ -208,35 +297,91 @@ class ProcessPool(Pool):
 
     def _hello(self, w: _Worker) -> None:
         try:
-            w.ready = w.conn.recv_bytes() == READY
+            messages = w.inbox.read()
         except (EOFError, OSError):
             return  # died while starting: its sentinel reports it
-        self._start_failures = 0
+        if messages:
+            w.ready = messages[0] == READY  # it sends nothing else until it has a job
+            self._start_failures = 0
 
-    def _receive(self, w: _Worker) -> None:
+    def _drain(self, w: _Worker) -> None:
+        """Handle every message the worker has sent so far."""
         try:
-            data = w.conn.recv_bytes()
+            messages = w.inbox.read()
         except (EOFError, OSError):
             return  # it died mid-message: its sentinel reports the crash
-        job, attempt = w.job, w.attempt
+        for data in messages:
+            self._receive(w, data)
+
+    def _receive(self, w: _Worker, data: bytes) -> None:
+        try:
+            job_id, attempt, ok, value, tb = pickle.loads(data)
+        except Exception as err:  # noqa: BLE001 - a result this process cannot rebuild fails its job only
+            job_id, attempt, ok = None, None, False
+            value = pickle.UnpicklingError(f"a job returned a result that cannot be unpickled here: {err!r}")
+            value.__cause__ = err
+            tb = None
+        if ok is None:  # the worker skipped a job of its backlog
+            for k, (job, slot) in enumerate(w.backlog):
+                if job.job_id == job_id:
+                    del w.backlog[k]
+                    self._release_slot(w, job, slot)
+                    if w.states[slot] == REVOKED:
+                        with self._lock:
+                            self._unprefetch_locked(job)
+                    w.states[slot] = FREE
+                    break
+            self._advance(w)
+            return
+        if w.job is None or (job_id is not None and w.job.job_id != job_id):
+            self._advance(w)  # it ran a backlog job faster than we looked: that one is running
+        job = w.job
+        if job is None or (job_id is not None and job.job_id != job_id):
+            return  # from an attempt settled and stopped meanwhile
+        if job_id is None:
+            attempt = w.attempt
         w.job = None
         w.deadline = None
-        try:
-            _, _, ok, value, tb = pickle.loads(data)
-        except Exception as err:  # noqa: BLE001 - a result this process cannot rebuild fails its job only
-            exc = pickle.UnpicklingError(f"job {job.job_id} returned a result that cannot be unpickled here: {err!r}")
-            exc.__cause__ = err
-            self._finish_attempt(job, attempt, ERROR, exc)
-            return
-        if ok:
+        w.states[w.slot] = FREE
+        w.free.append(w.slot)
+        self._advance(w)
+        if job_id is None:  # could not be unpickled
+            value.args = (f"job {job.job_id} returned a result that cannot be unpickled here: {value.__cause__!r}",)
+            self._finish_attempt(job, attempt, ERROR, value)
+        elif ok:
             self._finish_attempt(job, attempt, OK, value)
-            return
-        try:
-            exc = pickle.loads(value)
-        except Exception as err:  # noqa: BLE001
-            exc = RuntimeError(f"job {job.job_id} failed, and its exception could not be rebuilt here: {err!r}")
-        exc.__cause__ = RemoteTraceback(tb)
-        self._finish_attempt(job, attempt, ERROR, exc)
+        else:
+            try:
+                exc = pickle.loads(value)
+            except Exception as err:  # noqa: BLE001
+                exc = RuntimeError(f"job {job.job_id} failed, and its exception could not be rebuilt here: {err!r}")
+            exc.__cause__ = RemoteTraceback(tb)
+            self._finish_attempt(job, attempt, ERROR, exc)
+
+    def _release_slot(self, w: _Worker, job: Job, slot: int) -> None:
+        w.backlog_bytes -= len(job._payload or b"")
+        w.free.append(slot)
+
+    def _advance(self, w: _Worker) -> None:
+        """The worker's job ended: the first job of its backlog is running now."""
+        while w.job is None and w.backlog:
+            job, slot = w.backlog[0]
+            with w.lock:
+                state = w.states[slot]
+                if state == PENDING and job._status is not _base.QUEUED:
+                    w.states[slot] = state = CANCELLED  # cancelled before the worker got to it
+            if state == CANCELLED or state == REVOKED:
+                return  # the worker will skip it and say so
+            w.backlog.popleft()
+            w.backlog_bytes -= len(job._payload or b"")
+            # STARTED: the worker wrote when. PENDING: it is between the two jobs.
+            started_at = w.starts[slot] if state == STARTED else time.monotonic()
+            with self._lock:
+                started = self._start_prefetched_locked(job, started_at)
+            # Not started: cancelled, yet the worker got there first. It runs as w.job
+            # with a status that is no longer RUNNING, so _enforce stops it for real.
+            w.job, w.attempt, w.slot = job, job.attempt, slot
+            w.deadline = None if (job.timeout is None or not started) else started_at + job.timeout
 
     def _replace(self, i: int, *, died: bool) -> None:
         """Reap worker ``i`` (killing it unless it died) and put a new one in its place."""
@@ -245,6 +390,8 @@ class ProcessPool(Pool):
         if not died:
             w.process.kill()
         w.process.join()
+        for data in w.inbox.read_left():  # what it sent before it ended still counts
+            self._receive(w, data)
         w.conn.close()
         job, attempt = w.job, w.attempt
         if died and job is not None:
@@ -259,6 +406,10 @@ class ProcessPool(Pool):
                 cause=cause,
             )
             self._finish_attempt(job, attempt, CRASH, err)
+        if w.backlog:  # never begun there: back on the heap, in their order
+            with self._lock:
+                for queued, _ in w.backlog:
+                    self._unprefetch_locked(queued)
         if died and not w.ready:
             self._start_failures += 1
             if self._start_failures >= START_FAILURES_LIMIT:
@@ -273,32 +424,68 @@ class ProcessPool(Pool):
             self._workers[i] = self._spawn()
 
     def _enforce(self) -> None:
-        """Kill the workers whose job was cancelled or ran past its deadline."""
+        """Kill the workers whose job was cancelled or ran past its deadline; mark
+        cancelled backlog jobs so that their worker skips them."""
         now = time.monotonic()
         for i, w in enumerate(self._workers):
             job = w.job
-            if job is None:
-                continue
-            if job._status is not _base.RUNNING or job.attempt != w.attempt:
-                self._replace(i, died=False)  # settled elsewhere (cancel)
-            elif w.deadline is not None and now >= w.deadline:
-                w.job = None
-                self._replace(i, died=False)
-                self._settle_timeout(job, w.attempt, preempted=False)
+            if job is not None:
+                if job._status is not _base.RUNNING or job.attempt != w.attempt:
+                    self._stop_current(i, timed_out=False)  # settled elsewhere (cancel)
+                elif w.deadline is not None and now >= w.deadline:
+                    self._stop_current(i, timed_out=True)
+            if w.backlog:
+                with w.lock:
+                    for queued, slot in w.backlog:
+                        if queued._status is not _base.QUEUED and w.states[slot] == PENDING:
+                            w.states[slot] = CANCELLED
+
+    def _stop_current(self, i: int, *, timed_out: bool) -> None:
+        w = self._workers[i]
+        job, attempt = w.job, w.attempt
+        with w.lock:
+            if any(w.states[slot] == STARTED for _, slot in w.backlog):
+                return  # it has moved on: the job ended and its result is on the way
+            for _, slot in w.backlog:  # from now on it starts nothing more
+                if w.states[slot] == PENDING:
+                    w.states[slot] = REVOKED
+        if timed_out:
+            w.job = None  # its end is the timeout, not the crash of the worker we kill
+        self._replace(i, died=False)
+        if timed_out:
+            self._settle_timeout(job, attempt, preempted=False)
 
     def _dispatch(self) -> None:
         for w in self._workers:
-            if w.job is not None or not w.ready:
+            if not w.ready or w.held() >= PREFETCH:
                 continue
+            batch = []
             with self._lock:
-                job = self._take_locked()
-            if job is None:
-                return
-            w.job, w.attempt = job, job.attempt
-            w.deadline = None if job.timeout is None else job._started_at + job.timeout
-            msg = pickle.dumps((job.job_id, job.attempt, job.timeout, job._payload), protocol=pickle.HIGHEST_PROTOCOL)
+                if w.job is None and not w.backlog:
+                    job = self._take_locked()
+                    if job is None:
+                        return
+                    w.job, w.attempt, w.slot = job, job.attempt, w.free.pop()
+                    w.deadline = None if job.timeout is None else job._started_at + job.timeout
+                    batch.append((job.job_id, job.attempt, job.timeout, job._payload, w.slot))
+                # Prefetch only a share of a deep queue: with fewer waiting jobs than
+                # workers, each goes to whichever worker frees up first.
+                share = min(PREFETCH - w.held(), len(self._heap) // self.workers)
+                for _ in range(share):
+                    room = PREFETCH_BYTES - w.backlog_bytes
+                    nxt = self._take_prefetch_locked(lambda j: len(j._payload) <= room)
+                    if nxt is None:
+                        break
+                    slot = w.free.pop()
+                    w.backlog.append((nxt, slot))
+                    w.backlog_bytes += len(nxt._payload)
+                    batch.append((nxt.job_id, nxt.attempt + 1, nxt.timeout, nxt._payload, slot))
+            if not batch:
+                continue
+            for entry in batch:
+                w.states[entry[4]] = PENDING
             try:
-                w.conn.send_bytes(msg)
+                w.conn.send_bytes(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
             except OSError:
                 pass  # the worker died: its sentinel reports the crash on the next round
 

@@ -85,21 +85,24 @@ class ThreadPool(Pool):
             attempt = job.attempt
             deadline = None if job.timeout is None else job._started_at + job.timeout
             ctx = job.backend_slot = JobContext(job.job_id, attempt, deadline)
+            timer = None
             if job._status is not RUNNING or job.attempt != attempt:
                 # Cancelled between the take and here: the canceller may have looked
                 # for this context before it existed, so cancel it ourselves.
                 ctx._cancel()
             elif deadline is not None:
-                self._timer.call_at(deadline, self._on_deadline, job, attempt)
+                timer = self._timer.call_at(deadline, self._on_deadline, job, attempt)
             ctxvars = job._ctxvars if attempt == 1 else job._ctxvars.copy()
             try:
                 value = ctxvars.run(_call_in_job, ctx, job.fn, job.args)
                 outcome = OK
             except BaseException as exc:  # noqa: BLE001 - the job's error goes to its caller
                 value, outcome = exc, ERROR
+            if timer is not None:
+                self._timer.cancel(timer)  # else the timer keeps the job alive until its deadline
             # Finish this job and take the next in one round of the lock.
             counted, job = self._finish_and_take(job, attempt, outcome, value)
-            del value
+            del value, timer
             if not counted:
                 # The attempt was settled from outside while it ran: this thread was
                 # abandoned and replaced, so it leaves now that the function returned.

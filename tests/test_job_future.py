@@ -169,3 +169,15 @@ def test_asyncio_backend_jobs_awaited_on_their_own_loop():
             return await asyncio.gather(*(p.submit(double, i) for i in range(500)))
 
     assert asyncio.run(main()) == [2 * i for i in range(500)]
+
+
+def test_result_with_a_timeout_on_a_pending_job_times_out_then_succeeds(pool):
+    gate = threading.Event()
+    job = pool.submit(gate.wait, 10)
+    with pytest.raises(concurrent.futures.TimeoutError):
+        job.result(timeout=0.01)
+    with pytest.raises(concurrent.futures.TimeoutError):
+        job.exception(timeout=0)
+    assert job._cond._sleepers in (None, [])  # the timed-out sleepers took themselves off
+    gate.set()
+    assert job.result(timeout=10) is True

@@ -1,5 +1,6 @@
 """What only the process backend does: pickling, killing, crash storms."""
 
+import os
 import time
 
 import pytest
@@ -115,3 +116,91 @@ def test_a_result_the_parent_cannot_unpickle_fails_only_its_job(make_pool):
             pool.submit(returns_refuser).result(T)
         gate.open()
         assert other.result(T) == "other"
+
+
+# ------------------------------------------------------------------ prefetched backlogs
+# With more waiting jobs than workers, a worker is sent its next jobs with the
+# current one. Those jobs must stay waiting in every sense: never run once
+# cancelled, their clock not started, and back on the heap if their worker dies.
+
+
+def record(path):
+    with open(path, "w"):
+        pass
+    return path
+
+
+def hold_then_exit(gate, latch):
+    latch.arrive()
+    gate.wait()
+    os._exit(3)
+
+
+def _until(condition, timeout=T):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached before the deadline"
+        time.sleep(0.001)
+
+
+def _held_with_backlog(pool, gate, latch, first_fn, backlog_fn, args_of, n, **first_opts):
+    first = pool.submit(first_fn, gate, latch, **first_opts)
+    assert latch.wait(1, T)
+    later = [pool.submit(backlog_fn, *args_of(i), timeout=0.2) for i in range(n)]
+    _until(lambda: all(j._prefetched for j in later))  # all sent to the busy worker
+    return first, later
+
+
+def test_cancelled_backlog_jobs_never_run_and_stay_counted_as_waiting(make_pool, tmp_path):
+    pool = make_pool("process", workers=1, queue_size=100)
+    with jobs.Gate() as gate, jobs.Latch() as latch:
+        first, later = _held_with_backlog(
+            pool, gate, latch, jobs.hold, record, lambda i: (str(tmp_path / str(i)),), 10
+        )
+        s = pool.stats()
+        assert (s.busy, s.queued) == (1, 10) and s.conserved()
+        cancelled = later[::2]
+        assert all(j.cancel() for j in cancelled)
+        assert pool.stats().queued == 5
+        gate.open()
+        assert sorted(j.result(T) for j in later[1::2]) == sorted(str(tmp_path / str(i)) for i in range(1, 10, 2))
+    assert {p.name for p in tmp_path.iterdir()} == {str(i) for i in range(1, 10, 2)}
+    assert all(j.cancelled() for j in cancelled)
+    assert pool.stats().conserved()
+
+
+def test_a_crash_fails_only_the_running_job_and_its_backlog_runs_elsewhere(make_pool):
+    pool = make_pool("process", workers=1, queue_size=100)
+    with jobs.Gate() as gate, jobs.Latch() as latch:
+        first, later = _held_with_backlog(pool, gate, latch, hold_then_exit, jobs.echo, lambda i: (i,), 8)
+        gate.open()
+        with pytest.raises(pools.WorkerCrashed):
+            first.result(T)
+        assert [j.result(T) for j in later] == list(range(8))
+    # Each ran once, on the new worker, within its own 0.2 s: never begun before.
+    assert all(j.attempt == 1 for j in later)
+    s = pool.stats()
+    assert (s.crashed, s.succeeded, s.failed) == (1, 8, 1) and s.conserved()
+
+
+def test_a_killed_worker_gives_its_backlog_back_and_their_clocks_start_only_when_they_run(make_pool):
+    pool = make_pool("process", workers=1, queue_size=100)
+    with jobs.Gate() as gate, jobs.Latch() as latch:
+        # The first job times out after 0.5 s; the backlog's 0.2 s timeouts would
+        # all have passed by then if their clocks had started when they were sent.
+        first, later = _held_with_backlog(pool, gate, latch, jobs.hold, jobs.echo, lambda i: (i,), 6, timeout=0.5)
+        with pytest.raises(pools.JobTimeout):
+            first.result(T)
+        assert [j.result(T) for j in later] == list(range(6))
+    s = pool.stats()
+    assert (s.timed_out, s.succeeded) == (1, 6) and s.conserved()
+
+
+def test_cancelling_the_running_job_keeps_its_backlog(make_pool):
+    pool = make_pool("process", workers=1, queue_size=100)
+    with jobs.Gate() as gate, jobs.Latch() as latch:
+        first, later = _held_with_backlog(pool, gate, latch, jobs.hold, jobs.echo, lambda i: (i,), 6)
+        assert first.cancel()
+        assert [j.result(T) for j in later] == list(range(6))
+    s = pool.stats()
+    assert (s.cancelled, s.succeeded) == (1, 6) and s.conserved()

@@ -100,3 +100,42 @@ def test_shutdown_deadline_with_jobs_failing_into_retries(make_pool):
         assert all(j.done() for j in js)
         s = pool.stats()
         assert s.conserved() and (s.retrying, s.queued, s.busy) == (0, 0, 0)
+
+
+def test_a_finished_job_with_a_timeout_is_not_kept_alive_until_its_deadline(make_pool):
+    import concurrent.futures
+    import gc
+    import weakref
+
+    pool = make_pool("thread", workers=2, queue_size=3000)
+    submitted = [pool.submit(jobs.echo, i, timeout=3600) for i in range(2100)]
+    concurrent.futures.wait(submitted, timeout=30)
+    refs = [weakref.ref(j) for j in submitted]
+    del submitted
+    gc.collect()
+    assert sum(r() is not None for r in refs) == 0
+    # The emptied timer entries were dropped from the heap once they were most of it.
+    assert len(pool._timer._heap) < 2100
+
+
+def test_timer_cancel_drops_the_callback_and_skips_it():
+    from pools._timer import Timer
+
+    fired, busy, release = [], threading.Event(), threading.Event()
+    timer = Timer("test-timer")
+    try:
+        # Hold the timer thread in a callback, so the next timer is due but cannot run yet.
+        timer.call_later(0, lambda: (busy.set(), release.wait(10)))
+        assert busy.wait(10)
+        gone = timer.call_later(0, fired.append, "cancelled")
+        timer.cancel(gone)
+        timer.cancel(gone)  # twice is fine
+        assert gone[2] is None and gone[3] is None
+        done = threading.Event()
+        timer.call_later(0, done.set)
+        release.set()
+        assert done.wait(10)
+        assert fired == []
+    finally:
+        release.set()
+        assert timer.stop(10)
