@@ -252,6 +252,8 @@ class Job(concurrent.futures.Future):
         self._cond: threading.Condition | None = None
         self._callbacks: list[Callable[[Job], Any]] | None = None
         self._waiter_list: list[Any] | None = None
+        self._aw_loop: asyncio.AbstractEventLoop | None = None  # the first awaiter's loop
+        self._aw_future: asyncio.Future | None = None  # ... and the future it sleeps on
         self.job_id: int = next(_job_ids)
         self.fn = fn
         self.args = args
@@ -293,6 +295,15 @@ class Job(concurrent.futures.Future):
                 return _NO_WAITERS  # ended: no waiter will ever be told anything
             self._waiter_list = []
         return self._waiter_list
+
+    def _invoke_callbacks(self) -> None:
+        woken = self._aw_future
+        if woken is not None:
+            self._aw_future = None
+            _wake_awaiter(self._aw_loop, woken, self)
+            self._aw_loop = None
+        if self._callbacks:
+            super()._invoke_callbacks()
 
     @property
     def _done_callbacks(self) -> list[Callable[[Job], Any]] | tuple:  # type: ignore[override]
@@ -396,7 +407,14 @@ class Job(concurrent.futures.Future):
         if self._state not in _F_DONE:
             loop = asyncio.get_running_loop()
             woken = loop.create_future()
-            self.add_done_callback(functools.partial(_wake_awaiter, loop, woken))
+            with _LAZY:
+                # The first awaiter rides in two fields, not in a callback: the
+                # common case, with no partial and no callback list per job.
+                first = self._cond is None and self._aw_future is None and self._state not in _F_DONE
+                if first:
+                    self._aw_loop, self._aw_future = loop, woken
+            if not first:
+                self.add_done_callback(functools.partial(_wake_awaiter, loop, woken))
             try:
                 yield from woken
             except asyncio.CancelledError:

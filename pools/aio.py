@@ -39,6 +39,9 @@ from ._loop import run_private_loop
 
 __all__ = ["AsyncioPool"]
 
+_FunctionType = type(lambda: None)
+_CO_COROUTINE = 0x0080  # inspect.CO_COROUTINE
+
 
 class _Consumer:
     __slots__ = ("task", "job", "attempt", "cancel_requested")
@@ -62,6 +65,8 @@ class AsyncioPool(Pool):
         return 100
 
     def _prepare(self, fn: Callable[..., Any], args: tuple) -> None:
+        if type(fn) is _FunctionType and fn.__code__.co_flags & _CO_COROUTINE:
+            return  # the common case: an async def function, in two attribute reads
         if not callable(fn):
             raise InvalidCallable(f"fn must be callable, got {fn!r}")
         if not _base.is_coroutine_function(fn):
@@ -137,6 +142,8 @@ class AsyncioPool(Pool):
         )
 
     def _check_accept_locked(self) -> None:
+        if asyncio._get_running_loop() is self._loop:
+            return  # submitted from the pool's own loop, which is therefore running
         if self._loop_gone():
             raise PoolClosed(self._loop_gone_message())
 
@@ -208,7 +215,16 @@ class AsyncioPool(Pool):
                         return
                     self._busy_consumers += 1
                     busy = True
-                await self._run_one(me, job, job.attempt)
+                while job is not None:
+                    attempt = job.attempt
+                    outcome, value = await self._run_one(me, job, attempt)
+                    if outcome is OK or outcome is ERROR:
+                        # Finish and take the next job in one round of the lock.
+                        job = self._finish_and_take(job, attempt, outcome, value)[1]
+                    else:
+                        self._settle_other(job, attempt, outcome, value)
+                        job = None
+                    del value
         finally:
             if alive or busy:  # left by an exception (cancelled from outside)
                 with lock:
@@ -216,7 +232,8 @@ class AsyncioPool(Pool):
                     self._busy_consumers -= busy
             self._consumers.pop(me.task, None)
 
-    async def _run_one(self, me: _Consumer, job: Job, attempt: int) -> None:
+    async def _run_one(self, me: _Consumer, job: Job, attempt: int) -> tuple[str | None, Any]:
+        """Run one attempt; return its (outcome, value) for the caller to settle."""
         me.job, me.attempt, me.cancel_requested = job, attempt, False
         job.backend_slot = me
         deadline = None if job.timeout is None else job._started_at + job.timeout
@@ -261,12 +278,14 @@ class AsyncioPool(Pool):
             me.cancel_requested = False
             if me.task.cancelling():
                 me.task.uncancel()
+        return outcome, value
+
+    def _settle_other(self, job: Job, attempt: int, outcome: str | None, value: Any) -> None:
         if outcome is TIMEOUT:
             self._settle_timeout(job, attempt, preempted=False)
         elif outcome is CANCELLED:
             job.cancel()
-        elif outcome is not None:
-            self._finish_attempt(job, attempt, outcome, value)
+        # None: settled already by our own cancel
 
     def _stop_running(self, job: Job, attempt: int) -> None:
         if self._in_loop():
