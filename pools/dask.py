@@ -3,16 +3,20 @@
 Data flow::
 
     submit() ─cloudpickle (fn, args)─▶ Pool heap ─(call_soon_threadsafe: _pump)─▶ the pool's loop thread
-                                          ▲                                        │ take ≤ W jobs; per priority
-                                          │ _requeue (after a retry back-off)      │ one client.map(_run_attempt,
+                                          ▲                                        │ take ≤ W jobs (refill in
+                                          │ _requeue (after a retry back-off)      │ batches once every thread
+                                          │                                        │ has work); per priority one
+                                          │                                        │ client.map(_run_attempt,
                                           │                                        │   key=<pool>-<job>-<attempt>,
                                           │                                        │   priority=p, pure=False)
                                           │                                        ▼
                                           │                Dask scheduler ──▶ a worker thread: _run_attempt sets
                                           │                                   current_context(), runs fn(*args),
-                                          │                                   returns the outcome pickled
+                                          │                                   pushes the pickled outcome (≤ 8 KiB)
+                                          │                                   as an event, and returns it
                                           │                                        │
-                               _finish_attempt() ◀── _track(): await the Dask future ┘
+                               _finish_attempt() ◀── _track(): Dask reports the task ended; its outcome is
+                                                     the pushed one, or one batched gather fetches it
     Timer thread ── deadline ──▶ JobTimeout now; the task knows its deadline too, and is
                                  *abandoned* (stats().abandoned) until Dask reports it finished
     job.cancel() ─▶ _stop_running ─▶ client.run(_cancel_on_worker, key) on every worker: the
@@ -22,9 +26,21 @@ Data flow::
 The bounded queue, priorities, admission, retries, statistics and shutdown are the
 shared client-side machinery of ``_base.Pool``; this module only moves at most
 ``workers`` jobs at a time from the heap to the cluster and settles each attempt
-when its Dask future completes. Dask runs its side of the work on the pool's own
-event loop thread (an asynchronous ``Client``), so no Dask call ever blocks a
-submitter, and no thread is made per job.
+when its Dask future completes. ``workers`` is how many jobs are on the cluster at
+once, running or waiting there for a thread (``stats().busy`` counts them); on a
+cluster given by address it defaults to 4 per thread of the cluster, so that a
+thread that finishes a task finds the next one on its worker instead of waiting for
+the pool's round trip.
+
+What a job costs the scheduler is what a task of ``client.map`` costs, plus as
+little as the pool can: jobs go in one graph per refill (a refill waits for half the
+spare window once every thread has work), and a small outcome comes back as an
+event on the scheduler's stream to the client, ahead of the report that the task
+finished, so it needs no ``gather`` round trip; a large one is fetched with every
+other that ended meanwhile, in one ``gather``.
+
+Dask runs its side of the work on the pool's own event loop thread (an asynchronous
+``Client``), so no Dask call ever blocks a submitter, and no thread is made per job.
 
 Dask cannot stop a task that is already running on a worker. So a timed-out or
 cancelled job ends for its caller at once (``JobTimeout`` / cancelled), the task's
@@ -80,6 +96,11 @@ _START_TIMEOUT = 60.0  # seconds for the pool's own LocalCluster process to serv
 _STOP_WAIT = 5.0  # shutdown(timeout=None): seconds that abandoned tasks get to end
 _CLOSE_TIMEOUT = 5.0  # seconds for the client to say goodbye to the scheduler
 _TOMBSTONE_TTL = 600.0  # seconds a worker remembers a cancel for a task it has not started
+# Outcomes up to this size ride to the pool as a scheduler event (see _run_attempt); the
+# scheduler keeps the latest 1000 events of a topic, so this bounds what it holds per pool.
+_PUSH_LIMIT = 8 * 1024
+# Default ``workers`` on a cluster given by address: jobs on the cluster per thread of it.
+_IN_FLIGHT_PER_THREAD = 4
 
 # Outcome markers of an attempt that did not run its function (see _run_attempt).
 _LATE = "late"  # started after its deadline
@@ -109,10 +130,28 @@ def _clock_id() -> str | None:
 
 def _run_attempt(
     key: str, payload: bytes, job_id: int, attempt: int, deadline: float | None, remaining: float | None,
-    *, clock: str | None,
+    *, clock: str | None, topic: str | None = None,
 ) -> bytes:
     """Run one attempt in a Dask worker; return its pickled outcome
-    ``(job_id, attempt, ok, value, traceback_text)``, as the process backend does."""
+    ``(job_id, attempt, ok, value, traceback_text)``, as the process backend does.
+    An outcome of at most ``_PUSH_LIMIT`` bytes is also pushed to the pool as an event
+    on ``topic``, ahead of Dask's report that the task finished, so that the pool
+    needs no round trip to fetch it (the returned copy is the fallback)."""
+    out = _attempt_outcome(key, payload, job_id, attempt, deadline, remaining, clock)
+    if topic is not None and len(out) <= _PUSH_LIMIT:
+        try:
+            from distributed import get_worker
+
+            get_worker().log_event(topic, [key, out])
+        except Exception:  # noqa: BLE001 - not in a worker, say: the pool fetches the returned copy
+            pass
+    return out
+
+
+def _attempt_outcome(
+    key: str, payload: bytes, job_id: int, attempt: int, deadline: float | None, remaining: float | None,
+    clock: str | None,
+) -> bytes:
     if deadline is not None and (clock is None or clock != _clock_id()):
         deadline = time.monotonic() + remaining  # another machine: another clock
     ctx = JobContext(job_id, attempt, deadline)
@@ -158,6 +197,13 @@ def _cancel_on_worker(key: str) -> None:
                 _cancels.popitem(last=False)
     if ctx is not None:
         ctx._cancel()
+
+
+def _forget_topic(topic: str, dask_scheduler: Any = None) -> None:
+    """On the scheduler: drop the events it keeps for ``topic`` (a pool's pushed outcomes)."""
+    broker = getattr(dask_scheduler, "_broker", None)
+    if broker is not None:
+        broker.truncate(topic)
 
 
 # ------------------------------------------------------------ the pool's cluster
@@ -275,10 +321,11 @@ class _Attempt:
 
 class DaskPool(Pool):
     """Jobs on a Dask cluster: ``address="tcp://host:8786"`` uses an existing one
-    (never closed by the pool; ``workers`` defaults to its thread count), no address
-    starts a LocalCluster on 127.0.0.1 in a child process owned by the pool
-    (``processes=True`` for one worker process per worker, else one worker with
-    ``workers`` threads). Callables and arguments cross by cloudpickle."""
+    (never closed by the pool; ``workers``, the jobs on the cluster at once, defaults to
+    4 per thread of it), no address starts a LocalCluster on 127.0.0.1 in a child
+    process owned by the pool (``processes=True`` for one worker process per worker,
+    else one worker with ``workers`` threads). Callables and arguments cross by
+    cloudpickle."""
 
     backend = "dask"
     runs = "callables"
@@ -357,6 +404,11 @@ class DaskPool(Pool):
         self._idle = threading.Condition(self._lock)  # shutdown waiting for abandoned tasks
         self._background: set[asyncio.Task] = set()
         self._pump_scheduled = False
+        self._cluster_threads = self.workers  # of a cluster given by address: learnt when connecting
+        self._refill_batch = 1
+        self._pushed: dict[str, bytes] = {}  # key -> outcome pushed by a task still tracked
+        self._to_fetch: list[tuple[_Attempt, asyncio.Future]] = []  # finished tasks to fetch
+        self._fetching = False
         self._stopping = False
         self._cluster: _LocalClusterProcess | None = None
         self._client: Any = None
@@ -387,13 +439,20 @@ class DaskPool(Pool):
             address, asynchronous=True, timeout=self.connect_timeout, set_as_default=False, name=self.name
         )
         self._client = client
+        # Outcomes pushed by the tasks (see _run_attempt); subscribed before any task
+        # is sent, on the same stream, so the scheduler knows it first.
+        self._topic = f"poolbench-{self._token}"
+        client.subscribe_topic(self._topic, self._on_pushed)
         if self._cluster is not None:
             return
         await client.wait_for_workers(1, timeout=self.connect_timeout)
         info = await client.scheduler.identity(n_workers=-1)
         workers = info.get("workers", {}).values()
+        threads = max(1, sum(w.get("nthreads", 0) for w in workers))
         if self._workers_from_cluster:
-            self.workers = max(1, sum(w.get("nthreads", 0) for w in workers))
+            self.workers = _IN_FLIGHT_PER_THREAD * threads
+        self._cluster_threads = threads
+        self._refill_batch = max(1, (self.workers - threads) // 2)
         self._crash_note = None
         if any(w.get("pid") == os.getpid() for w in workers):
             self._crash_note = (
@@ -433,6 +492,9 @@ class DaskPool(Pool):
         taken: list[_Attempt] = []
         with self._lock:
             self._pump_scheduled = False
+            free = self.workers - self._running
+            if free < self._refill_batch and self._running >= self._cluster_threads:
+                return  # every thread of the cluster has work: refill in a batch, later
             while not self._stopping:
                 job = self._take_locked()
                 if job is None:
@@ -473,6 +535,7 @@ class DaskPool(Pool):
                 [slot.deadline for slot in slots],
                 [None if slot.deadline is None else slot.deadline - now for slot in slots],
                 clock=_clock_id(),
+                topic=self._topic,
                 key=keys,
                 pure=False,
                 priority=priority,
@@ -494,9 +557,19 @@ class DaskPool(Pool):
         task.add_done_callback(self._background.discard)
 
     async def _track(self, slot: _Attempt) -> None:
-        job, attempt = slot.job, slot.attempt
+        job, attempt, future = slot.job, slot.attempt, slot.future
         try:
-            data = await slot.future
+            # Wait for Dask's report that the task ended: it comes on the client's
+            # stream, without a round trip. Only then fetch the outcome, in a batch
+            # with every other task that ended meanwhile (see _fetch_batches).
+            await future.exception()
+            data = None
+            if future.status == "finished":
+                data = self._pushed.pop(slot.key, None)
+                if data is None:
+                    data = await self._fetch(slot)
+            if data is None:  # it failed or was cancelled, or the batch could not fetch it
+                data = await future  # raises Dask's error at once; else one fetch of its own
         except KilledWorker as exc:
             outcome, value = CRASH, self._crash_error(job, attempt, exc)
         except FutureCancelledError as exc:
@@ -508,7 +581,8 @@ class DaskPool(Pool):
         else:
             outcome, value = self._decode(job, attempt, data)
         finally:
-            slot.future = None  # releases the task's result on the cluster
+            slot.future = future = None  # releases the task's result on the cluster
+            self._pushed.pop(slot.key, None)
             with self._lock:
                 self._end_locked(slot)
         if outcome is _LATE:
@@ -516,6 +590,47 @@ class DaskPool(Pool):
         elif outcome is not None:
             self._finish_attempt(job, attempt, outcome, value)
         self._wake()
+
+    def _on_pushed(self, event: tuple[float, Any]) -> None:
+        """An outcome pushed by a task (loop thread), usually just before Dask reports
+        the task finished; kept only while its attempt is tracked."""
+        try:
+            key, data = event[1]
+        except (TypeError, ValueError):
+            return
+        if key in self._inflight:
+            self._pushed[key] = data
+
+    def _fetch(self, slot: _Attempt) -> asyncio.Future:
+        """The outcome of a finished task (None if it could not be fetched), from
+        the next batch fetch: one ``gather`` for every task that ended meanwhile."""
+        waiter = self._loop.create_future()
+        self._to_fetch.append((slot, waiter))
+        if not self._fetching:
+            self._fetching = True
+            self._spawn(self._fetch_batches())
+        return waiter
+
+    async def _fetch_batches(self) -> None:
+        batch: list[tuple[_Attempt, asyncio.Future]] = []
+        try:
+            while self._to_fetch:
+                batch, self._to_fetch = self._to_fetch, []
+                try:
+                    data = await self._client.gather(
+                        {slot.key: slot.future for slot, _ in batch}, errors="skip"
+                    )
+                except Exception:  # noqa: BLE001 - each task is then asked for on its own
+                    data = {}
+                for slot, waiter in batch:
+                    if not waiter.done():
+                        waiter.set_result(data.get(slot.key))
+                batch = []
+        finally:
+            self._fetching = False
+            for _, waiter in batch + self._to_fetch:  # cancelled (teardown)
+                waiter.cancel()
+            self._to_fetch = []
 
     def _end_locked(self, slot: _Attempt) -> None:
         if slot.ended:
@@ -649,4 +764,11 @@ class DaskPool(Pool):
             task.cancel()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        topic = getattr(self, "_topic", None)
+        if topic is not None:
+            try:  # the scheduler keeps a topic's latest events: drop this pool's outcomes
+                client.unsubscribe_topic(topic)
+                await asyncio.wait_for(client.run_on_scheduler(_forget_topic, topic), _CLOSE_TIMEOUT)
+            except Exception:  # noqa: BLE001 - best effort: at most 1000 small events stay behind
+                pass
         await client.close(timeout=_CLOSE_TIMEOUT)

@@ -119,12 +119,79 @@ def test_callables_cross_by_cloudpickle(make_pool, cluster):
     assert pool.stats().submitted == 3
 
 
-def test_workers_default_to_the_clusters_threads(make_pool, cluster):
+def test_workers_default_to_four_jobs_per_thread_of_the_cluster(make_pool, cluster):
     pool = make_pool("dask", address=cluster)
     pool.start()
-    assert pool.workers == THREADS
+    assert pool.workers == 4 * THREADS  # each thread finds its next task on its worker
     info = pool.submit(jobs.context_info).result(T)
     assert info["pid"] != os.getpid()  # the job ran in the cluster's process
+    assert pool.stats().workers == 4 * THREADS
+
+
+def test_at_most_workers_jobs_are_on_the_cluster(make_pool, cluster):
+    # More jobs than threads go to the cluster (they wait there for a thread), but never
+    # more than `workers`; the rest wait in the pool's own queue, where priorities hold.
+    workers = THREADS + 2
+    pool = make_pool("dask", address=cluster, workers=workers, queue_size=20)
+    with Gate() as gate, Latch() as latch:
+        held = [pool.submit(jobs.hold, gate, latch, i) for i in range(12)]
+        assert latch.wait(THREADS, T)  # every thread of the cluster runs one
+        _dispatched(pool)
+
+        def pool_tasks(prefix, dask_scheduler=None):
+            return sum(1 for key in dask_scheduler.tasks if str(key).startswith(prefix))
+
+        async def on_cluster():
+            return await pool._client.run_on_scheduler(pool_tasks, f"poolbench-{pool._token}-")
+
+        assert asyncio.run_coroutine_threadsafe(on_cluster(), pool._loop).result(T) == workers
+        s = pool.stats()
+        assert (s.busy, s.queued) == (workers, 12 - workers) and s.conserved()
+        assert sum(job.running() for job in held) == workers
+        urgent = pool.submit(jobs.echo, "urgent", priority=9)
+        gate.open()
+        assert [job.result(T) for job in held] == list(range(12))
+        assert urgent.result(T) == "urgent"
+    s = pool.stats()
+    assert (s.succeeded, s.busy, s.queued) == (13, 0, 0) and s.conserved()
+
+
+def test_small_and_large_outcomes_come_back(make_pool, cluster):
+    # A small outcome is pushed with the task's completion; a large one (> 8 KiB) is
+    # fetched from the worker; failures travel both ways too.
+    pool = make_pool("dask", address=cluster, workers=2)
+    big = "x" * 100_000
+    assert pool.submit(jobs.echo, "small").result(T) == "small"
+    assert pool.submit(jobs.echo, big).result(T) == big
+    with pytest.raises(jobs.JobFailure, match="small failure"):
+        pool.submit(jobs.fail, "small failure").result(T)
+    with pytest.raises(jobs.JobFailure, match="y" * 20_000):
+        pool.submit(jobs.fail, "y" * 20_000).result(T)
+    many = [pool.submit(jobs.echo, i if i % 3 else big) for i in range(30)]
+    assert [job.result(T) for job in many] == [i if i % 3 else big for i in range(30)]
+    s = pool.stats()
+    assert (s.succeeded, s.failed) == (32, 2) and s.conserved()
+
+
+def test_shutdown_drops_the_pushed_outcomes_from_the_scheduler(make_pool, cluster):
+    pool = make_pool("dask", address=cluster, workers=2)
+    topic = f"poolbench-{pool.start()._token}"
+    assert [job.result(T) for job in [pool.submit(jobs.echo, i) for i in range(5)]] == list(range(5))
+
+    def count(topic, dask_scheduler=None):
+        return len(dask_scheduler.get_events(topic))
+
+    def events_on(some_pool):
+        async def ask():
+            return await some_pool._client.run_on_scheduler(count, topic)
+
+        return asyncio.run_coroutine_threadsafe(ask(), some_pool._loop).result(T)
+
+    assert events_on(pool) == 5  # the scheduler keeps them while the pool lives
+    pool.shutdown()
+    other = make_pool("dask", address=cluster, workers=1)
+    other.start()
+    assert events_on(other) == 0
 
 
 def test_priority_is_dasks_priority(make_pool, cluster):
@@ -315,7 +382,7 @@ def test_a_cluster_started_with_the_dask_cli():
         )
         with pools.create_pool("dask", address=address) as pool:
             assert pool.submit(jobs.echo, "on the cluster").result(T) == "on the cluster"
-            assert pool.workers == 2 and pool.survives_crashes  # a nanny restarts a crashed worker
+            assert pool.workers == 4 * 2 and pool.survives_crashes  # a nanny restarts a crashed worker
     finally:
         if worker is not None:
             _stop(worker)
