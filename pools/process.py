@@ -226,6 +226,7 @@ class ProcessPool(Pool):
         self._wake_pending = False
         self._pipe_closed = False
         self._start_failures = 0
+        self._steals = 0  # backlog jobs taken back for an idle worker (for tests)
         self._stopping = False
         self._workers: list[_Worker] = [self._spawn() for _ in range(self.workers)]
         self._manager = threading.Thread(target=self._manage, name=f"{self.name}-manager", daemon=True)
@@ -325,10 +326,7 @@ class ProcessPool(Pool):
             for k, (job, slot) in enumerate(w.backlog):
                 if job.job_id == job_id:
                     del w.backlog[k]
-                    self._release_slot(w, job, slot)
-                    if w.states[slot] == REVOKED:
-                        with self._lock:
-                            self._unprefetch_locked(job)
+                    self._release_slot(w, job, slot)  # a revoked job was requeued when revoked
                     w.states[slot] = FREE
                     break
             self._advance(w)
@@ -406,10 +404,8 @@ class ProcessPool(Pool):
                 cause=cause,
             )
             self._finish_attempt(job, attempt, CRASH, err)
-        if w.backlog:  # never begun there: back on the heap, in their order
-            with self._lock:
-                for queued, _ in w.backlog:
-                    self._unprefetch_locked(queued)
+        # Never begun there: back on the heap, in their order (revoked ones already are).
+        self._requeue([job for job, slot in w.backlog if w.states[slot] == PENDING])
         if died and not w.ready:
             self._start_failures += 1
             if self._start_failures >= START_FAILURES_LIMIT:
@@ -446,20 +442,54 @@ class ProcessPool(Pool):
         with w.lock:
             if any(w.states[slot] == STARTED for _, slot in w.backlog):
                 return  # it has moved on: the job ended and its result is on the way
-            for _, slot in w.backlog:  # from now on it starts nothing more
-                if w.states[slot] == PENDING:
-                    w.states[slot] = REVOKED
+            revoked = self._revoke_locked(w, len(w.backlog))  # from now on it starts nothing more
+        self._requeue(revoked)
         if timed_out:
             w.job = None  # its end is the timeout, not the crash of the worker we kill
         self._replace(i, died=False)
         if timed_out:
             self._settle_timeout(job, attempt, preempted=False)
 
+    @staticmethod
+    def _revoke_locked(w: _Worker, n: int) -> list[Job]:
+        """Take back up to ``n`` jobs from the end of ``w``'s backlog that it has
+        not begun (``w.lock`` held); it will skip them."""
+        revoked = []
+        for job, slot in reversed(w.backlog):
+            if len(revoked) >= n:
+                break
+            if w.states[slot] == PENDING:
+                w.states[slot] = REVOKED
+                revoked.append(job)
+        revoked.reverse()
+        return revoked
+
+    def _requeue(self, revoked: list[Job]) -> None:
+        if revoked:
+            with self._lock:
+                for job in revoked:
+                    self._unprefetch_locked(job)
+
+    def _steal(self) -> bool:
+        """A worker is idle and the heap is empty: take back the last not-yet-begun
+        job of the longest backlog, so that no job waits behind a long one while a
+        worker could run it."""
+        victim = max(self._workers, key=lambda w: len(w.backlog) if w.ready else -1)
+        if not victim.backlog:
+            return False
+        with victim.lock:
+            revoked = self._revoke_locked(victim, 1)
+        self._requeue(revoked)
+        self._steals += len(revoked)
+        return bool(revoked)
+
     def _dispatch(self) -> None:
         for w in self._workers:
             if not w.ready or w.held() >= PREFETCH:
                 continue
             batch = []
+            if w.job is None and not w.backlog and not self._heap and self._steal():
+                pass  # a job is back on the heap for this idle worker
             with self._lock:
                 if w.job is None and not w.backlog:
                     job = self._take_locked()

@@ -204,3 +204,20 @@ def test_cancelling_the_running_job_keeps_its_backlog(make_pool):
         assert [j.result(T) for j in later] == list(range(6))
     s = pool.stats()
     assert (s.cancelled, s.succeeded) == (1, 6) and s.conserved()
+
+
+def test_an_idle_worker_takes_back_jobs_waiting_behind_a_long_one(make_pool):
+    # No job may wait in the backlog of a worker stuck on a long job while another
+    # worker has nothing to do: that would also deadlock jobs that wait for each other.
+    pool = make_pool("process", workers=2, queue_size=100)
+    with jobs.Gate() as long_gate, jobs.Gate() as short_gate, jobs.Latch() as latch:
+        held = [pool.submit(jobs.hold, long_gate, latch), pool.submit(jobs.hold, short_gate, latch)]
+        assert latch.wait(2, T)
+        later = [pool.submit(jobs.echo, i) for i in range(20)]
+        _until(lambda: all(w.backlog for w in pool._workers))  # both workers have a backlog
+        short_gate.open()
+        assert [j.result(T) for j in later] == list(range(20))  # while the long job still runs
+        assert pool._steals >= 1 and not held[0].done()
+        long_gate.open()
+        assert held[0].result(T) is None
+    assert pool.stats().conserved()
