@@ -22,8 +22,8 @@ which is why ``ProcessPoolExecutor`` breaks as a whole on a crash and this
 pool does not.
 
 When more jobs wait than there are workers, a worker is sent its next few jobs
-with the current one (a backlog of at most ``PREFETCH`` jobs and
-``PREFETCH_BYTES`` of payload), so that it does not idle for a round trip
+with the current one (a backlog of at most ``PREFETCH`` jobs, ``PREFETCH_BYTES`` of
+payload and ``PREFETCH_COVER`` seconds of work), so that it does not idle for a round trip
 between jobs. They stay *queued* in every sense: counted as waiting, their
 clock not started, cancellable without touching the worker (a shared slot state,
 see ``_process_worker``), and put back on the heap if their worker dies or is
@@ -95,6 +95,10 @@ PREFETCH = 16
 #: most bytes of job payload waiting in a worker's backlog (below a pipe's buffer,
 #: so that sending to a busy worker never blocks the manager)
 PREFETCH_BYTES = 32 * 1024
+#: seconds of work (by the recent average run time) to keep queued in a backlog:
+#: enough to hide the round trip to the manager, and no more, since the end of a run
+#: waits for the longest backlog (5 ms: 16 no-ops, but 5 jobs of 1 ms)
+PREFETCH_COVER = 0.005
 
 
 class _Inbox:
@@ -227,6 +231,7 @@ class ProcessPool(Pool):
         self._pipe_closed = False
         self._start_failures = 0
         self._steals = 0  # backlog jobs taken back for an idle worker (for tests)
+        self._run_avg = 0.0  # seconds: moving average of the recent jobs' run times
         self._stopping = False
         self._workers: list[_Worker] = [self._spawn() for _ in range(self.workers)]
         self._manager = threading.Thread(target=self._manage, name=f"{self.name}-manager", daemon=True)
@@ -338,6 +343,7 @@ class ProcessPool(Pool):
             return  # from an attempt settled and stopped meanwhile
         if job_id is None:
             attempt = w.attempt
+        self._run_avg += (time.monotonic() - job._started_at - self._run_avg) * 0.1
         w.job = None
         w.deadline = None
         w.states[w.slot] = FREE
@@ -500,7 +506,8 @@ class ProcessPool(Pool):
                     batch.append((job.job_id, job.attempt, job.timeout, job._payload, w.slot))
                 # Prefetch only a share of a deep queue: with fewer waiting jobs than
                 # workers, each goes to whichever worker frees up first.
-                share = min(PREFETCH - w.held(), len(self._heap) // self.workers)
+                depth = min(PREFETCH, 1 + int(PREFETCH_COVER / max(self._run_avg, 1e-6)))
+                share = min(depth - w.held(), len(self._heap) // self.workers)
                 for _ in range(share):
                     room = PREFETCH_BYTES - w.backlog_bytes
                     nxt = self._take_prefetch_locked(lambda j: len(j._payload) <= room)

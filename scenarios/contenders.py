@@ -148,6 +148,29 @@ def _check(jobs) -> None:
         raise RuntimeError(f"{len(bad)} jobs failed, e.g. {bad[0].exception()!r}")
 
 
+def _warm_all(submit, workers: int, fn=None) -> None:
+    """Before the clock starts, every worker runs a job at the same time (a latch
+    they all reach) that carries ``fn``: so each one is up and has imported the
+    module of the measured function, and start-up is not timed, on either side."""
+    from pools.testing.jobs import Gate, Latch, hold
+
+    with Gate() as gate, Latch() as latch:
+        held = [submit(hold, gate, latch, fn) for _ in range(workers)]
+        if not latch.wait(workers, 120):
+            raise RuntimeError(f"{workers} workers did not all start within 120 s")
+        gate.open()
+        for f in held:
+            f.result()
+
+
+class _AsyncResult:
+    def __init__(self, r) -> None:
+        self._r = r
+
+    def result(self):
+        return self._r.get()
+
+
 def _pb(backend: str, fn, n: int, workers: int, args: tuple = ()) -> float:
     import concurrent.futures
 
@@ -155,6 +178,7 @@ def _pb(backend: str, fn, n: int, workers: int, args: tuple = ()) -> float:
 
     with pools.create_pool(backend, workers=workers, queue_size=n) as pool:
         pool.submit(fn, *args).result()
+        _warm_all(pool.submit, workers, fn)
         t = time.perf_counter()
         done, _ = concurrent.futures.wait(
             [pool.submit(fn, *args, priority=i & 1, timeout=TIMEOUT) for i in range(n)]
@@ -184,6 +208,7 @@ def _tpe(fn, n: int, workers: int) -> float:
 
     with concurrent.futures.ThreadPoolExecutor(workers) as ex:
         ex.submit(fn).result()
+        _warm_all(ex.submit, workers, fn)
         t = time.perf_counter()
         concurrent.futures.wait([ex.submit(fn) for _ in range(n)])
         return n / (time.perf_counter() - t)
@@ -193,8 +218,8 @@ def _ppe(fn, n: int, workers: int, args: tuple = ()) -> float:
     import concurrent.futures
 
     with concurrent.futures.ProcessPoolExecutor(workers) as ex:
-        for f in [ex.submit(fn, *args) for _ in range(workers)]:
-            f.result()
+        ex.submit(fn, *args).result()
+        _warm_all(ex.submit, workers, fn)
         t = time.perf_counter()
         done, _ = concurrent.futures.wait([ex.submit(fn, *args) for _ in range(n)])
         rate = n / (time.perf_counter() - t)
@@ -207,6 +232,7 @@ def _mp_apply_async(fn, n: int, workers: int) -> float:
 
     with multiprocessing.Pool(workers) as mp:
         mp.apply_async(fn).get()
+        _warm_all(lambda f, *a: _AsyncResult(mp.apply_async(f, a)), workers, fn)
         t = time.perf_counter()
         for r in [mp.apply_async(fn) for _ in range(n)]:
             r.get()
@@ -338,6 +364,7 @@ def _pb_map(fn, items: list, workers: int) -> float:
 
     with pools.create_pool("process", workers=workers) as pool:
         list(pool.map(fn, items[:workers]))
+        _warm_all(pool.submit, workers, fn)
         t = time.perf_counter()
         out = list(pool.map(fn, items, priority=1, timeout=TIMEOUT))
         rate = len(items) / (time.perf_counter() - t)
@@ -351,6 +378,7 @@ def _ppe_map(fn, items: list, workers: int) -> float:
 
     with concurrent.futures.ProcessPoolExecutor(workers) as ex:
         list(ex.map(fn, items[:workers]))
+        _warm_all(ex.submit, workers, fn)
         t = time.perf_counter()
         out = list(ex.map(fn, items))
         return len(out) / (time.perf_counter() - t)
