@@ -411,7 +411,7 @@ class ProcessPool(Pool):
             )
             self._finish_attempt(job, attempt, CRASH, err)
         # Never begun there: back on the heap, in their order (revoked ones already are).
-        self._requeue([job for job, slot in w.backlog if w.states[slot] == PENDING])
+        self._give_back([job for job, slot in w.backlog if w.states[slot] == PENDING])
         if died and not w.ready:
             self._start_failures += 1
             if self._start_failures >= START_FAILURES_LIMIT:
@@ -449,7 +449,7 @@ class ProcessPool(Pool):
             if any(w.states[slot] == STARTED for _, slot in w.backlog):
                 return  # it has moved on: the job ended and its result is on the way
             revoked = self._revoke_locked(w, len(w.backlog))  # from now on it starts nothing more
-        self._requeue(revoked)
+        self._give_back(revoked)
         if timed_out:
             w.job = None  # its end is the timeout, not the crash of the worker we kill
         self._replace(i, died=False)
@@ -470,7 +470,7 @@ class ProcessPool(Pool):
         revoked.reverse()
         return revoked
 
-    def _requeue(self, revoked: list[Job]) -> None:
+    def _give_back(self, revoked: list[Job]) -> None:
         if revoked:
             with self._lock:
                 for job in revoked:
@@ -485,7 +485,7 @@ class ProcessPool(Pool):
             return False
         with victim.lock:
             revoked = self._revoke_locked(victim, 1)
-        self._requeue(revoked)
+        self._give_back(revoked)
         self._steals += len(revoked)
         return bool(revoked)
 
