@@ -3,7 +3,7 @@
 Kept apart from ``process.py`` so that a worker imports as little as possible.
 Protocol over the worker's own pipe (pickled): worker → parent ``b"ready"`` once,
 at start; parent → worker a list of jobs ``(job_id, attempt, timeout, payload,
-slot)``, where ``payload`` is the pickled ``(fn, args)``, or ``b""`` to stop;
+slot)``, where ``payload`` is ``(pickled fn, pickled args or b"")``, or ``b""`` to stop;
 worker → parent, for each job in order, ``(job_id, attempt, ok, value,
 traceback_text)``, with ``ok=None`` for a job it skipped.
 
@@ -70,6 +70,7 @@ def worker_main(conn, lock, states, starts) -> None:
     dumps, loads, proto = pickle.dumps, pickle.loads, pickle.HIGHEST_PROTOCOL
     monotonic = time.monotonic
     backlog: collections.deque = collections.deque()
+    last_fn_bytes, last_fn = None, None  # most jobs of a pool run the same function
     send(READY)  # the parent starts a job's clock only once its worker is ready for it
     while True:
         if not backlog:
@@ -92,7 +93,11 @@ def worker_main(conn, lock, states, starts) -> None:
         _current.set(JobContext(job_id, attempt, None if timeout is None else now + timeout))
         fn = args = value = None
         try:
-            fn, args = loads(payload)
+            fn_bytes, args_bytes = payload
+            if fn_bytes != last_fn_bytes:
+                last_fn, last_fn_bytes = loads(fn_bytes), fn_bytes
+            fn = last_fn
+            args = loads(args_bytes) if args_bytes else ()
             value = fn(*args)
         except MemoryError:
             os._exit(EXIT_MEMORY_ERROR)

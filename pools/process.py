@@ -207,13 +207,21 @@ class ProcessPool(Pool):
             )
         self.start_method = method
         self._mp = multiprocessing.get_context(method)
+        self._fn_cache: tuple[Any, bytes] = (None, b"")  # the last callable and its pickle
 
     # ------------------------------------------------------------------ hooks
 
-    def _prepare(self, fn: Callable[..., Any], args: tuple) -> bytes:
+    def _prepare(self, fn: Callable[..., Any], args: tuple) -> tuple[bytes, bytes]:
+        """The payload: ``fn`` and ``args`` pickled apart, so that ``fn``, the same
+        for most jobs, is pickled once (a function pickles by reference, a lookup
+        that costs more than a small job's arguments) and unpickled once per worker."""
         _base.check_plain_callable(self.backend, fn)
+        cached_fn, fn_bytes = self._fn_cache
         try:
-            return pickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL)
+            if fn is not cached_fn:
+                fn_bytes = pickle.dumps(fn, protocol=pickle.HIGHEST_PROTOCOL)
+                self._fn_cache = (fn, fn_bytes)
+            return fn_bytes, (pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL) if args else b"")
         except Exception as err:
             raise InvalidCallable(
                 f"the 'process' backend sends each job to a worker process by pickle, and "
@@ -363,7 +371,7 @@ class ProcessPool(Pool):
             self._finish_attempt(job, attempt, ERROR, exc)
 
     def _release_slot(self, w: _Worker, job: Job, slot: int) -> None:
-        w.backlog_bytes -= len(job._payload or b"")
+        w.backlog_bytes -= _size(job)
         w.free.append(slot)
 
     def _advance(self, w: _Worker) -> None:
@@ -377,7 +385,7 @@ class ProcessPool(Pool):
             if state == CANCELLED or state == REVOKED:
                 return  # the worker will skip it and say so
             w.backlog.popleft()
-            w.backlog_bytes -= len(job._payload or b"")
+            w.backlog_bytes -= _size(job)
             # STARTED: the worker wrote when. PENDING: it is between the two jobs.
             started_at = w.starts[slot] if state == STARTED else time.monotonic()
             with self._lock:
@@ -510,12 +518,12 @@ class ProcessPool(Pool):
                 share = min(depth - w.held(), len(self._heap) // self.workers)
                 for _ in range(share):
                     room = PREFETCH_BYTES - w.backlog_bytes
-                    nxt = self._take_prefetch_locked(lambda j: len(j._payload) <= room)
+                    nxt = self._take_prefetch_locked(lambda j: _size(j) <= room)
                     if nxt is None:
                         break
                     slot = w.free.pop()
                     w.backlog.append((nxt, slot))
-                    w.backlog_bytes += len(nxt._payload)
+                    w.backlog_bytes += _size(nxt)
                     batch.append((nxt.job_id, nxt.attempt + 1, nxt.timeout, nxt._payload, slot))
             if not batch:
                 continue
@@ -554,6 +562,11 @@ class ProcessPool(Pool):
         os.close(self._wake_r)
         os.close(self._wake_w)
         return 0
+
+
+def _size(job: Job) -> int:
+    payload = job._payload
+    return 0 if payload is None else len(payload[0]) + len(payload[1])
 
 
 class _Dead:

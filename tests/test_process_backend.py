@@ -221,3 +221,11 @@ def test_an_idle_worker_takes_back_jobs_waiting_behind_a_long_one(make_pool):
         long_gate.open()
         assert held[0].result(T) is None
     assert pool.stats().conserved()
+
+
+def test_jobs_of_different_functions_interleaved_each_run_their_own(make_pool):
+    # The pickled function is cached on both sides (one entry): alternating
+    # functions must never run one job's arguments through the other's function.
+    pool = make_pool("process", workers=2, queue_size=500)
+    submitted = [pool.submit(jobs.add, i, 1) if i % 3 else pool.submit(jobs.echo, i) for i in range(300)]
+    assert [j.result(T) for j in submitted] == [i + 1 if i % 3 else i for i in range(300)]
