@@ -4,49 +4,66 @@ Data flow::
 
     submit() ─cloudpickle (fn, args)─▶ Pool heap ─(call_soon_threadsafe: _pump)─▶ the pool's loop thread
                                           ▲                                        │ take ≤ W jobs (refill in
-                                          │ _requeue (after a retry back-off)      │ batches once every thread
-                                          │                                        │ has work); per priority one
-                                          │                                        │ client.map(_run_attempt,
-                                          │                                        │   key=<pool>-<job>-<attempt>,
-                                          │                                        │   priority=p, pure=False)
+                                          │ _requeue (retry back-off),             │ batches once every thread
+                                          │ _unprefetch (packed jobs that          │ has work), each the head of
+                                          │ never began: task died, job            │ a task; with more jobs waiting
+                                          │ taken back for an idle thread)         │ than threads, up to 15 more
+                                          │                                        │ packed behind it (still QUEUED);
+                                          │                                        │ per priority one client.map(
+                                          │                                        │   _run_pack, key=<pool>-<job>-
+                                          │                                        │   <attempt>, priority=p)
                                           │                                        ▼
-                                          │                Dask scheduler ──▶ a worker thread: _run_attempt sets
-                                          │                                   current_context(), runs fn(*args),
-                                          │                                   pushes the pickled outcome (≤ 8 KiB)
-                                          │                                   as an event, and returns it
+                                          │                Dask scheduler ──▶ a worker thread: _run_pack runs the
+                                          │                                   jobs in order (each with its own
+                                          │                                   current_context()), skips those
+                                          │                                   with a tombstone, and after each
+                                          │                                   pushes one event: its outcome
+                                          │                                   (≤ 8 KiB) and which job began next
                                           │                                        │
-                               _finish_attempt() ◀── _track(): Dask reports the task ended; its outcome is
-                                                     the pushed one, or one batched gather fetches it
-    Timer thread ── deadline ──▶ JobTimeout now; the task knows its deadline too, and is
-                                 *abandoned* (stats().abandoned) until Dask reports it finished
-    job.cancel() ─▶ _stop_running ─▶ client.run(_cancel_on_worker, key) on every worker: the
-                                      task's context is cancelled, or the task is skipped if it
-                                      has not started
+                               _finish_attempt() ◀── _on_pushed(): that job is settled, the next one is
+                               _start_prefetched()    marked running (its clock from when it began);
+                                                     _track(): Dask reports the task ended: what never
+                                                     began goes back to the queue, a large outcome is
+                                                     fetched in one batched gather
+    Timer thread ── deadline ──▶ JobTimeout now (per job, from when it began); the worker knows the
+                                 deadline too; the task is *abandoned* (stats().abandoned) until the
+                                 job returns, and the jobs behind it are taken back
+    job.cancel() ─▶ _stop_running ─▶ client.run(_stop_on_worker, [(task, job)]) on every worker: the
+                                      job's context is cancelled, or a tombstone keeps it from ever
+                                      beginning (for a packed job, cancel() returns once every worker
+                                      holds it)
 
 The bounded queue, priorities, admission, retries, statistics and shutdown are the
 shared client-side machinery of ``_base.Pool``; this module only moves at most
-``workers`` jobs at a time from the heap to the cluster and settles each attempt
-when its Dask future completes. ``workers`` is how many jobs are on the cluster at
-once, running or waiting there for a thread (``stats().busy`` counts them); on a
-cluster given by address it defaults to 4 per thread of the cluster, so that a
-thread that finishes a task finds the next one on its worker instead of waiting for
-the pool's round trip.
+``workers`` running jobs at a time from the heap to the cluster and settles each
+job as its task reports it. ``workers`` is how many jobs are running on the cluster
+at once, each the current job of one task, running or waiting there for a thread
+(``stats().busy`` counts them); on a cluster given by address it defaults to 4 per
+thread of the cluster, so that a thread that finishes a task finds the next one on
+its worker instead of waiting for the pool's round trip.
 
-What a job costs the scheduler is what a task of ``client.map`` costs, plus as
-little as the pool can: jobs go in one graph per refill (a refill waits for half the
-spare window once every thread has work), and a small outcome comes back as an
-event on the scheduler's stream to the client, ahead of the report that the task
-finished, so it needs no ``gather`` round trip; a large one is fetched with every
-other that ended meanwhile, in one ``gather``.
+What a task costs the scheduler is what a task of ``client.map`` costs (about five
+messages); the pool adds one small event per job, and shares the task among up to
+``_PACK`` jobs when more jobs wait than the cluster has threads (a share of the
+queue per thread). The packed jobs are the pool's *prefetch*: queued in every sense
+(counted as waiting, cancellable as waiting, their clock not started) until the
+worker reports that they began, which it does in the event of the job before. A
+cancelled one gets a tombstone on every worker before ``cancel()`` returns, so it
+never begins (unless its worker began it a moment before the tombstone arrived:
+then its context is cancelled, as for a running job). If the task dies, or the job
+before a packed one is timed out or cancelled, what never began goes back to the
+queue without using an attempt; when the queue is empty and a cluster thread is
+idle, the last not-yet-begun jobs of the fullest tasks are taken back (each worker
+answers exactly whether they began), so that no job waits behind a long one while a
+thread could run it. Only jobs of the head's priority are packed with it.
 
 Dask runs its side of the work on the pool's own event loop thread (an asynchronous
 ``Client``), so no Dask call ever blocks a submitter, and no thread is made per job.
 
 Dask cannot stop a task that is already running on a worker. So a timed-out or
-cancelled job ends for its caller at once (``JobTimeout`` / cancelled), the task's
+cancelled job ends for its caller at once (``JobTimeout`` / cancelled), the job's
 ``current_context()`` is cancelled — it carries the deadline, and a cancel is sent to
-the workers — and the task is counted in ``stats().abandoned`` until Dask reports
-it finished. A job that never looks at its context keeps its worker thread until it
+the workers — and its thread is counted in ``stats().abandoned`` until the job returns. A job that never looks at its context keeps its worker thread until it
 returns, as on the thread backend.
 
 With no ``address`` the pool starts a ``LocalCluster`` on 127.0.0.1 in a child
@@ -96,15 +113,20 @@ _START_TIMEOUT = 60.0  # seconds for the pool's own LocalCluster process to serv
 _STOP_WAIT = 5.0  # shutdown(timeout=None): seconds that abandoned tasks get to end
 _CLOSE_TIMEOUT = 5.0  # seconds for the client to say goodbye to the scheduler
 _TOMBSTONE_TTL = 600.0  # seconds a worker remembers a cancel for a task it has not started
-# Outcomes up to this size ride to the pool as a scheduler event (see _run_attempt); the
+# Outcomes up to this size ride to the pool as a scheduler event (see _run_pack); the
 # scheduler keeps the latest 1000 events of a topic, so this bounds what it holds per pool.
 _PUSH_LIMIT = 8 * 1024
 # Default ``workers`` on a cluster given by address: jobs on the cluster per thread of it.
 _IN_FLIGHT_PER_THREAD = 4
 
-# Outcome markers of an attempt that did not run its function (see _run_attempt).
+# Outcome marker of a job that did not run its function (see _job_outcome).
 _LATE = "late"  # started after its deadline
-_CANCELLED = "cancelled"  # cancelled before it started
+
+# A task carries one job, or, when more jobs wait than the cluster has threads, up to
+# _PACK of them (the job that left running, and more behind it) with at most _PACK_BYTES
+# of payload behind the first: what a task costs the scheduler is shared among them.
+_PACK = 16
+_PACK_BYTES = 64 * 1024
 
 
 # ------------------------------------------------------------------ worker side
@@ -113,8 +135,13 @@ _CANCELLED = "cancelled"  # cancelled before it started
 # worker of a process shares them; task keys are unique per pool and attempt.
 
 _registry_lock = threading.Lock()
-_running: dict[str, JobContext] = {}  # key -> context of the attempt running here
-_cancels: collections.OrderedDict[str, float] = collections.OrderedDict()  # key -> when cancelled
+_running: dict[tuple[str, int], JobContext] = {}  # (task key, job id) -> context of a job running here
+_begun: dict[str, set[int]] = {}  # task key -> ids of its jobs begun here, while the task runs
+# Recently ended tasks -> ids of their jobs begun here: a cancel or take-back that arrives
+# after its task ended must not leave a tombstone that claims the job never began.
+_ended: collections.OrderedDict[str, set[int]] = collections.OrderedDict()
+_ENDED_KEPT = 4096
+_cancels: collections.OrderedDict[tuple[str, int], float] = collections.OrderedDict()  # tombstones
 
 
 @functools.lru_cache(maxsize=1)
@@ -128,39 +155,103 @@ def _clock_id() -> str | None:
         return None
 
 
-def _run_attempt(
-    key: str, payload: bytes, job_id: int, attempt: int, deadline: float | None, remaining: float | None,
-    *, clock: str | None, topic: str | None = None,
-) -> bytes:
-    """Run one attempt in a Dask worker; return its pickled outcome
-    ``(job_id, attempt, ok, value, traceback_text)``, as the process backend does.
-    An outcome of at most ``_PUSH_LIMIT`` bytes is also pushed to the pool as an event
-    on ``topic``, ahead of Dask's report that the task finished, so that the pool
-    needs no round trip to fetch it (the returned copy is the fallback)."""
-    out = _attempt_outcome(key, payload, job_id, attempt, deadline, remaining, clock)
-    if topic is not None and len(out) <= _PUSH_LIMIT:
+def _run_pack(
+    key: str, entries: list[tuple], *, clock: str | None, topic: str | None = None,
+) -> tuple[dict[int, bytes], list[int]]:
+    """Run the jobs of one task in a Dask worker, in order. ``entries`` holds
+    ``(job_id, attempt, deadline, remaining, timeout, payload)``: the first job's
+    clock started when the pool sent it (``deadline``, or ``remaining`` on another
+    machine); each later one's starts when it begins here (``timeout``).
+
+    Before each job begins, its tombstone is looked up (the pool cancelled it or
+    took it back): such a job is skipped. When a job ends, the next one to begin is
+    chosen, and one event on ``topic`` tells the pool both: ``[key, job_id,
+    started, outcome, next_job_id, next_started]`` (times only on the pool's own
+    clock), ahead of Dask's report that the task finished. An outcome larger than
+    ``_PUSH_LIMIT`` is returned instead, and the task stops there (the jobs after
+    it never begin: the pool puts them back in its queue). Returns (outcomes not
+    pushed, ids of the jobs begun)."""
+    same_clock = clock is not None and clock == _clock_id()
+    worker = None
+    if topic is not None:
         try:
             from distributed import get_worker
 
-            get_worker().log_event(topic, [key, out])
-        except Exception:  # noqa: BLE001 - not in a worker, say: the pool fetches the returned copy
-            pass
-    return out
-
-
-def _attempt_outcome(
-    key: str, payload: bytes, job_id: int, attempt: int, deadline: float | None, remaining: float | None,
-    clock: str | None,
-) -> bytes:
-    if deadline is not None and (clock is None or clock != _clock_id()):
-        deadline = time.monotonic() + remaining  # another machine: another clock
-    ctx = JobContext(job_id, attempt, deadline)
+            worker = get_worker()
+        except Exception:  # noqa: BLE001 - not in a worker, say: every outcome is returned
+            worker = None
+    kept: dict[int, bytes] = {}
+    begun: set[int] = set()
     with _registry_lock:
-        if _cancels.pop(key, None) is not None:
-            return pickle.dumps((job_id, attempt, None, _CANCELLED, None))
-        _running[key] = ctx
+        _begun[key] = begun
     try:
-        if deadline is not None and time.monotonic() >= deadline:
+        nxt = _begin_next(key, entries, 0, begun, same_clock)
+        while nxt is not None:
+            i, ctx, started = nxt
+            job_id = entries[i][0]
+            out = _job_outcome(key, entries[i], ctx)
+            if worker is not None and len(out) > _PUSH_LIMIT:
+                kept[job_id] = out
+                break  # fetched when the task ends: begin nothing more
+            nxt = _begin_next(key, entries, i + 1, begun, same_clock)
+            if worker is None:
+                kept[job_id] = out
+                continue
+            try:
+                worker.log_event(topic, [
+                    key, job_id, started if same_clock else None, out,
+                    None if nxt is None else entries[nxt[0]][0],
+                    nxt[2] if nxt is not None and same_clock else None,
+                ])
+            except Exception:  # noqa: BLE001 - the pool then fetches it with the task
+                kept[job_id] = out
+                if nxt is not None:  # ... so nothing after it may begin unannounced
+                    _unbegin(key, entries[nxt[0]][0], begun)
+                break
+    finally:
+        with _registry_lock:
+            _begun.pop(key, None)
+            _ended[key] = begun
+            while len(_ended) > _ENDED_KEPT:
+                _ended.popitem(last=False)
+    return kept, sorted(begun)
+
+
+def _begin_next(
+    key: str, entries: list[tuple], i: int, begun: set[int], same_clock: bool,
+) -> tuple[int, JobContext, float] | None:
+    """Begin the first job from ``entries[i]`` on that has no tombstone: register
+    its context (a cancel that comes later reaches it). None if none is left."""
+    with _registry_lock:
+        while i < len(entries):
+            job_id, attempt, deadline, remaining, timeout, _ = entries[i]
+            if _cancels.pop((key, job_id), None) is not None:
+                i += 1
+                continue
+            now = time.monotonic()
+            if deadline is None:
+                deadline = None if timeout is None else now + timeout
+            elif not same_clock:
+                deadline = now + remaining  # another machine: another clock
+            ctx = JobContext(job_id, attempt, deadline)
+            _running[(key, job_id)] = ctx
+            begun.add(job_id)
+            return i, ctx, now
+    return None
+
+
+def _unbegin(key: str, job_id: int, begun: set[int]) -> None:
+    with _registry_lock:
+        _running.pop((key, job_id), None)
+        begun.discard(job_id)
+
+
+def _job_outcome(key: str, entry: tuple, ctx: JobContext) -> bytes:
+    """Run one begun job; its pickled outcome ``(job_id, attempt, ok, value,
+    traceback_text)``, as the process backend sends it."""
+    job_id, attempt, payload = entry[0], entry[1], entry[5]
+    try:
+        if ctx.deadline is not None and time.monotonic() >= ctx.deadline:
             return pickle.dumps((job_id, attempt, None, _LATE, None))
         token = _current.set(ctx)
         fn = args = value = None
@@ -182,21 +273,35 @@ def _attempt_outcome(
             )
     finally:
         with _registry_lock:
-            _running.pop(key, None)
+            _running.pop((key, job_id), None)
 
 
-def _cancel_on_worker(key: str) -> None:
-    """Cancel attempt ``key`` on this worker (run by ``client.run`` on the worker's
-    event loop): its context if it runs here, or a note that skips it if it starts later."""
+def _stop_on_worker(items: list, revoke: bool) -> list[tuple[str, int]]:
+    """Run by ``client.run`` on every worker, on its event loop: for each ``(task
+    key, job id)``, leave a tombstone so that the job never begins here, unless it
+    began here already; a job running here has its context cancelled (unless
+    ``revoke``: the pool only wants it back if it has not begun). Returns the items
+    that began here (tombstones are exact: the task looks them up under the same lock)."""
+    now = time.monotonic()
+    began: list[tuple[str, int]] = []
+    cancel: list[JobContext] = []
     with _registry_lock:
-        ctx = _running.get(key)
-        if ctx is None:
-            now = time.monotonic()
-            _cancels[key] = now
-            while _cancels and next(iter(_cancels.values())) < now - _TOMBSTONE_TTL:
-                _cancels.popitem(last=False)
-    if ctx is not None:
+        for key, job_id in items:
+            ctx = _running.get((key, job_id))
+            seen = _begun.get(key)
+            if seen is None:
+                seen = _ended.get(key)
+            if ctx is not None or (seen is not None and job_id in seen):
+                began.append((key, job_id))
+                if ctx is not None and not revoke:
+                    cancel.append(ctx)
+                continue
+            _cancels[(key, job_id)] = now
+        while _cancels and next(iter(_cancels.values())) < now - _TOMBSTONE_TTL:
+            _cancels.popitem(last=False)
+    for ctx in cancel:
         ctx._cancel()
+    return began
 
 
 def _forget_topic(topic: str, dask_scheduler: Any = None) -> None:
@@ -304,19 +409,53 @@ class _LocalClusterProcess:
 # ------------------------------------------------------------------------ pool
 
 
+# States of a job's place in a task (an _Attempt).
+_PACKED = "packed"  # sent in a task behind others, not begun: its job is still queued (prefetched)
+_BEGUN = "begun"  # running there: the first job of a task from its dispatch, a later one from its start
+_CLOSED = "closed"  # ended, skipped, or taken back to the queue
+
+
 class _Attempt:
-    """One attempt in flight on the cluster (loop thread; flags under the pool lock)."""
+    """One job's place in a task on the cluster (loop thread; fields under the pool lock)."""
 
-    __slots__ = ("job", "attempt", "key", "deadline", "future", "abandoned", "ended")
+    __slots__ = ("job", "attempt", "task", "index", "state", "deadline", "timer", "abandoned", "revoking")
 
-    def __init__(self, job: Job, attempt: int, key: str, deadline: float | None) -> None:
+    def __init__(self, job: Job, attempt: int, task: _Task, state: str, deadline: float | None) -> None:
         self.job = job
-        self.attempt = attempt
-        self.key = key
+        self.attempt = attempt  # the attempt it is, or will be once it begins
+        self.task = task
+        self.index = len(task.slots)
+        self.state = state
         self.deadline = deadline
+        self.timer: Any = None  # the pool's deadline timer while it runs
+        self.abandoned = False  # settled from outside while it may still run there
+        self.revoking = False  # a take-back is on its way to the workers
+
+    @property
+    def key(self) -> str:
+        return self.task.key
+
+
+class _Task:
+    """One Dask task: the jobs it runs, in order (the first is running from its dispatch)."""
+
+    __slots__ = ("key", "priority", "slots", "by_id", "cursor", "future", "ended")
+
+    def __init__(self, key: str, priority: int) -> None:
+        self.key = key
+        self.priority = priority
+        self.slots: list[_Attempt] = []
+        self.by_id: dict[int, _Attempt] = {}
+        self.cursor = 0  # every slot before it is closed
         self.future: Any = None  # the Dask future, once submitted
-        self.abandoned = False  # settled from outside while the task may still run
         self.ended = False  # Dask reported the task finished (or it never ran)
+
+    def add(self, job: Job, attempt: int, state: str, deadline: float | None) -> _Attempt:
+        slot = _Attempt(job, attempt, self, state, deadline)
+        self.slots.append(slot)
+        self.by_id[job.job_id] = slot
+        job.backend_slot = slot
+        return slot
 
 
 class DaskPool(Pool):
@@ -400,14 +539,17 @@ class DaskPool(Pool):
 
     def _start_workers(self) -> None:
         self._token = uuid.uuid4().hex[:12]
-        self._inflight: dict[str, _Attempt] = {}
+        self._inflight: dict[str, _Task] = {}
         self._idle = threading.Condition(self._lock)  # shutdown waiting for abandoned tasks
         self._background: set[asyncio.Task] = set()
         self._pump_scheduled = False
         self._cluster_threads = self.workers  # of a cluster given by address: learnt when connecting
         self._refill_batch = 1
-        self._pushed: dict[str, bytes] = {}  # key -> outcome pushed by a task still tracked
-        self._to_fetch: list[tuple[_Attempt, asyncio.Future]] = []  # finished tasks to fetch
+        self._to_fetch: list[tuple[_Task, asyncio.Future]] = []  # finished tasks to fetch
+        self._to_stop: list[tuple[str, int]] = []  # tombstones to send, in one message
+        self._revoking = 0  # jobs being taken back from their tasks
+        self._packed = 0  # jobs sent behind another in a task (for tests)
+        self._steals = 0  # jobs taken back from a task for an idle thread (for tests)
         self._fetching = False
         self._stopping = False
         self._cluster: _LocalClusterProcess | None = None
@@ -439,7 +581,7 @@ class DaskPool(Pool):
             address, asynchronous=True, timeout=self.connect_timeout, set_as_default=False, name=self.name
         )
         self._client = client
-        # Outcomes pushed by the tasks (see _run_attempt); subscribed before any task
+        # Outcomes pushed by the tasks (see _run_pack); subscribed before any task
         # is sent, on the same stream, so the scheduler knows it first.
         self._topic = f"poolbench-{self._token}"
         client.subscribe_topic(self._topic, self._on_pushed)
@@ -488,159 +630,328 @@ class DaskPool(Pool):
     # ------------------------------------------------------------ dispatch (loop)
 
     def _pump(self) -> None:
-        """Move waiting jobs to the cluster, at most ``workers`` running at once."""
-        taken: list[_Attempt] = []
+        """Move waiting jobs to the cluster, at most ``workers`` running at once; with
+        more waiting than threads, several ride in one task. With the queue empty and
+        a thread idle, take back jobs that wait in a task behind another."""
+        tasks: list[_Task] = []
+        steal: list[_Attempt] = []
         with self._lock:
             self._pump_scheduled = False
+            if self._stopping:
+                return
+            threads = min(self._cluster_threads, self.workers)
             free = self.workers - self._running
-            if free < self._refill_batch and self._running >= self._cluster_threads:
-                return  # every thread of the cluster has work: refill in a batch, later
-            while not self._stopping:
-                job = self._take_locked()
-                if job is None:
-                    break
-                deadline = None if job.timeout is None else job._started_at + job.timeout
-                slot = _Attempt(job, job.attempt, f"poolbench-{self._token}-{job.job_id}-{job.attempt}", deadline)
-                job.backend_slot = slot
-                self._inflight[slot.key] = slot
-                taken.append(slot)
-        if not taken:
+            # Once every thread of the cluster has work, refill in a batch, later.
+            if free >= self._refill_batch or self._running < self._cluster_threads:
+                while True:
+                    job = self._take_locked()
+                    if job is None:
+                        break
+                    tasks.append(self._pack_locked(job, threads))
+            if not tasks and len(self._heap) <= self._dead_in_heap:
+                steal = self._steal_locked(threads)
+        if steal:
+            self._spawn(self._take_back(steal))
+        if not tasks:
             return
-        by_priority: dict[int, list[_Attempt]] = {}
-        for slot in taken:
-            if slot.deadline is not None:
-                self._timer.call_at(slot.deadline, self._on_deadline, slot.job, slot.attempt)
-            by_priority.setdefault(slot.job.priority, []).append(slot)
-        for priority, slots in by_priority.items():
-            self._submit(priority, slots)
+        by_priority: dict[int, list[_Task]] = {}
+        for task in tasks:
+            head = task.slots[0]
+            if head.deadline is not None:
+                head.timer = self._timer.call_at(head.deadline, self._on_deadline, head.job, head.attempt)
+            by_priority.setdefault(task.priority, []).append(task)
+        for priority, group in by_priority.items():
+            self._submit(priority, group)
 
-    def _submit(self, priority: int, slots: list[_Attempt]) -> None:
-        """Send attempts of one priority to the cluster, as one graph."""
+    def _pack_locked(self, job: Job, threads: int) -> _Task:
+        """A task for ``job`` (just taken: running), and, when more jobs wait than
+        the cluster has threads, a share of them behind it: they stay queued (the
+        pool's prefetch) until the worker reports that they began."""
+        task = _Task(f"poolbench-{self._token}-{job.job_id}-{job.attempt}", job.priority)
+        task.add(job, job.attempt, _BEGUN, None if job.timeout is None else job._started_at + job.timeout)
+        waiting = len(self._heap) - self._dead_in_heap
+        if waiting >= threads:  # with this one, more than the threads
+            room = _PACK_BYTES
+            priority = job.priority
+
+            def fits(other: Job) -> bool:
+                return other.priority == priority and len(other._payload) <= room
+
+            for _ in range(min(_PACK - 1, waiting // threads)):
+                nxt = self._take_prefetch_locked(fits)
+                if nxt is None:
+                    break
+                room -= len(nxt._payload)
+                task.add(nxt, nxt.attempt + 1, _PACKED, None)
+                self._packed += 1
+        self._inflight[task.key] = task
+        return task
+
+    def _submit(self, priority: int, tasks: list[_Task]) -> None:
+        """Send tasks of one priority to the cluster, as one graph."""
+        timers: list[Any] = []
         with self._lock:
-            for slot in slots:
-                if slot.abandoned:  # cancelled before it left: it never runs
-                    self._end_locked(slot)
-            slots = [slot for slot in slots if not slot.ended]
-        if not slots:
+            for task in tasks:
+                head = task.slots[0]
+                if head.abandoned:  # cancelled (or timed out) before it left: nothing of it runs
+                    self._end_task_locked(task, timers)
+                    continue
+                for slot in task.slots[1:]:
+                    if slot.job._status is not _base.QUEUED:  # cancelled before it left
+                        self._close_locked(slot, timers)
+            tasks = [task for task in tasks if not task.ended]
+        self._cancel_timers(timers)
+        if not tasks:
             return
         now = time.monotonic()
-        keys = [slot.key for slot in slots]
+        entries = []
+        for task in tasks:
+            head = task.slots[0]
+            job = head.job
+            remaining = None if head.deadline is None else head.deadline - now
+            pack = [(job.job_id, head.attempt, head.deadline, remaining, None, job._payload)]
+            pack += [
+                (s.job.job_id, s.attempt, None, None, s.job.timeout, s.job._payload)
+                for s in task.slots[1:]
+                if s.state is _PACKED
+            ]
+            entries.append(pack)
+        keys = [task.key for task in tasks]
         try:
             futures = self._client.map(
-                _run_attempt,
-                keys,
-                [slot.job._payload for slot in slots],
-                [slot.job.job_id for slot in slots],
-                [slot.attempt for slot in slots],
-                [slot.deadline for slot in slots],
-                [None if slot.deadline is None else slot.deadline - now for slot in slots],
-                clock=_clock_id(),
-                topic=self._topic,
-                key=keys,
-                pure=False,
-                priority=priority,
+                _run_pack, keys, entries, clock=_clock_id(), topic=self._topic, key=keys, pure=False, priority=priority
             )
-        except Exception as exc:  # noqa: BLE001 - the client refused them (closed, say): these jobs fail
+        except Exception as exc:  # noqa: BLE001 - the client refused them (closed, say): their first jobs fail
             with self._lock:
-                for slot in slots:
-                    self._end_locked(slot)
-            for slot in slots:
-                self._finish_attempt(slot.job, slot.attempt, ERROR, exc)
+                for task in tasks:
+                    self._end_task_locked(task, timers)  # the rest go back to the queue
+            self._cancel_timers(timers)
+            for task in tasks:
+                self._finish_attempt(task.slots[0].job, task.slots[0].attempt, ERROR, exc)
             return
-        for slot, future in zip(slots, futures):
-            slot.future = future
-            self._spawn(self._track(slot))
+        for task, future in zip(tasks, futures):
+            task.future = future
+            self._spawn(self._track(task))
 
     def _spawn(self, coro: Any) -> None:
         task = self._loop.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _track(self, slot: _Attempt) -> None:
-        job, attempt, future = slot.job, slot.attempt, slot.future
+    # ------------------------------------------------------------ what the workers report (loop)
+
+    def _on_pushed(self, event: tuple[float, Any]) -> None:
+        """A job of a task ended, and the task began its next one (or none): pushed by
+        the task, ahead of Dask's report that the task finished (see _run_pack)."""
         try:
-            # Wait for Dask's report that the task ended: it comes on the client's
-            # stream, without a round trip. Only then fetch the outcome, in a batch
-            # with every other task that ended meanwhile (see _fetch_batches).
-            await future.exception()
-            data = None
-            if future.status == "finished":
-                data = self._pushed.pop(slot.key, None)
-                if data is None:
-                    data = await self._fetch(slot)
-            if data is None:  # it failed or was cancelled, or the batch could not fetch it
-                data = await future  # raises Dask's error at once; else one fetch of its own
-        except KilledWorker as exc:
-            outcome, value = CRASH, self._crash_error(job, attempt, exc)
-        except FutureCancelledError as exc:
-            if exc.reason == "scheduler-connection-lost":
-                self._lost_scheduler(exc)
-            outcome, value = ERROR, exc  # else cancelled by someone else (client.restart, say)
-        except Exception as exc:  # noqa: BLE001 - Dask could not run or return it: this job fails
-            outcome, value = ERROR, exc
-        else:
-            outcome, value = self._decode(job, attempt, data)
-        finally:
-            slot.future = future = None  # releases the task's result on the cluster
-            self._pushed.pop(slot.key, None)
+            key, job_id, started, data, next_id, next_started = event[1]
+        except (TypeError, ValueError):
+            return
+        task = self._inflight.get(key)
+        if task is None:
+            return
+        now = time.monotonic()
+        timers: list[Any] = []
+        lost: list[_Attempt] = []
+        arm: list[_Attempt] = []
+        with self._lock:
+            slot = task.by_id.get(job_id)
+            if slot is None or slot.state is _CLOSED:
+                return
+            self._skip_to_locked(task, slot.index, timers, lost)
+            if slot.state is _PACKED:  # it began unannounced: the jobs before it were skipped
+                self._begin_locked(slot, now if started is None else started, arm)
+            self._close_locked(slot, timers)
+            nxt = None if next_id is None else task.by_id.get(next_id)
+            if nxt is not None:
+                self._skip_to_locked(task, nxt.index, timers, lost)
+                if nxt.state is _PACKED:
+                    self._begin_locked(nxt, now if next_started is None else next_started, arm)
+        self._cancel_timers(timers)
+        self._arm(arm)
+        self._settle(slot, data)
+        self._settle_lost(lost)
+        if next_id is None:
+            self._pump()  # the task is about to end: its thread is free
+
+    def _begin_locked(self, slot: _Attempt, started_at: float, arm: list[_Attempt]) -> None:
+        """A job sent behind others began (at ``started_at``, on this machine's clock)."""
+        slot.state = _BEGUN
+        job = slot.job
+        if self._start_prefetched_locked(job, started_at):
+            if job.timeout is not None:
+                slot.deadline = started_at + job.timeout
+                arm.append(slot)
+        else:  # cancelled, and the cancel reached its worker too late: it runs there for nothing
+            slot.abandoned = True
+            self._abandoned += 1
+
+    def _skip_to_locked(self, task: _Task, index: int, timers: list[Any], lost: list[_Attempt]) -> None:
+        """The task has gone past every slot before ``index`` that is still open: it
+        skipped them (they had a tombstone), so none of them began."""
+        for slot in task.slots[task.cursor:index]:
+            if slot.state is _PACKED:
+                self._unprefetch_locked(slot.job)  # taken back (the answer is on its way), or cancelled
+            elif slot.state is _BEGUN and slot.job._status is _base.RUNNING and slot.job.attempt == slot.attempt:
+                lost.append(slot)  # cannot happen: only a settled job has a tombstone
+            self._close_locked(slot, timers)
+
+    def _close_locked(self, slot: _Attempt, timers: list[Any]) -> None:
+        if slot.state is _CLOSED:
+            return
+        slot.state = _CLOSED
+        if slot.timer is not None:
+            timers.append(slot.timer)
+            slot.timer = None
+        if slot.abandoned:
+            slot.abandoned = False
+            self._abandoned -= 1
+        task = slot.task
+        while task.cursor < len(task.slots) and task.slots[task.cursor].state is _CLOSED:
+            task.cursor += 1
+
+    def _end_task_locked(self, task: _Task, timers: list[Any]) -> None:
+        """Dask is done with the task: whatever of it never began goes back to the queue."""
+        if task.ended:
+            return
+        task.ended = True
+        for slot in task.slots[task.cursor:]:
+            if slot.state is _PACKED:
+                self._unprefetch_locked(slot.job)  # no attempt used: it never began
+            self._close_locked(slot, timers)
+        self._inflight.pop(task.key, None)
+        if not self._inflight:
+            self._idle.notify_all()
+
+    def _cancel_timers(self, timers: list[Any]) -> None:
+        for timer in timers:
+            self._timer.cancel(timer)
+
+    def _arm(self, slots: list[_Attempt]) -> None:
+        for slot in slots:
+            timer = self._timer.call_at(slot.deadline, self._on_deadline, slot.job, slot.attempt)
             with self._lock:
-                self._end_locked(slot)
+                if slot.state is _BEGUN:
+                    slot.timer = timer
+                    timer = None
+            if timer is not None:
+                self._timer.cancel(timer)  # it ended meanwhile
+
+    def _settle(self, slot: _Attempt, data: bytes) -> None:
+        job, attempt = slot.job, slot.attempt
+        outcome, value = self._decode(job, attempt, data)
         if outcome is _LATE:
             self._settle_timeout(job, attempt, preempted=False)
         elif outcome is not None:
             self._finish_attempt(job, attempt, outcome, value)
-        self._wake()
 
-    def _on_pushed(self, event: tuple[float, Any]) -> None:
-        """An outcome pushed by a task (loop thread), usually just before Dask reports
-        the task finished; kept only while its attempt is tracked."""
+    def _settle_lost(self, lost: list[_Attempt]) -> None:
+        for slot in lost:
+            err = PoolError(f"job {slot.job.job_id} (attempt {slot.attempt}): its Dask task ended without its outcome")
+            self._finish_attempt(slot.job, slot.attempt, ERROR, err)
+
+    async def _track(self, task: _Task) -> None:
+        future = task.future
+        failure: tuple[str, Any] | None = None
+        result: tuple[dict[int, bytes], list[int]] | None = None
         try:
-            key, data = event[1]
-        except (TypeError, ValueError):
-            return
-        if key in self._inflight:
-            self._pushed[key] = data
+            # Wait for Dask's report that the task ended: it comes on the client's
+            # stream, without a round trip, after every outcome the task pushed. Only a
+            # task that kept an outcome (too large to push) is fetched, in a batch with
+            # every other that ended meanwhile (see _fetch_batches).
+            await future.exception()
+            if future.status == "finished":
+                if self._needs_result(task):
+                    result = await self._fetch(task)
+                    if result is None:  # the batch could not fetch it
+                        result = await future
+            else:
+                await future  # raises Dask's error
+        except KilledWorker as exc:
+            failure = (CRASH, exc)
+        except FutureCancelledError as exc:
+            if exc.reason == "scheduler-connection-lost":
+                self._lost_scheduler(exc)
+            failure = (ERROR, exc)  # else cancelled by someone else (client.restart, say)
+        except Exception as exc:  # noqa: BLE001 - Dask could not run or return it: its running job fails
+            failure = (ERROR, exc)
+        finally:
+            task.future = future = None  # releases the task's result on the cluster
+        self._conclude(task, result, failure)
+        self._pump()
 
-    def _fetch(self, slot: _Attempt) -> asyncio.Future:
-        """The outcome of a finished task (None if it could not be fetched), from
-        the next batch fetch: one ``gather`` for every task that ended meanwhile."""
+    def _needs_result(self, task: _Task) -> bool:
+        """Whether a job of the ended task still waits for its outcome (kept by the task)."""
+        return any(
+            slot.state is _BEGUN and slot.job._status is _base.RUNNING and slot.job.attempt == slot.attempt
+            for slot in task.slots[task.cursor:]
+        )
+
+    def _conclude(
+        self, task: _Task, result: tuple[dict[int, bytes], list[int]] | None, failure: tuple[str, Any] | None
+    ) -> None:
+        """The task ended: settle what it ran and put back what it never began."""
+        kept = result[0] if result else {}
+        timers: list[Any] = []
+        arm: list[_Attempt] = []
+        settle: list[tuple[_Attempt, bytes]] = []
+        failed: list[_Attempt] = []
+        lost: list[_Attempt] = []
+        now = time.monotonic()
+        with self._lock:
+            for slot in task.slots[task.cursor:]:
+                data = kept.get(slot.job.job_id)
+                if data is not None:
+                    if slot.state is _PACKED:  # only without a worker to push from: it began unannounced
+                        self._begin_locked(slot, now, arm)
+                    settle.append((slot, data))
+                elif slot.state is _BEGUN:
+                    (failed if failure is not None else lost).append(slot)
+                if slot.state is not _PACKED:
+                    self._close_locked(slot, timers)
+            self._end_task_locked(task, timers)  # the packed ones go back, no attempt used
+        self._cancel_timers(timers)
+        for slot, data in settle:
+            self._settle(slot, data)
+        if failure is not None:
+            outcome, exc = failure
+            for slot in failed:
+                value = self._crash_error(slot.job, slot.attempt, exc) if outcome is CRASH else exc
+                self._finish_attempt(slot.job, slot.attempt, outcome, value)
+        # A begun job with no outcome was skipped there (it was settled, then had a
+        # tombstone), or its outcome is lost: the latter fails it.
+        self._settle_lost([s for s in lost if s.job._status is _base.RUNNING and s.job.attempt == s.attempt])
+
+    def _fetch(self, task: _Task) -> asyncio.Future:
+        """The result of a finished task (None if it could not be fetched), from the
+        next batch fetch: one ``gather`` for every task that ended meanwhile."""
         waiter = self._loop.create_future()
-        self._to_fetch.append((slot, waiter))
+        self._to_fetch.append((task, waiter))
         if not self._fetching:
             self._fetching = True
             self._spawn(self._fetch_batches())
         return waiter
 
     async def _fetch_batches(self) -> None:
-        batch: list[tuple[_Attempt, asyncio.Future]] = []
+        batch: list[tuple[_Task, asyncio.Future]] = []
         try:
             while self._to_fetch:
                 batch, self._to_fetch = self._to_fetch, []
                 try:
                     data = await self._client.gather(
-                        {slot.key: slot.future for slot, _ in batch}, errors="skip"
+                        {task.key: task.future for task, _ in batch}, errors="skip"
                     )
                 except Exception:  # noqa: BLE001 - each task is then asked for on its own
                     data = {}
-                for slot, waiter in batch:
+                for task, waiter in batch:
                     if not waiter.done():
-                        waiter.set_result(data.get(slot.key))
+                        waiter.set_result(data.get(task.key))
                 batch = []
         finally:
             self._fetching = False
             for _, waiter in batch + self._to_fetch:  # cancelled (teardown)
                 waiter.cancel()
             self._to_fetch = []
-
-    def _end_locked(self, slot: _Attempt) -> None:
-        if slot.ended:
-            return
-        slot.ended = True
-        self._inflight.pop(slot.key, None)
-        if slot.abandoned:
-            self._abandoned -= 1
-        if not self._inflight:
-            self._idle.notify_all()
 
     def _decode(self, job: Job, attempt: int, data: bytes) -> tuple[Any, Any]:
         try:
@@ -651,7 +962,7 @@ class DaskPool(Pool):
             return ERROR, exc
         if ok:
             return OK, value
-        if ok is None:  # the task did not run its function
+        if ok is None:  # the job did not run its function
             return (_LATE, None) if value == _LATE else (None, None)
         try:
             exc = pickle.loads(value)
@@ -678,7 +989,7 @@ class DaskPool(Pool):
             self._close_reason = f"pool {self.name} lost its Dask scheduler ({exc}); create a new pool"
         self._break(exc)
 
-    # ------------------------------------------------------------ stopping one attempt
+    # ------------------------------------------------------------ stopping one job
 
     def _on_deadline(self, job: Job, attempt: int) -> None:
         if self._settle_timeout(job, attempt, preempted=True):
@@ -686,33 +997,124 @@ class DaskPool(Pool):
 
     def _preempted_locked(self, job: Job) -> None:
         slot = job.backend_slot
-        if isinstance(slot, _Attempt) and slot.attempt == job.attempt and not slot.ended and not slot.abandoned:
+        if isinstance(slot, _Attempt) and slot.attempt == job.attempt and slot.state is _BEGUN and not slot.abandoned:
             slot.abandoned = True
             self._abandoned += 1
 
     def _stop_running(self, job: Job, attempt: int) -> None:
         slot = job.backend_slot
+        if isinstance(slot, _Attempt) and slot.state is _PACKED and threading.current_thread() is not self._thread:
+            # Cancelled while it waited in its task: it must never begin. Return once
+            # every worker holds its tombstone (a worker that began it already, a moment
+            # ago, cancels its context instead). On the loop thread itself (a
+            # done-callback) this cannot wait: the tombstone is sent, no more.
+            try:
+                asyncio.run_coroutine_threadsafe(self._stop_packed(slot), self._loop).result(_CLOSE_TIMEOUT)
+            except Exception:  # noqa: BLE001 - loop closed, scheduler gone: the task ends with its worker
+                pass
+            return
         try:
             self._loop.call_soon_threadsafe(self._stop_attempt, slot, attempt)
         except RuntimeError:  # the loop is closed: the pool is stopped already
             pass
 
     def _stop_attempt(self, slot: Any, attempt: int) -> None:
-        if isinstance(slot, _Attempt) and slot.attempt == attempt and not slot.ended and slot.future is not None:
-            # A timed-out task already knows its deadline; a cancel must be sent.
-            if slot.deadline is None or time.monotonic() < slot.deadline:
-                self._spawn(self._send_cancel(slot.key))
-        self._wake()  # its worker slot is free for the next job
+        """(loop) A job was cancelled or timed out: make sure it never begins, or
+        cancel its context where it runs; and take back what waits behind it."""
+        if isinstance(slot, _Attempt) and not slot.task.ended and slot.task.future is not None:
+            if slot.state is _PACKED:  # cancelled while it waited in its task
+                self._send_stop([(slot.key, slot.job.job_id)])
+            elif slot.state is _BEGUN and slot.attempt == attempt:
+                # A timed-out job already knows its deadline there; a cancel must be sent.
+                if slot.deadline is None or time.monotonic() < slot.deadline:
+                    self._send_stop([(slot.key, slot.job.job_id)])
+                with self._lock:
+                    behind = [
+                        s for s in slot.task.slots[slot.index + 1:]
+                        if s.state is _PACKED and not s.revoking and s.job._prefetched
+                    ]
+                    for s in behind:
+                        s.revoking = True
+                    self._revoking += len(behind)
+                if behind:
+                    self._spawn(self._take_back(behind))
+        self._wake()  # its place on the cluster is free for the next job
 
     def _wake(self) -> None:
         with self._lock:
             self._on_enqueued_locked()
 
-    async def _send_cancel(self, key: str) -> None:
+    async def _stop_packed(self, slot: _Attempt) -> None:
+        if slot.state is _PACKED and not slot.task.ended and slot.task.future is not None:
+            await self._stop_on_workers([(slot.key, slot.job.job_id)])
+
+    def _send_stop(self, items: list[tuple[str, int]]) -> None:
+        """Tombstones for these jobs on every worker, sent in one message per loop round."""
+        if not self._to_stop:
+            self._loop.call_soon(self._flush_stops)
+        self._to_stop += items
+
+    def _flush_stops(self) -> None:
+        items, self._to_stop = self._to_stop, []
+        if items:
+            self._spawn(self._stop_on_workers(items))
+
+    async def _stop_on_workers(self, items: list[tuple[str, int]]) -> None:
         try:
-            await self._client.run(_cancel_on_worker, key, on_error="ignore")
-        except Exception:  # noqa: BLE001 - scheduler gone: the job is settled, the task ends with its worker
+            await self._client.run(_stop_on_worker, items, False, on_error="ignore")
+        except Exception:  # noqa: BLE001 - scheduler gone: the jobs are settled, the tasks end with their workers
             pass
+
+    def _steal_locked(self, threads: int) -> list[_Attempt]:
+        """The queue is empty and a thread of the cluster is idle: pick, from the
+        tasks with most jobs waiting in them, the last of those jobs (one per idle
+        thread), to take back."""
+        idle = threads - len(self._inflight) - self._revoking
+        if idle <= 0:
+            return []
+        waiting = []
+        for task in self._inflight.values():
+            packed = [s for s in task.slots[task.cursor:] if s.state is _PACKED and not s.revoking and s.job._prefetched]
+            if packed:
+                waiting.append(packed)
+        picks: list[_Attempt] = []
+        while idle > 0 and waiting:
+            waiting.sort(key=len)
+            slot = waiting[-1].pop()
+            if not waiting[-1]:
+                waiting.pop()
+            slot.revoking = True
+            picks.append(slot)
+            idle -= 1
+        self._revoking += len(picks)
+        return picks
+
+    async def _take_back(self, slots: list[_Attempt]) -> None:
+        """Take jobs back from their tasks if they have not begun: a tombstone on
+        every worker, and each worker says which of them began there. Those that
+        did not go back to the queue (no attempt used); the others run where they are."""
+        items = [(slot.key, slot.job.job_id) for slot in slots]
+        began: set[tuple[str, int]] | None = set()
+        try:
+            replies = await self._client.run(_stop_on_worker, items, True, on_error="return")
+            for reply in replies.values():
+                if isinstance(reply, BaseException):
+                    began = None  # unknown there: leave them; the task's reports settle them
+                    break
+                began.update((key, job_id) for key, job_id in reply)
+        except Exception:  # noqa: BLE001
+            began = None
+        timers: list[Any] = []
+        with self._lock:
+            self._revoking -= len(slots)
+            for slot, item in zip(slots, items):
+                slot.revoking = False
+                if began is not None and item not in began and slot.state is _PACKED:
+                    if slot.job._prefetched:
+                        self._steals += 1
+                    self._unprefetch_locked(slot.job)
+                    self._close_locked(slot, timers)
+        self._cancel_timers(timers)
 
     # ------------------------------------------------------------ stopping the pool
 
@@ -728,7 +1130,7 @@ class DaskPool(Pool):
             left = list(self._inflight.values())
         return self._teardown(left)
 
-    def _teardown(self, left: list[_Attempt] | None) -> int:
+    def _teardown(self, left: list[_Task] | None) -> int:
         """Close the client, end the loop thread, and close the cluster if it is ours.
         Returns the number of tasks left running on a cluster that is not ours."""
         if self._loop.is_running():
@@ -742,19 +1144,21 @@ class DaskPool(Pool):
         if self._cluster is not None:
             self._cluster.close(kill=bool(left))  # what still runs there ends with it
         still_running = 0
+        timers: list[Any] = []
         with self._lock:
-            for slot in left or ():
+            for task in left or ():
                 if self._cluster is None:
                     still_running += 1
                 else:
-                    self._end_locked(slot)
+                    self._end_task_locked(task, timers)
+        self._cancel_timers(timers)
         return still_running
 
-    async def _disconnect(self, left: list[_Attempt]) -> None:
+    async def _disconnect(self, left: list[_Task]) -> None:
         client = self._client
         if client is None:
             return
-        futures = [slot.future for slot in left if slot.future is not None]
+        futures = [task.future for task in left if task.future is not None]
         if futures and self._cluster is None:
             try:  # let the cluster forget them; their threads run on until they return
                 await client.cancel(futures, reason="poolbench-shutdown", msg="the pool shut down")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import importlib.util
 import os
 import pickle
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -388,3 +390,144 @@ def test_a_cluster_started_with_the_dask_cli():
             _stop(worker)
         _stop(scheduler)
         scheduler.stderr.close()
+
+
+# ------------------------------------------------------------------ jobs packed in one task
+# With more jobs waiting than the cluster has threads, several ride in one Dask task:
+# the first leaves running, the others stay queued (prefetched) until the worker reports
+# that they began. They must stay waiting in every sense: never run once cancelled,
+# their clock not started, back in the queue (no attempt used) if their task dies, and
+# taken back for a thread that would otherwise be idle.
+
+
+def _packed_behind(pool, latch, head_fn, head_args, later_of, n):
+    """On a pool with workers=1: hold its one place with a first job, queue a head and
+    ``n`` more behind it, then let the first end: the head leaves with the ``n`` packed
+    in its task (one dispatch, under one lock). Returns (first gate, head, later jobs)."""
+    gate = Gate()
+    first = pool.submit(jobs.hold, gate, latch)
+    assert latch.wait(1, T)
+    head = pool.submit(head_fn, *head_args)
+    later = [later_of(i) for i in range(n)]
+    assert pool.stats().queued == n + 1  # all wait in the pool: its one place is taken
+    gate.open()
+    assert first.result(T) is None
+    return gate, head, later
+
+
+def test_a_cancelled_packed_job_never_runs(make_pool, cluster, tmp_path):
+    pool = make_pool("dask", address=cluster, workers=1, queue_size=100)
+
+    def record(path):
+        with open(path, "w"):
+            pass
+        return path
+
+    with Gate() as gate, Latch() as latch:
+        first_gate, head, later = _packed_behind(
+            pool, latch, jobs.hold, (gate, latch), lambda i: pool.submit(record, str(tmp_path / str(i))), 10
+        )
+        with first_gate:
+            assert latch.wait(2, T)  # the head runs: its task was sent with the others packed in it
+            assert all(j._prefetched for j in later) and pool._packed == 10
+            s = pool.stats()
+            assert (s.busy, s.queued) == (1, 10) and s.conserved()  # packed jobs count as waiting
+            cancelled = later[::2]
+            assert all(j.cancel() for j in cancelled)
+            assert pool.stats().queued == 5
+            gate.open()
+            assert head.result(T) is None
+            assert [j.result(T) for j in later[1::2]] == [str(tmp_path / str(i)) for i in range(1, 10, 2)]
+    assert {p.name for p in tmp_path.iterdir()} == {str(i) for i in range(1, 10, 2)}
+    assert all(j.cancelled() for j in cancelled)
+    s = pool.stats()
+    assert (s.cancelled, s.succeeded, s.abandoned) == (5, 7, 0) and s.conserved()
+
+
+def test_a_crash_puts_the_unbegun_packed_jobs_back_without_using_an_attempt():
+    with pools.create_pool("dask", workers=1, processes=True, queue_size=100) as pool, Latch() as latch:
+        first_gate, crash, later = _packed_behind(
+            pool, latch, jobs.exit_now, (), lambda i: pool.submit(jobs.echo, i), 8
+        )
+        with first_gate:
+            with pytest.raises(WorkerCrashed):
+                crash.result(T)
+            assert [j.result(T) for j in later] == list(range(8))  # on the nanny's new worker
+        assert pool._packed >= 8  # they were in the crashed task (and packed again after it)
+        assert all(j.attempt == 1 for j in later)  # each began once: the crash used none of theirs
+        s = pool.stats()
+        assert (s.crashed, s.failed, s.succeeded) == (1, 1, 9) and s.conserved()
+
+
+def _arrive_then_work(latch, seconds):
+    latch.arrive()
+    time.sleep(seconds)  # the job's own work, longer than the timeouts of the jobs behind it
+    return seconds
+
+
+def test_packed_jobs_have_their_own_timeout_from_when_they_begin(make_pool, cluster):
+    pool = make_pool("dask", address=cluster, workers=1, queue_size=100)
+    with Latch() as latch:
+
+        def later_of(i):
+            if i == 3:  # runs until its own deadline
+                return pool.submit(jobs.until_stopped, timeout=0.2)
+            return pool.submit(jobs.echo, i, timeout=0.2)
+
+        first_gate, head, later = _packed_behind(pool, latch, _arrive_then_work, (latch, 0.5), later_of, 7)
+        with first_gate:
+            assert latch.wait(2, T)
+            assert all(j._prefetched for j in later)
+            assert head.result(T) == 0.5
+            # Their 0.2 s began when each began, after the head's 0.5 s of work.
+            assert [j.result(T) for j in later[:3]] == [0, 1, 2]
+            with pytest.raises(JobTimeout):
+                later[3].result(T)
+            assert [j.result(T) for j in later[4:]] == [4, 5, 6]  # in the task, or taken back: on time
+    assert later[0].started_at >= head.started_at + 0.5  # its clock started when it began
+    s = pool.stats()
+    assert (s.timed_out, s.succeeded) == (1, 8) and s.conserved()
+
+
+def test_no_job_waits_in_a_task_behind_a_long_one_while_a_thread_is_idle(make_pool, cluster):
+    # The long job leaves first, with jobs packed behind it. Once every other job is done
+    # and threads are idle, those jobs are taken back (they have not begun) and run
+    # elsewhere, while the long job still holds its thread.
+    pool = make_pool("dask", address=cluster, workers=THREADS, queue_size=100)
+    with Gate() as short, Gate() as long_gate, Latch() as latch:
+        blockers = [pool.submit(jobs.hold, short, latch) for _ in range(THREADS)]
+        assert latch.wait(THREADS, T)
+        long = pool.submit(jobs.hold, long_gate, latch)
+        later = [pool.submit(jobs.echo, i) for i in range(40)]
+        short.open()
+        assert latch.wait(THREADS + 1, T)
+        assert long.backend_slot.task.slots[1:]  # the long job's task carries others
+        assert [j.result(T) for j in later] == list(range(40))  # while the long job still runs
+        assert pool._steals >= 1 and not long.done()
+        long_gate.open()
+        assert long.result(T) is None
+        assert all(b.result(T) is None for b in blockers)
+    s = pool.stats()
+    assert (s.succeeded, s.abandoned) == (THREADS + 41, 0) and s.conserved()
+
+
+def test_the_deadline_timer_lets_go_of_a_job_that_ended(make_pool, cluster):
+    # A finished job with a timeout must not stay alive (in the pool's timer) until its
+    # deadline: the first job of a task, and jobs packed behind it.
+    pool = make_pool("dask", address=cluster, workers=1, queue_size=100)
+    with Latch() as latch:
+        first_gate, head, later = _packed_behind(
+            pool, latch, jobs.echo, ("head",), lambda i: pool.submit(jobs.echo, i, timeout=3600), 5
+        )
+        with first_gate:
+            assert [j.result(T) for j in later] == list(range(5))
+        alone = pool.submit(jobs.echo, "alone", timeout=3600)
+        assert alone.result(T) == "alone"
+    assert pool._packed == 5
+    assert all(entry[2] is None for entry in pool._timer._heap)  # every deadline timer was cancelled
+    with pool._lock:  # until Dask has reported their tasks finished (outcomes come first)
+        assert pool._idle.wait_for(lambda: not pool._inflight, T)
+    refs = [weakref.ref(j) for j in [*later, alone]]
+    del later, alone, head
+    gc.collect()
+    assert all(ref() is None for ref in refs)
