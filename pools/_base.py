@@ -952,6 +952,18 @@ class Pool(ABC):
         self._mark_running_locked(job, started_at)
         return True
 
+    def _unstart_locked(self, job: Job, attempt: int) -> None:
+        """Attempt ``attempt`` of ``job`` was marked running but its worker died
+        before beginning it: the job waits again, and the attempt is not used."""
+        if job._status is not RUNNING or job.attempt != attempt:
+            return
+        job._status = QUEUED
+        job.attempt -= 1
+        self._running -= 1
+        self._queued += 1
+        heapq.heappush(self._heap, (-job.priority, next(self._seq), job))
+        self._on_enqueued_locked()
+
     def _unprefetch_locked(self, job: Job) -> None:
         """A prefetched job will not run where it was sent (its worker died or was
         replaced): back on the heap, still counted as waiting."""

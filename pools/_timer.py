@@ -71,17 +71,19 @@ class Timer:
                 if wait > 0:
                     cv.wait(wait)
                     continue
-                _, _, fn, args = heapq.heappop(self._heap)
+                entry = heapq.heappop(self._heap)
+                _, _, fn, args = entry
                 if fn is None:  # cancelled
                     self._cancelled -= 1
                     continue
+                entry[2] = entry[3] = None  # out of the heap: a later cancel() must not count it
                 cv.release()
                 try:
                     fn(*args)
                 except BaseException:  # noqa: BLE001 - a bug in a callback must not stop every later timer
                     threading.excepthook(threading.ExceptHookArgs((*sys.exc_info(), threading.current_thread())))
                 finally:
-                    del fn, args
+                    del fn, args, entry
                     cv.acquire()
 
     def stop(self, timeout: float | None = None) -> bool:

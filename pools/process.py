@@ -152,6 +152,30 @@ class _Inbox:
         return out
 
 
+class _SlotLock:
+    """The lock shared with a worker over its slot states, as the manager takes it:
+    a worker killed (SIGKILL, the OOM killer) inside its few instructions under the
+    lock would leave it held for ever, so the manager waits for it only while the
+    worker lives; a dead worker changes no slot any more."""
+
+    __slots__ = ("_lock", "_process", "_held")
+
+    def __init__(self, lock: Any, process: Any) -> None:
+        self._lock, self._process, self._held = lock, process, False
+
+    def __enter__(self) -> None:
+        while not self._lock.acquire(True, 0.5):
+            if not self._process.is_alive():
+                self._held = False
+                return
+        self._held = True
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._held:
+            self._held = False
+            self._lock.release()
+
+
 class _Worker:
     __slots__ = (
         "process", "conn", "inbox", "job", "attempt", "deadline", "ready", "slot",
@@ -167,10 +191,12 @@ class _Worker:
         self.deadline: float | None = None
         self.ready = False  # until its READY message: a job's clock must not run during start-up
         self.slot = 0  # the running job's slot
-        self.backlog: collections.deque[tuple[Job, int]] = collections.deque()  # sent, not begun
+        # sent, not begun: (job, slot, payload bytes counted in backlog_bytes)
+        self.backlog: collections.deque[tuple[Job, int, int]] = collections.deque()
         self.backlog_bytes = 0
         self.free = list(range(PREFETCH - 1, -1, -1))
-        self.lock, self.states, self.starts = lock, states, starts
+        self.lock = None if lock is None else _SlotLock(lock, process)
+        self.states, self.starts = states, starts
 
     def held(self) -> int:
         return (self.job is not None) + len(self.backlog)
@@ -336,10 +362,11 @@ class ProcessPool(Pool):
             value.__cause__ = err
             tb = None
         if ok is None:  # the worker skipped a job of its backlog
-            for k, (job, slot) in enumerate(w.backlog):
+            for k, (job, slot, size) in enumerate(w.backlog):
                 if job.job_id == job_id:
                     del w.backlog[k]
-                    self._release_slot(w, job, slot)  # a revoked job was requeued when revoked
+                    w.backlog_bytes -= size  # a revoked job was requeued when revoked
+                    w.free.append(slot)
                     w.states[slot] = FREE
                     break
             self._advance(w)
@@ -356,7 +383,8 @@ class ProcessPool(Pool):
         w.deadline = None
         w.states[w.slot] = FREE
         w.free.append(w.slot)
-        self._advance(w)
+        # This job ends before the next one of the backlog counts as running, so that
+        # busy never exceeds workers, not even between the two.
         if job_id is None:  # could not be unpickled
             value.args = (f"job {job.job_id} returned a result that cannot be unpickled here: {value.__cause__!r}",)
             self._finish_attempt(job, attempt, ERROR, value)
@@ -369,15 +397,12 @@ class ProcessPool(Pool):
                 exc = RuntimeError(f"job {job.job_id} failed, and its exception could not be rebuilt here: {err!r}")
             exc.__cause__ = RemoteTraceback(tb)
             self._finish_attempt(job, attempt, ERROR, exc)
-
-    def _release_slot(self, w: _Worker, job: Job, slot: int) -> None:
-        w.backlog_bytes -= _size(job)
-        w.free.append(slot)
+        self._advance(w)
 
     def _advance(self, w: _Worker) -> None:
         """The worker's job ended: the first job of its backlog is running now."""
         while w.job is None and w.backlog:
-            job, slot = w.backlog[0]
+            job, slot, size = w.backlog[0]
             with w.lock:
                 state = w.states[slot]
                 if state == PENDING and job._status is not _base.QUEUED:
@@ -385,7 +410,7 @@ class ProcessPool(Pool):
             if state == CANCELLED or state == REVOKED:
                 return  # the worker will skip it and say so
             w.backlog.popleft()
-            w.backlog_bytes -= _size(job)
+            w.backlog_bytes -= size
             # STARTED: the worker wrote when. PENDING: it is between the two jobs.
             started_at = w.starts[slot] if state == STARTED else time.monotonic()
             with self._lock:
@@ -406,7 +431,12 @@ class ProcessPool(Pool):
             self._receive(w, data)
         w.conn.close()
         job, attempt = w.job, w.attempt
-        if died and job is not None:
+        if died and job is not None and w.states[w.slot] == PENDING:
+            # It died before it began this job (between two jobs, say): the job was
+            # counted as running, but never ran. Waiting again, its attempt unused.
+            with self._lock:
+                self._unstart_locked(job, attempt)
+        elif died and job is not None:
             exitcode = w.process.exitcode
             sig, cause = describe_exit(exitcode)
             err = WorkerCrashed(
@@ -419,7 +449,7 @@ class ProcessPool(Pool):
             )
             self._finish_attempt(job, attempt, CRASH, err)
         # Never begun there: back on the heap, in their order (revoked ones already are).
-        self._give_back([job for job, slot in w.backlog if w.states[slot] == PENDING])
+        self._give_back([job for job, slot, _ in w.backlog if w.states[slot] == PENDING])
         if died and not w.ready:
             self._start_failures += 1
             if self._start_failures >= START_FAILURES_LIMIT:
@@ -446,7 +476,7 @@ class ProcessPool(Pool):
                     self._stop_current(i, timed_out=True)
             if w.backlog:
                 with w.lock:
-                    for queued, slot in w.backlog:
+                    for queued, slot, _ in w.backlog:
                         if queued._status is not _base.QUEUED and w.states[slot] == PENDING:
                             w.states[slot] = CANCELLED
 
@@ -454,7 +484,7 @@ class ProcessPool(Pool):
         w = self._workers[i]
         job, attempt = w.job, w.attempt
         with w.lock:
-            if any(w.states[slot] == STARTED for _, slot in w.backlog):
+            if any(w.states[slot] == STARTED for _, slot, _ in w.backlog):
                 return  # it has moved on: the job ended and its result is on the way
             revoked = self._revoke_locked(w, len(w.backlog))  # from now on it starts nothing more
         self._give_back(revoked)
@@ -469,7 +499,7 @@ class ProcessPool(Pool):
         """Take back up to ``n`` jobs from the end of ``w``'s backlog that it has
         not begun (``w.lock`` held); it will skip them."""
         revoked = []
-        for job, slot in reversed(w.backlog):
+        for job, slot, _ in reversed(w.backlog):
             if len(revoked) >= n:
                 break
             if w.states[slot] == PENDING:
@@ -522,8 +552,9 @@ class ProcessPool(Pool):
                     if nxt is None:
                         break
                     slot = w.free.pop()
-                    w.backlog.append((nxt, slot))
-                    w.backlog_bytes += _size(nxt)
+                    size = _size(nxt)
+                    w.backlog.append((nxt, slot, size))
+                    w.backlog_bytes += size
                     batch.append((nxt.job_id, nxt.attempt + 1, nxt.timeout, nxt._payload, slot))
             if not batch:
                 continue

@@ -6,7 +6,7 @@ import time
 import pytest
 
 import pools
-from pools.testing import jobs, process_alive
+from pools.testing import jobs, process_alive, wait_process_gone
 
 T = 30.0
 
@@ -221,6 +221,10 @@ def test_an_idle_worker_takes_back_jobs_waiting_behind_a_long_one(make_pool):
         long_gate.open()
         assert held[0].result(T) is None
     assert pool.stats().conserved()
+    # Once the workers hold nothing, no payload bytes are left counted against them
+    # (a stolen job that ended elsewhere must not leak its size into the victim's cap).
+    _until(lambda: not any(w.held() for w in pool._workers))
+    assert [w.backlog_bytes for w in pool._workers] == [0, 0]
 
 
 def test_jobs_of_different_functions_interleaved_each_run_their_own(make_pool):
@@ -229,3 +233,44 @@ def test_jobs_of_different_functions_interleaved_each_run_their_own(make_pool):
     pool = make_pool("process", workers=2, queue_size=500)
     submitted = [pool.submit(jobs.add, i, 1) if i % 3 else pool.submit(jobs.echo, i) for i in range(300)]
     assert [j.result(T) for j in submitted] == [i + 1 if i % 3 else i for i in range(300)]
+
+
+def test_a_worker_that_dies_between_two_jobs_gives_back_the_one_it_never_began(make_pool):
+    import signal
+
+    pool = make_pool("process", workers=1, queue_size=100)
+    with jobs.Gate() as gate, jobs.Latch() as latch:
+        first, later = _held_with_backlog(pool, gate, latch, jobs.hold, jobs.echo, lambda i: (i,), 1)
+        w = pool._workers[0]
+        pid = w.process.pid
+        # Hold the slot lock shared with the worker: it stops right after the first job,
+        # before the next begins. Kept held after the kill, it also stands for a lock
+        # that a worker killed inside its critical section would never release: the
+        # manager must not wait for it once the worker is gone.
+        w.lock._lock.acquire()
+        try:
+            gate.open()
+            assert first.result(T) is None
+            os.kill(pid, signal.SIGKILL)  # the OOM killer, between two jobs
+            assert wait_process_gone(pid, T)
+            assert later[0].result(T) == 0
+        finally:
+            w.lock._lock.release()
+    assert later[0].attempt == 1  # it never began on the dead worker: no attempt used
+    s = pool.stats()
+    assert (s.crashed, s.failed, s.succeeded) == (0, 0, 2) and s.conserved()
+
+
+def test_busy_never_exceeds_workers_when_a_backlog_job_starts(make_pool):
+    pool = make_pool("process", workers=1, queue_size=3000)
+    seen = []
+    start = pool._start_prefetched_locked
+
+    def spy(job, started_at):
+        started = start(job, started_at)
+        seen.append(pool._running)
+        return started
+
+    pool._start_prefetched_locked = spy
+    assert [j.result(T) for j in [pool.submit(jobs.echo, i) for i in range(1000)]] == list(range(1000))
+    assert seen and max(seen) <= pool.workers
