@@ -707,8 +707,13 @@ class Pool(ABC):
     # ---------------------------------------------------------------- submission
 
     def _check_options(self, priority: Any, timeout: Any, retry: Any, wait: Any) -> None:
-        if type(priority) is int and timeout is None and retry is None and wait is None:
-            return  # the common case, checked in one line
+        if (
+            type(priority) is int
+            and retry is None
+            and wait is None
+            and (timeout is None or (type(timeout) is float and 0.0 < timeout < math.inf))
+        ):
+            return  # the common cases, checked without a call
         if isinstance(priority, bool) or not isinstance(priority, int):
             raise InvalidArgument(f"priority must be an int (higher runs first), got {priority!r}")
         _check_number("timeout", timeout, minimum=0, inclusive=False, none_ok=True)

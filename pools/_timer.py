@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import sys
 import threading
 import time
@@ -98,3 +99,44 @@ class Timer:
             return True
         thread.join(timeout)
         return not thread.is_alive()
+
+
+class DeadlineWatch:
+    """The deadlines of running attempts (a handful: one per busy worker), watched
+    through one timer entry at the earliest. Arming and disarming a deadline is a
+    dict operation under a small lock, where a timer per job would cost a heap push
+    and a cancel on the timer's lock; the timer hears only of a deadline earlier
+    than every one armed (with one timeout for all jobs: once per sweep)."""
+
+    def __init__(self, timer: Timer, on_expired: Callable[..., Any]) -> None:
+        self._timer = timer
+        self._on_expired = on_expired
+        self._lock = threading.Lock()
+        self._due: dict[Any, tuple[float, tuple]] = {}  # token -> (deadline, args for on_expired)
+        self._armed = math.inf  # when the current sweep runs (an older one seeing another time stands down)
+
+    def arm(self, token: Any, deadline: float, *args: Any) -> None:
+        with self._lock:
+            self._due[token] = (deadline, args)
+            if deadline >= self._armed:
+                return
+            self._armed = deadline
+        self._timer.call_at(deadline, self._sweep, deadline)
+
+    def disarm(self, token: Any) -> None:
+        with self._lock:
+            self._due.pop(token, None)
+
+    def _sweep(self, when: float) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if when != self._armed:
+                return  # superseded by an earlier deadline, whose sweep carries on
+            expired = [token for token, (deadline, _) in self._due.items() if deadline <= now]
+            fire = [self._due.pop(token)[1] for token in expired]
+            self._armed = min((deadline for deadline, _ in self._due.values()), default=math.inf)
+            nxt = self._armed
+        if nxt != math.inf:
+            self._timer.call_at(nxt, self._sweep, nxt)
+        for args in fire:
+            self._on_expired(*args)

@@ -6,7 +6,7 @@ Data flow::
                                                  │ take ─ run fn in the submitter's contextvars
                                                  ▼
                                            _finish_attempt()
-    Timer thread ── deadline passed ──▶ _settle_timeout(): job fails with JobTimeout,
+    Timer thread ── earliest deadline ──▶ DeadlineWatch sweep ──▶ _settle_timeout(): JobTimeout,
                                         its context is cancelled, its thread is
                                         *abandoned* and a replacement thread starts
 
@@ -26,6 +26,7 @@ from typing import Any, Callable
 from . import _base
 from ._base import ERROR, OK, RUNNING, Job, Pool
 from ._context import JobContext, _current
+from ._timer import DeadlineWatch
 
 __all__ = ["ThreadPool"]
 
@@ -50,6 +51,7 @@ class ThreadPool(Pool):
 
     def _start_workers(self) -> None:
         self._work = threading.Condition(self._lock)
+        self._deadlines = DeadlineWatch(self._timer, self._on_deadline)
         self._threads: set[threading.Thread] = set()
         self._stopping = False
         self._thread_ids = iter(range(1, 1 << 62))
@@ -85,24 +87,23 @@ class ThreadPool(Pool):
             attempt = job.attempt
             deadline = None if job.timeout is None else job._started_at + job.timeout
             ctx = job.backend_slot = JobContext(job.job_id, attempt, deadline)
-            timer = None
             if job._status is not RUNNING or job.attempt != attempt:
                 # Cancelled between the take and here: the canceller may have looked
                 # for this context before it existed, so cancel it ourselves.
                 ctx._cancel()
             elif deadline is not None:
-                timer = self._timer.call_at(deadline, self._on_deadline, job, attempt)
+                self._deadlines.arm(ctx, deadline, job, attempt)
             ctxvars = job._ctxvars if attempt == 1 else job._ctxvars.copy()
             try:
                 value = ctxvars.run(_call_in_job, ctx, job.fn, job.args)
                 outcome = OK
             except BaseException as exc:  # noqa: BLE001 - the job's error goes to its caller
                 value, outcome = exc, ERROR
-            if timer is not None:
-                self._timer.cancel(timer)  # else the timer keeps the job alive until its deadline
+            if deadline is not None:
+                self._deadlines.disarm(ctx)  # else the watch keeps the job alive until its deadline
             # Finish this job and take the next in one round of the lock.
             counted, job = self._finish_and_take(job, attempt, outcome, value)
-            del value, timer
+            del value
             if not counted:
                 # The attempt was settled from outside while it ran: this thread was
                 # abandoned and replaced, so it leaves now that the function returned.

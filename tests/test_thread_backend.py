@@ -139,3 +139,31 @@ def test_timer_cancel_drops_the_callback_and_skips_it():
     finally:
         release.set()
         assert timer.stop(10)
+
+
+def test_deadline_watch_fires_each_expired_deadline_once_and_never_a_disarmed_one():
+    import time
+
+    from pools._timer import DeadlineWatch, Timer
+
+    fired, done = [], threading.Event()
+    timer = Timer("test-watch")
+
+    def expired(name):
+        fired.append(name)
+        if name == "last":
+            done.set()
+
+    watch = DeadlineWatch(timer, expired)
+    try:
+        now = time.monotonic()
+        watch.arm("late", now + 0.3, "late")
+        watch.arm("early", now + 0.05, "early")  # earlier: supersedes the armed sweep
+        watch.arm("gone", now + 0.1, "gone")
+        watch.disarm("gone")  # its job ended in time
+        watch.arm("last", now + 0.4, "last")
+        assert done.wait(10)
+        assert fired == ["early", "late", "last"]
+        assert len(timer._heap) <= 1  # no chain of sweeps left behind
+    finally:
+        assert timer.stop(10)
