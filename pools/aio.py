@@ -7,9 +7,10 @@ Data flow::
                                    │ take, one job at a time                 ▼
                                    └──────────── consumer tasks (≤ W, made on demand,
                                                  gone when the heap is empty)
-                                                   │ await fn(*args) under asyncio.timeout_at
+                                                   │ await fn(*args)
                                                    ▼
                                              _finish_attempt()
+    Timer thread ── earliest deadline (DeadlineWatch) ──▶ JobTimeout, then as a cancel
     job.cancel() ─▶ _stop_running ─(call_soon_threadsafe)─▶ task.cancel() on the consumer
                                                             that runs that very attempt
 
@@ -32,10 +33,11 @@ import time
 from typing import Any, Callable
 
 from . import _base
-from ._base import CANCELLED, ERROR, OK, TIMEOUT, Job, Pool
+from ._base import CANCELLED, ERROR, OK, Job, Pool
 from ._context import JobContext, _current
 from .exceptions import InvalidCallable, PoolClosed, PoolError
 from ._loop import run_private_loop
+from ._timer import DeadlineWatch
 
 __all__ = ["AsyncioPool"]
 
@@ -80,6 +82,7 @@ class AsyncioPool(Pool):
 
     def _start_workers(self) -> None:
         self._consumers: dict[asyncio.Task, _Consumer] = {}
+        self._deadlines = DeadlineWatch(self._timer, self._on_deadline)
         self._n_consumers = 0  # consumer tasks alive
         self._busy_consumers = 0  # of which running a job (or still unwinding a cancelled one)
         self._pump_scheduled = False
@@ -238,20 +241,14 @@ class AsyncioPool(Pool):
         job.backend_slot = me
         deadline = None if job.timeout is None else job._started_at + job.timeout
         token = _current.set(JobContext(job.job_id, attempt, deadline))
-        timer = None
+        if deadline is not None:
+            # Watched from the pool's timer thread, which settles the timeout and
+            # cancels this task (as job.cancel() does): cheaper per job than an
+            # asyncio.timeout_at scope, which arms and cancels a loop timer each time.
+            self._deadlines.arm(me, deadline, job, attempt)
         try:
-            if deadline is None:
-                value = await job.fn(*job.args)
-            else:
-                loop_deadline = self._loop.time() + (deadline - time.monotonic())
-                async with asyncio.timeout_at(loop_deadline) as timer:
-                    value = await job.fn(*job.args)
+            value = await job.fn(*job.args)
             outcome = OK
-        except TimeoutError as exc:
-            if timer is not None and timer.expired():
-                value, outcome = None, TIMEOUT
-            else:
-                value, outcome = exc, ERROR
         except asyncio.CancelledError:
             if me.cancel_requested:  # our own job.cancel(): the job is settled already
                 value, outcome = None, None
@@ -273,6 +270,8 @@ class AsyncioPool(Pool):
             value, outcome = exc, ERROR
         finally:
             _current.reset(token)
+            if deadline is not None:
+                self._deadlines.disarm(me)
         me.job = None
         if me.cancel_requested:  # our cancel arrived (the job may have swallowed it)
             me.cancel_requested = False
@@ -281,11 +280,13 @@ class AsyncioPool(Pool):
         return outcome, value
 
     def _settle_other(self, job: Job, attempt: int, outcome: str | None, value: Any) -> None:
-        if outcome is TIMEOUT:
-            self._settle_timeout(job, attempt, preempted=False)
-        elif outcome is CANCELLED:
+        if outcome is CANCELLED:
             job.cancel()
-        # None: settled already by our own cancel
+        # None: settled already (our own cancel, or the deadline watch's timeout)
+
+    def _on_deadline(self, job: Job, attempt: int) -> None:
+        if self._settle_timeout(job, attempt, preempted=True):
+            self._stop_running(job, attempt)
 
     def _stop_running(self, job: Job, attempt: int) -> None:
         if self._in_loop():
