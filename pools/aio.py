@@ -20,7 +20,8 @@ Started from synchronous code, the pool runs its own loop on a daemon thread.
 
 A plain blocking function is refused at submit (``InvalidCallable``). A coroutine
 that blocks without awaiting (``time.sleep``, CPU work) stalls the whole loop:
-every other job of the pool, and its timeouts, wait until it yields. Run blocking
+every other job of the pool waits until it yields (timeouts are still reported at
+their deadline, from the pool's timer thread, but cancel the task only then). Run blocking
 code with ``await asyncio.to_thread(fn)`` inside the job, or use the thread backend.
 """
 
