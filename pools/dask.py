@@ -19,6 +19,8 @@ Data flow::
                                           │                                   with a tombstone, and after each
                                           │                                   pushes one event: its outcome
                                           │                                   (≤ 8 KiB) and which job began next
+                                          │                                   (with crash recovery: written to
+                                          │                                   the scheduler before that job begins)
                                           │                                        │
                                _finish_attempt() ◀── _on_pushed(): that job is settled, the next one is
                                _start_prefetched()    marked running (its clock from when it began);
@@ -56,6 +58,14 @@ queue without using an attempt; when the queue is empty and a cluster thread is
 idle, the last not-yet-begun jobs of the fullest tasks are taken back (each worker
 answers exactly whether they began), so that no job waits behind a long one while a
 thread could run it. Only jobs of the head's priority are packed with it.
+
+Where the pool recovers from crashes (``survives_crashes``: worker processes under a
+nanny), a task writes each event on its worker's connection to the scheduler, and waits
+for that, before it begins its next job (Dask would batch it for up to 2 ms): if that
+job kills the worker process, the scheduler has the event before it learns of the death,
+and passes both on in that order, so the pool charges the crash to the job that was
+running, never to the one that ended just before it. A job's end and its successor's
+begin are counted in one round of the pool's lock, so ``busy`` never exceeds ``workers``.
 
 Dask runs its side of the work on the pool's own event loop thread (an asynchronous
 ``Client``), so no Dask call ever blocks a submitter, and no thread is made per job.
@@ -116,6 +126,8 @@ _TOMBSTONE_TTL = 600.0  # seconds a worker remembers a cancel for a task it has 
 # Outcomes up to this size ride to the pool as a scheduler event (see _run_pack); the
 # scheduler keeps the latest 1000 events of a topic, so this bounds what it holds per pool.
 _PUSH_LIMIT = 8 * 1024
+# Seconds a task waits for a pushed event to be written before the next job begins (flush).
+_FLUSH_TIMEOUT = 10.0
 # Default ``workers`` on a cluster given by address: jobs on the cluster per thread of it.
 _IN_FLIGHT_PER_THREAD = 4
 
@@ -156,7 +168,7 @@ def _clock_id() -> str | None:
 
 
 def _run_pack(
-    key: str, entries: list[tuple], *, clock: str | None, topic: str | None = None,
+    key: str, entries: list[tuple], *, clock: str | None, topic: str | None = None, flush: bool = False,
 ) -> tuple[dict[int, bytes], list[int]]:
     """Run the jobs of one task in a Dask worker, in order. ``entries`` holds
     ``(job_id, attempt, deadline, remaining, timeout, payload)``: the first job's
@@ -170,7 +182,15 @@ def _run_pack(
     clock), ahead of Dask's report that the task finished. An outcome larger than
     ``_PUSH_LIMIT`` is returned instead, and the task stops there (the jobs after
     it never begin: the pool puts them back in its queue). Returns (outcomes not
-    pushed, ids of the jobs begun)."""
+    pushed, ids of the jobs begun).
+
+    With ``flush`` (the pool recovers from crashed workers) each event has left this
+    process, written on the worker's connection to the scheduler, before the next
+    job begins: if that job kills the process (os._exit, a segfault, the OOM killer),
+    the scheduler has the event before it learns of the death, so the pool knows
+    which job was running (see _push). Without it, the event waits up to 2 ms in the
+    worker's batched stream: a crash then ends the cluster anyway (threads of the
+    pool's own LocalCluster), or crash recovery does not apply."""
     same_clock = clock is not None and clock == _clock_id()
     worker = None
     if topic is not None:
@@ -198,11 +218,11 @@ def _run_pack(
                 kept[job_id] = out
                 continue
             try:
-                worker.log_event(topic, [
+                _push(worker, topic, [
                     key, job_id, started if same_clock else None, out,
                     None if nxt is None else entries[nxt[0]][0],
                     nxt[2] if nxt is not None and same_clock else None,
-                ])
+                ], flush)
             except Exception:  # noqa: BLE001 - the pool then fetches it with the task
                 kept[job_id] = out
                 if nxt is not None:  # ... so nothing after it may begin unannounced
@@ -215,6 +235,51 @@ def _run_pack(
             while len(_ended) > _ENDED_KEPT:
                 _ended.popitem(last=False)
     return kept, sorted(begun)
+
+
+def _push(worker: Any, topic: str, msg: list, flush: bool) -> None:
+    """Send one event of a task to the pool (through the scheduler). With ``flush``,
+    return only once it is written on the worker's stream to the scheduler: if the
+    worker process dies after that, the scheduler still reads the event (it reads a
+    worker's stream to its end before removing the worker) and passes it on to the
+    pool before the task's KilledWorker, on the same stream to the client. Raises if
+    it was not sent, and then never will be: the caller keeps the outcome for the
+    task's result and begins nothing more."""
+    if not flush or getattr(worker, "thread_id", None) == threading.get_ident():
+        worker.log_event(topic, msg)  # queued on the worker's batched stream (sent within 2 ms)
+        return
+    sent: concurrent.futures.Future = concurrent.futures.Future()
+    worker.loop.add_callback(_write_event, worker, {"op": "log-event", "topic": topic, "msg": msg}, sent)
+    try:
+        sent.result(_FLUSH_TIMEOUT)
+    except concurrent.futures.TimeoutError:
+        if sent.cancel():  # the worker's loop never got to it: it will not be sent
+            raise
+        # It got to it: the event is in the stream's buffer, ahead of what follows, and
+        # the kernel has not taken it yet (a stalled scheduler): go on.
+
+
+async def _write_event(worker: Any, msg: dict, sent: concurrent.futures.Future) -> None:
+    """(the worker's event loop) Write ``msg`` straight on the worker's stream to the
+    scheduler, as a batch of one, bypassing the batching interval; then wait until the
+    stream has handed it to the kernel. A message's frames enter the stream's buffer in
+    one synchronous step, so this cannot interleave with the batched stream's own
+    writes, which go on the same connection."""
+    if not sent.set_running_or_notify_cancel():
+        return  # the job's thread gave up on it
+    try:
+        batched = worker.batched_stream
+        comm = batched.comm
+        if comm is None or comm.closed():
+            raise ConnectionError("the worker's stream to the scheduler is closed")
+        await comm.write([msg], serializers=batched.serializers, on_error="raise")
+        stream = getattr(comm, "stream", None)  # TCP: what the kernel has not taken yet
+        if stream is not None and stream.writing():
+            await stream.write(b"")
+    except BaseException as exc:  # noqa: BLE001 - reported to the job's thread
+        sent.set_exception(exc)
+    else:
+        sent.set_result(None)
 
 
 def _begin_next(
@@ -418,7 +483,7 @@ _CLOSED = "closed"  # ended, skipped, or taken back to the queue
 class _Attempt:
     """One job's place in a task on the cluster (loop thread; fields under the pool lock)."""
 
-    __slots__ = ("job", "attempt", "task", "index", "state", "deadline", "timer", "abandoned", "revoking")
+    __slots__ = ("job", "attempt", "task", "index", "state", "deadline", "timer", "abandoned", "revoking", "late")
 
     def __init__(self, job: Job, attempt: int, task: _Task, state: str, deadline: float | None) -> None:
         self.job = job
@@ -430,6 +495,7 @@ class _Attempt:
         self.timer: Any = None  # the pool's deadline timer while it runs
         self.abandoned = False  # settled from outside while it may still run there
         self.revoking = False  # a take-back is on its way to the workers
+        self.late = False  # began after its job was cancelled (or failed): its context must be cancelled
 
     @property
     def key(self) -> str:
@@ -544,6 +610,9 @@ class DaskPool(Pool):
         self._background: set[asyncio.Task] = set()
         self._pump_scheduled = False
         self._cluster_threads = self.workers  # of a cluster given by address: learnt when connecting
+        # Each pushed event leaves the worker before its task's next job begins (see
+        # _run_pack), where the pool recovers from a crashed worker: learnt when connecting.
+        self._flush = self.address is None and self.processes
         self._refill_batch = 1
         self._to_fetch: list[tuple[_Task, asyncio.Future]] = []  # finished tasks to fetch
         self._to_stop: list[tuple[str, int]] = []  # tombstones to send, in one message
@@ -606,6 +675,7 @@ class DaskPool(Pool):
                 f"the cluster at {address} has workers without a nanny: a crashing job ends its worker "
                 "for good instead of having it restarted, so crash recovery does not apply"
             )
+        self._flush = self._crash_note is None
 
     def _on_enqueued_locked(self) -> None:
         if not self._pump_scheduled and not self._stopping:
@@ -719,7 +789,8 @@ class DaskPool(Pool):
         keys = [task.key for task in tasks]
         try:
             futures = self._client.map(
-                _run_pack, keys, entries, clock=_clock_id(), topic=self._topic, key=keys, pure=False, priority=priority
+                _run_pack, keys, entries, clock=_clock_id(), topic=self._topic, flush=self._flush,
+                key=keys, pure=False, priority=priority,
             )
         except Exception as exc:  # noqa: BLE001 - the client refused them (closed, say): their first jobs fail
             with self._lock:
@@ -750,18 +821,25 @@ class DaskPool(Pool):
         task = self._inflight.get(key)
         if task is None:
             return
+        slot = task.by_id.get(job_id)
+        if slot is None or slot.state is _CLOSED:
+            return
+        outcome = self._decode(slot.job, slot.attempt, data)  # before the lock: it unpickles the value
         now = time.monotonic()
         timers: list[Any] = []
         lost: list[_Attempt] = []
         arm: list[_Attempt] = []
         with self._lock:
-            slot = task.by_id.get(job_id)
-            if slot is None or slot.state is _CLOSED:
+            if slot.state is _CLOSED:
                 return
             self._skip_to_locked(task, slot.index, timers, lost)
             if slot.state is _PACKED:  # it began unannounced: the jobs before it were skipped
                 self._begin_locked(slot, now if started is None else started, arm)
             self._close_locked(slot, timers)
+            # Ended before the next begins, in this one round of the lock: busy never
+            # counts both (stats() would show more busy than workers, and a submit with
+            # overflow="reject" could find no room).
+            ended = self._end_locked(slot, outcome)
             nxt = None if next_id is None else task.by_id.get(next_id)
             if nxt is not None:
                 self._skip_to_locked(task, nxt.index, timers, lost)
@@ -769,7 +847,8 @@ class DaskPool(Pool):
                     self._begin_locked(nxt, now if next_started is None else next_started, arm)
         self._cancel_timers(timers)
         self._arm(arm)
-        self._settle(slot, data)
+        if ended is not None:
+            self._settle_ended(slot.job, *ended)
         self._settle_lost(lost)
         if next_id is None:
             self._pump()  # the task is about to end: its thread is free
@@ -784,6 +863,7 @@ class DaskPool(Pool):
                 arm.append(slot)
         else:  # cancelled, and the cancel reached its worker too late: it runs there for nothing
             slot.abandoned = True
+            slot.late = True  # whoever stops it sends the stop (see _stop_attempt, _stop_packed)
             self._abandoned += 1
 
     def _skip_to_locked(self, task: _Task, index: int, timers: list[Any], lost: list[_Attempt]) -> None:
@@ -837,13 +917,16 @@ class DaskPool(Pool):
             if timer is not None:
                 self._timer.cancel(timer)  # it ended meanwhile
 
-    def _settle(self, slot: _Attempt, data: bytes) -> None:
+    def _end_locked(self, slot: _Attempt, decoded: tuple[Any, Any]) -> tuple[str, Any, float | None] | None:
+        """End the slot's attempt with its decoded outcome (lock held); what
+        ``_settle_ended`` needs, to call once the lock is released, or None."""
         job, attempt = slot.job, slot.attempt
-        outcome, value = self._decode(job, attempt, data)
-        if outcome is _LATE:
-            self._settle_timeout(job, attempt, preempted=False)
-        elif outcome is not None:
-            self._finish_attempt(job, attempt, outcome, value)
+        outcome, value = decoded
+        if outcome is _LATE:  # began past its deadline: timed out, without running
+            outcome, value = _base.TIMEOUT, self._timeout_error(job, attempt)
+        elif outcome is None:  # skipped there: settled already
+            return None
+        return self._end_attempt_locked(job, attempt, outcome, value, False)
 
     def _settle_lost(self, lost: list[_Attempt]) -> None:
         for slot in lost:
@@ -892,32 +975,41 @@ class DaskPool(Pool):
     ) -> None:
         """The task ended: settle what it ran and put back what it never began."""
         kept = result[0] if result else {}
+        # Decoded before the lock (it unpickles values); the slots are the loop's own.
+        decoded = {
+            slot.job.job_id: self._decode(slot.job, slot.attempt, kept[slot.job.job_id])
+            for slot in task.slots[task.cursor:]
+            if slot.job.job_id in kept
+        }
         timers: list[Any] = []
         arm: list[_Attempt] = []
-        settle: list[tuple[_Attempt, bytes]] = []
-        failed: list[_Attempt] = []
+        ended: list[tuple[Job, tuple[str, Any, float | None]]] = []
         lost: list[_Attempt] = []
         now = time.monotonic()
         with self._lock:
             for slot in task.slots[task.cursor:]:
-                data = kept.get(slot.job.job_id)
-                if data is not None:
+                outcome = decoded.get(slot.job.job_id)
+                settled = None
+                if outcome is not None:
                     if slot.state is _PACKED:  # only without a worker to push from: it began unannounced
                         self._begin_locked(slot, now, arm)
-                    settle.append((slot, data))
+                    # Each ends before the next begins (busy never counts both).
+                    settled = self._end_locked(slot, outcome)
                 elif slot.state is _BEGUN:
-                    (failed if failure is not None else lost).append(slot)
+                    if failure is None:
+                        lost.append(slot)
+                    else:  # it was running when the task failed (its worker died, say)
+                        kind, exc = failure
+                        value = self._crash_error(slot.job, slot.attempt, exc) if kind is CRASH else exc
+                        settled = self._end_attempt_locked(slot.job, slot.attempt, kind, value, False)
+                if settled is not None:
+                    ended.append((slot.job, settled))
                 if slot.state is not _PACKED:
                     self._close_locked(slot, timers)
             self._end_task_locked(task, timers)  # the packed ones go back, no attempt used
         self._cancel_timers(timers)
-        for slot, data in settle:
-            self._settle(slot, data)
-        if failure is not None:
-            outcome, exc = failure
-            for slot in failed:
-                value = self._crash_error(slot.job, slot.attempt, exc) if outcome is CRASH else exc
-                self._finish_attempt(slot.job, slot.attempt, outcome, value)
+        for job, settled in ended:
+            self._settle_ended(job, *settled)
         # A begun job with no outcome was skipped there (it was settled, then had a
         # tombstone), or its outcome is lost: the latter fails it.
         self._settle_lost([s for s in lost if s.job._status is _base.RUNNING and s.job.attempt == s.attempt])
@@ -1024,28 +1116,42 @@ class DaskPool(Pool):
         if isinstance(slot, _Attempt) and not slot.task.ended and slot.task.future is not None:
             if slot.state is _PACKED:  # cancelled while it waited in its task
                 self._send_stop([(slot.key, slot.job.job_id)])
-            elif slot.state is _BEGUN and slot.attempt == attempt:
-                # A timed-out job already knows its deadline there; a cancel must be sent.
-                if slot.deadline is None or time.monotonic() < slot.deadline:
+            elif slot.state is _BEGUN and (slot.late or slot.attempt == attempt):
+                # A timed-out job already knows its deadline there; a cancel must be sent,
+                # also to one that began there before its cancel arrived (late: the pool
+                # heard that it began before this stop; its attempt was never counted).
+                if slot.late or slot.deadline is None or time.monotonic() < slot.deadline:
                     self._send_stop([(slot.key, slot.job.job_id)])
-                with self._lock:
-                    behind = [
-                        s for s in slot.task.slots[slot.index + 1:]
-                        if s.state is _PACKED and not s.revoking and s.job._prefetched
-                    ]
-                    for s in behind:
-                        s.revoking = True
-                    self._revoking += len(behind)
-                if behind:
-                    self._spawn(self._take_back(behind))
+                self._take_back_behind(slot)
         self._wake()  # its place on the cluster is free for the next job
+
+    def _take_back_behind(self, slot: _Attempt) -> None:
+        """(loop) The job of ``slot`` was stopped but may run on there: take back the
+        jobs packed behind it that have not begun."""
+        with self._lock:
+            behind = [
+                s for s in slot.task.slots[slot.index + 1:]
+                if s.state is _PACKED and not s.revoking and s.job._prefetched
+            ]
+            for s in behind:
+                s.revoking = True
+            self._revoking += len(behind)
+        if behind:
+            self._spawn(self._take_back(behind))
 
     def _wake(self) -> None:
         with self._lock:
             self._on_enqueued_locked()
 
     async def _stop_packed(self, slot: _Attempt) -> None:
-        if slot.state is _PACKED and not slot.task.ended and slot.task.future is not None:
+        if slot.task.ended or slot.task.future is None:
+            return
+        if slot.state is _PACKED:
+            await self._stop_on_workers([(slot.key, slot.job.job_id)])
+        elif slot.state is _BEGUN and slot.late:
+            # It began there before its cancel arrived, and the pool heard of that
+            # first: its context is cancelled where it runs.
+            self._take_back_behind(slot)
             await self._stop_on_workers([(slot.key, slot.job.job_id)])
 
     def _send_stop(self, items: list[tuple[str, int]]) -> None:

@@ -531,3 +531,130 @@ def test_the_deadline_timer_lets_go_of_a_job_that_ended(make_pool, cluster):
     del later, alone, head
     gc.collect()
     assert all(ref() is None for ref in refs)
+
+
+def _record(path):
+    with open(path, "w"):
+        pass
+    return path
+
+
+def test_a_crash_in_a_packed_task_is_charged_to_the_job_that_crashed(tmp_path):
+    # [ok, crasher] in one task: ok ends, and the next job kills its worker process at
+    # once. The event that says "ok ended, the crasher began" must have left the worker
+    # before the crasher began: else it dies with the worker, and the pool blames ok
+    # (WorkerCrashed although it succeeded) and puts the crasher back with no attempt used.
+    retry = Retry(attempts=2, backoff=0, on=(WorkerCrashed,))
+    with pools.create_pool("dask", workers=1, processes=True, queue_size=100) as pool:
+        for rnd in range(3):
+            marker = str(tmp_path / f"ran-{rnd}")
+            with Latch() as latch:
+                first_gate, ok, (crasher,) = _packed_behind(
+                    pool, latch, _record, (marker,),
+                    lambda i: pool.submit(jobs.crash_until, 2, "survived", retry=retry), 1,
+                )
+                with first_gate:
+                    assert ok.result(T) == marker  # its outcome, not its worker's death
+                    assert crasher.result(T) == ("survived", 2)  # charged: attempt 1 crashed
+            assert pool._packed == rnd + 1  # the crasher rode behind ok
+            s = pool.stats()
+            assert (s.crashed, s.retried, s.failed) == (rnd + 1, rnd + 1, 0) and s.conserved()
+
+
+def test_a_packed_job_begins_only_after_the_job_before_it_ended(make_pool, cluster):
+    # One event says "this job ended, that one began": the pool ends the first before
+    # it begins the second, in one round of its lock, so busy never exceeds workers
+    # (stats() would say so, and a submit with overflow="reject" could find no room).
+    pool = make_pool("dask", address=cluster, workers=1, queue_size=100)
+    seen: list[tuple[bool, int]] = []
+    start = pool._start_prefetched_locked
+
+    def spy(job, started_at):  # under the pool's lock
+        began = start(job, started_at)
+        seen.append((began, pool._running))
+        return began
+
+    pool._start_prefetched_locked = spy
+    big = "x" * 100_000  # fetched with the task's result: the jobs after it go back, packed again
+    with Latch() as latch:
+        first_gate, head, later = _packed_behind(
+            pool, latch, jobs.echo, ("head",), lambda i: pool.submit(jobs.echo, big if i == 20 else i), 60
+        )
+        with first_gate:
+            assert head.result(T) == "head"
+            assert [j.result(T) for j in later] == [big if i == 20 else i for i in range(60)]
+    assert pool._packed >= 40 and len(seen) >= 40
+    assert all(began for began, _ in seen)
+    assert max(running for _, running in seen) == 1  # never the ended one and the next at once
+    s = pool.stats()
+    assert (s.succeeded, s.busy) == (62, 0) and s.conserved()
+
+
+def _until_cancelled(marker):
+    stopped = pools.current_context().wait(T)
+    with open(marker, "w") as f:
+        f.write("stopped" if stopped else "never stopped")
+    return stopped
+
+
+@pytest.mark.parametrize("delayed", ["_stop_running", "_stop_packed"])
+def test_a_cancel_that_loses_the_race_with_the_begin_still_stops_the_job(make_pool, cluster, tmp_path, delayed):
+    # A packed job is cancelled, and its worker begins it before the tombstone gets
+    # there; the pool hears that it began before it sends the stop (on either path of
+    # the stop): its context must still be cancelled where it runs.
+    pool = make_pool("dask", address=cluster, workers=1, queue_size=100)
+    marker = str(tmp_path / "x")
+    stopping = threading.Event()
+    began = threading.Event()
+    waiters: list[asyncio.Future] = []
+    with Gate() as gate, Latch() as latch:
+        first_gate, head, (x,) = _packed_behind(
+            pool, latch, jobs.hold, (gate, latch), lambda i: pool.submit(_until_cancelled, marker), 1
+        )
+        with first_gate:
+            assert latch.wait(2, T)  # the head runs, x packed behind it
+            assert x._prefetched
+            real_begin = pool._begin_locked
+
+            def begin_spy(slot, started_at, arm):  # (loop, lock held)
+                real_begin(slot, started_at, arm)
+                if slot.job is x:
+                    began.set()
+                    for fut in waiters:
+                        fut.done() or fut.set_result(None)
+
+            pool._begin_locked = begin_spy
+            real = getattr(pool, delayed)
+            if delayed == "_stop_running":
+
+                def later(job, attempt):  # the canceller's thread: after the cancel, before the stop
+                    if job is x:
+                        stopping.set()
+                        assert began.wait(T)
+                    real(job, attempt)
+
+            else:
+
+                async def later(slot):  # the loop: the stop of a job that was still packed
+                    if slot.job is x:
+                        arrived = asyncio.get_running_loop().create_future()
+                        waiters.append(arrived)
+                        stopping.set()
+                        await asyncio.wait_for(arrived, T)
+                    await real(slot)
+
+            setattr(pool, delayed, later)
+            cancelled = []
+            canceller = threading.Thread(target=lambda: cancelled.append(x.cancel()))
+            canceller.start()
+            assert stopping.wait(T)  # x is cancelled; its stop has not gone out
+            gate.open()  # the head ends, and its worker begins x: no tombstone there
+            canceller.join(T)
+            assert cancelled == [True] and x.cancelled()
+            assert head.result(T) is None
+            with pool._lock:  # x's task ends once x returns: when its context is cancelled
+                assert pool._idle.wait_for(lambda: not pool._inflight, 2 * T)
+    with open(marker) as f:
+        assert f.read() == "stopped"
+    s = pool.stats()
+    assert (s.cancelled, s.succeeded, s.abandoned, s.busy) == (1, 2, 0, 0) and s.conserved()
