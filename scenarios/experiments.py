@@ -282,11 +282,11 @@ class RacyPool(ThreadPool):
         job.priority = 0  # a queue that forgets priorities
         super()._push_locked(job)
 
-    def _finish_attempt(self, job, attempt, outcome, value=None, **kw):
-        applied = super()._finish_attempt(job, attempt, outcome, value, **kw)
-        if applied and outcome == "ok":
-            self._succeeded += 1  # an unlocked, double count: breaks conservation
-        return applied
+    def _end_attempt_locked(self, job, attempt, outcome, value, preempted):
+        ended = super()._end_attempt_locked(job, attempt, outcome, value, preempted)
+        if ended is not None and ended[0] == "ok":
+            self._succeeded += 1  # a double count: breaks conservation
+        return ended
 
 
 pools.register_backend("racy", RacyPool)

@@ -149,3 +149,15 @@ def test_compare_ignores_missing_values_and_zero_medians():
     assert c.p_value == c.p_value and c.a.n == 4  # the NaN was dropped before the test
     assert stats.compare([0.0] * 5, [0.0] * 5).verdict == "no significant difference"
     assert stats.compare([0.0] * 5, [0.0] * 5).ratio == 1.0
+
+
+def test_the_racy_pool_experiment_catches_both_of_its_bugs(tmp_path):
+    # The demonstration must keep working as the core changes: the racy pool's bugs
+    # (priorities forgotten, a success counted twice) must reach the code paths the
+    # thread backend really uses, and the conformance kit must catch each of them.
+    db = str(tmp_path / "racy.db")
+    run_id = runner.run(runner.RunOptions(backends=("thread",), scenarios=("racy_pool",), repeats=1, db=db))
+    df = store.load_measurements(db, run_id)
+    assert len(df) == 1 and df.ok.all(), df.error.tolist()
+    caught = " ".join(df.iloc[0].extra["caught_by"])
+    assert "priorit" in caught and "conserv" in caught, caught
