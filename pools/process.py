@@ -3,10 +3,10 @@
 Data flow::
 
     submit() ─pickle (fn, args)─▶ Pool heap ─(wake pipe)─▶ manager thread
-                                                            │  multiprocessing.connection.wait(
-                                                            │    wake pipe, busy workers' pipes,
-                                                            │    every worker's sentinel; timeout =
-                                                            │    the nearest job deadline)
+                                                            │  one select.poll over the wake pipe,
+                                                            │    busy workers' pipes and every
+                                                            │    worker's sentinel; timeout = the
+                                                            │    nearest job deadline
                        ┌──── send_bytes([job, next jobs…]) ─┤
                        ▼                                    │
              worker process 1..W  ── send_bytes(result) ───▶│ _finish_attempt(), then the
@@ -35,8 +35,8 @@ another worker frees up first — which is why only a share of a deep queue
 from __future__ import annotations
 
 import collections
+import math
 import multiprocessing
-import multiprocessing.connection
 import os
 import pickle
 import select
@@ -305,15 +305,29 @@ class ProcessPool(Pool):
             raise
 
     def _manage_loop(self) -> None:
-        wait = multiprocessing.connection.wait
+        # One poll object for the manager's whole life, told only of the changes:
+        # multiprocessing.connection.wait() builds a selector and registers every
+        # pipe on each call, which was most of the manager's CPU per result.
+        poller = select.poll()
+        registered: set[int] = set()
         while True:
             deadlines = [w.deadline for w in self._workers if w.job is not None and w.deadline is not None]
-            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
-            waitables: list[Any] = [self._wake_r]
-            live = [w for w in self._workers if w.conn is not None]  # not the _Dead stand-ins
-            waitables += [w.conn for w in live if w.held() or not w.ready]
-            waitables += [w.process.sentinel for w in live]
-            ready = set(wait(waitables, timeout))
+            timeout = None
+            if deadlines:
+                timeout = math.ceil(max(0.0, min(deadlines) - time.monotonic()) * 1000)  # ms, never early
+            want = {self._wake_r}
+            for w in self._workers:
+                if w.conn is None:
+                    continue  # a _Dead stand-in
+                if w.held() or not w.ready:
+                    want.add(w.inbox.fd)
+                want.add(w.process.sentinel)
+            for fd in registered - want:
+                poller.unregister(fd)
+            for fd in want - registered:
+                poller.register(fd, select.POLLIN)
+            registered = want
+            ready = {fd for fd, _ in poller.poll(timeout)}
             if self._wake_r in ready:
                 try:
                     while os.read(self._wake_r, 4096):
@@ -323,7 +337,9 @@ class ProcessPool(Pool):
                 with self._lock:
                     self._wake_pending = False
             for i, w in enumerate(self._workers):
-                if w.conn in ready:
+                if w.conn is None:
+                    continue
+                if w.inbox.fd in ready:
                     if not w.ready:
                         self._hello(w)
                     else:
