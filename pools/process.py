@@ -561,7 +561,10 @@ class ProcessPool(Pool):
                 # Prefetch only a share of a deep queue: with fewer waiting jobs than
                 # workers, each goes to whichever worker frees up first.
                 depth = min(PREFETCH, 1 + int(PREFETCH_COVER / max(self._run_avg, 1e-6)))
-                share = min(depth - w.held(), len(self._heap) // self.workers)
+                if batch or 2 * len(w.backlog) < depth:
+                    share = min(depth - w.held(), len(self._heap) // self.workers)
+                else:
+                    share = 0  # refill once half the backlog is gone: one message for several jobs
                 for _ in range(share):
                     room = PREFETCH_BYTES - w.backlog_bytes
                     nxt = self._take_prefetch_locked(lambda j: _size(j) <= room)
