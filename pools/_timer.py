@@ -101,6 +101,10 @@ class Timer:
         return not thread.is_alive()
 
 
+def _first(pair: tuple) -> Any:
+    return pair[0]
+
+
 class DeadlineWatch:
     """The deadlines of running attempts (a handful: one per busy worker), watched
     through one timer entry at the earliest. Arming and disarming a deadline is a
@@ -114,6 +118,7 @@ class DeadlineWatch:
         self._lock = threading.Lock()
         self._due: dict[Any, tuple[float, tuple]] = {}  # token -> (deadline, args for on_expired)
         self._armed = math.inf  # when the current sweep runs (an older one seeing another time stands down)
+        self._pending: set[float] = set()  # times a sweep is scheduled for: never two for one time
 
     def arm(self, token: Any, deadline: float, *args: Any) -> None:
         with self._lock:
@@ -121,6 +126,7 @@ class DeadlineWatch:
             if deadline >= self._armed:
                 return
             self._armed = deadline
+            self._pending.add(deadline)
         self._timer.call_at(deadline, self._sweep, deadline)
 
     def disarm(self, token: Any) -> None:
@@ -130,13 +136,19 @@ class DeadlineWatch:
     def _sweep(self, when: float) -> None:
         now = time.monotonic()
         with self._lock:
+            self._pending.discard(when)
             if when != self._armed:
                 return  # superseded by an earlier deadline, whose sweep carries on
-            expired = [token for token, (deadline, _) in self._due.items() if deadline <= now]
-            fire = [self._due.pop(token)[1] for token in expired]
-            self._armed = min((deadline for deadline, _ in self._due.values()), default=math.inf)
-            nxt = self._armed
-        if nxt != math.inf:
+            expired = sorted(((d, token) for token, (d, _) in self._due.items() if d <= now), key=_first)
+            fire = [self._due.pop(token)[1] for _, token in expired]
+            self._armed = nxt = min((deadline for deadline, _ in self._due.values()), default=math.inf)
+            schedule = nxt != math.inf and nxt not in self._pending
+            if schedule:
+                self._pending.add(nxt)
+        if schedule:
             self._timer.call_at(nxt, self._sweep, nxt)
-        for args in fire:
-            self._on_expired(*args)
+        for args in fire:  # in deadline order; one failing callback must not keep the others from firing
+            try:
+                self._on_expired(*args)
+            except BaseException:  # noqa: BLE001 - reported as the timer reports its own
+                threading.excepthook(threading.ExceptHookArgs((*sys.exc_info(), threading.current_thread())))

@@ -246,7 +246,7 @@ class AsyncioPool(Pool):
             # Watched from the pool's timer thread, which settles the timeout and
             # cancels this task (as job.cancel() does): cheaper per job than an
             # asyncio.timeout_at scope, which arms and cancels a loop timer each time.
-            self._deadlines.arm(me, deadline, job, attempt)
+            self._deadlines.arm(me, deadline, job, attempt, me)
         try:
             value = await job.fn(*job.args)
             outcome = OK
@@ -285,9 +285,15 @@ class AsyncioPool(Pool):
             job.cancel()
         # None: settled already (our own cancel, or the deadline watch's timeout)
 
-    def _on_deadline(self, job: Job, attempt: int) -> None:
+    def _on_deadline(self, job: Job, attempt: int, me: _Consumer) -> None:
+        # The consumer that runs this attempt is named here, not looked up when the
+        # cancel reaches the loop: by then a retry of the job may be running on
+        # another consumer (job.backend_slot), and this attempt would run on.
         if self._settle_timeout(job, attempt, preempted=True):
-            self._stop_running(job, attempt)
+            if self._in_loop():
+                self._cancel_consumer(me, job, attempt)
+            else:
+                self._call_in_loop(self._cancel_consumer, me, job, attempt)
 
     def _stop_running(self, job: Job, attempt: int) -> None:
         if self._in_loop():
@@ -296,8 +302,15 @@ class AsyncioPool(Pool):
             self._call_in_loop(self._cancel_attempt, job, attempt)
 
     def _cancel_attempt(self, job: Job, attempt: int) -> None:
+        # A cancel ends the job for good, so no other attempt of it can have
+        # started since: its backend_slot is the consumer running this attempt.
         me = job.backend_slot
-        if isinstance(me, _Consumer) and me.job is job and me.attempt == attempt and not me.cancel_requested:
+        if isinstance(me, _Consumer):
+            self._cancel_consumer(me, job, attempt)
+
+    @staticmethod
+    def _cancel_consumer(me: _Consumer, job: Job, attempt: int) -> None:
+        if me.job is job and me.attempt == attempt and not me.cancel_requested:
             me.cancel_requested = True
             me.task.cancel()
 

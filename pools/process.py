@@ -144,8 +144,10 @@ class _Inbox:
     def read_left(self) -> list[bytes]:
         """Everything still readable without blocking (the worker has ended)."""
         out: list[bytes] = []
+        poller = select.poll()  # not select.select: that refuses fd numbers >= 1024
+        poller.register(self.fd, select.POLLIN)
         try:
-            while select.select([self.fd], [], [], 0)[0]:
+            while poller.poll(0):
                 out += self.read()
         except (EOFError, OSError):
             pass
@@ -307,7 +309,9 @@ class ProcessPool(Pool):
     def _manage_loop(self) -> None:
         # One poll object for the manager's whole life, told only of the changes:
         # multiprocessing.connection.wait() builds a selector and registers every
-        # pipe on each call, which was most of the manager's CPU per result.
+        # pipe on each call, which was most of the manager's CPU per result. (Safe
+        # with fd numbers reused by a new worker: poll() asks about numbers on each
+        # call; an epoll object would not be.)
         poller = select.poll()
         registered: set[int] = set()
         while True:

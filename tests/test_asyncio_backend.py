@@ -168,3 +168,49 @@ def test_shutdown_without_waiting_from_a_job_while_draining(make_pool):
 
     report = asyncio.run(asyncio.wait_for(main(), T))
     assert report.succeeded == 2
+
+
+def test_a_timed_out_attempt_is_stopped_even_when_its_retry_already_runs_elsewhere():
+    # The timeout is settled on the timer thread and the attempt's task cancelled on
+    # the loop; if the loop is stalled meanwhile, the retry can start on another
+    # consumer first. The cancel must still reach the consumer of the timed-out attempt.
+    import time
+
+    running = {"J": 0}
+
+    async def forever(tag):
+        running[tag] += 1
+        try:
+            await asyncio.Event().wait()
+        finally:
+            running[tag] -= 1
+
+    async def main():
+        async with pools.create_pool("asyncio", workers=3) as pool:
+            go, started = asyncio.Event(), asyncio.Semaphore(0)
+
+            async def staller():
+                started.release()
+                await go.wait()
+                time.sleep(0.5)  # stalls the loop past J's deadline and its retry's back-off
+
+            async def quick():
+                started.release()
+                await go.wait()  # its next step is queued right behind the staller's
+
+            job = await pool.asubmit(forever, "J", timeout=0.2, retry=pools.Retry(attempts=2, backoff=0.0, jitter=False))
+            await pool.asubmit(staller)
+            await pool.asubmit(quick)
+            await started.acquire()
+            await started.acquire()
+            go.set()
+            with pytest.raises(pools.JobTimeout):
+                await job
+            assert job.attempt == 2
+            deadline = time.monotonic() + 10
+            while running["J"] and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            assert running["J"] == 0, "an attempt of the timed-out job is still running"
+            assert pool._busy_consumers == 0
+
+    asyncio.run(main())

@@ -167,3 +167,41 @@ def test_deadline_watch_fires_each_expired_deadline_once_and_never_a_disarmed_on
         assert len(timer._heap) <= 1  # no chain of sweeps left behind
     finally:
         assert timer.stop(10)
+
+
+def test_deadline_watch_keeps_one_sweep_per_time_and_survives_a_failing_callback():
+    import time
+
+    from pools._timer import DeadlineWatch, Timer
+
+    fired, done, errors = [], threading.Event(), []
+    timer = Timer("test-watch-2")
+
+    def expired(name):
+        if name == "boom":
+            raise RuntimeError("a failing expiry")
+        fired.append(name)
+        if name == "after":
+            done.set()
+
+    old_hook = threading.excepthook
+    threading.excepthook = lambda args: errors.append(args.exc_type)
+    watch = DeadlineWatch(timer, expired)
+    try:
+        now = time.monotonic()
+        watch.arm("long", now + 3600, "long")
+        for i in range(200):  # short jobs that end in time, one after another
+            watch.arm(i, now + 0.01 * (200 - i), i)  # each earlier than the last
+            watch.disarm(i)
+        # Whatever sweeps those arms left, none is a second one for the long deadline.
+        with timer._cv:
+            at_long = [e for e in timer._heap if e[2] is not None and e[0] == now + 3600]
+        assert len(at_long) == 1
+        soon = time.monotonic() + 0.05
+        watch.arm("boom", soon, "boom")
+        watch.arm("after", soon, "after")  # same sweep, after the failing one
+        assert done.wait(10)
+        assert fired == ["after"] and errors == [RuntimeError]
+    finally:
+        threading.excepthook = old_hook
+        assert timer.stop(10)
