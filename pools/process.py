@@ -180,12 +180,13 @@ class _SlotLock:
 
 class _Worker:
     __slots__ = (
-        "process", "conn", "inbox", "job", "attempt", "deadline", "ready", "slot",
+        "process", "sentinel", "conn", "inbox", "job", "attempt", "deadline", "ready", "slot",
         "backlog", "backlog_bytes", "free", "lock", "states", "starts",
     )
 
     def __init__(self, process: Any, conn: Any, lock: Any = None, states: Any = None, starts: Any = None) -> None:
         self.process = process
+        self.sentinel = process.sentinel  # an fd; read once (a property that checks, on Process)
         self.conn = conn
         self.inbox = None if conn is None else _Inbox(conn.fileno())
         self.job: Job | None = None  # the job running now (its result is the next message)
@@ -267,6 +268,7 @@ class ProcessPool(Pool):
         self._pipe_closed = False
         self._start_failures = 0
         self._steals = 0  # backlog jobs taken back for an idle worker (for tests)
+        self._backlog_cancels = False  # set by _stop_running: _enforce looks at the backlogs
         self._run_avg = 0.0  # seconds: moving average of the recent jobs' run times
         self._stopping = False
         self._workers: list[_Worker] = [self._spawn() for _ in range(self.workers)]
@@ -283,7 +285,10 @@ class ProcessPool(Pool):
             self._on_enqueued_locked()
 
     def _stop_running(self, job: Job, attempt: int) -> None:
-        self._wake()  # the manager sees the job settled and kills its worker
+        # The manager sees the job settled and kills its worker, or, for a job still
+        # in a worker's backlog, marks it there so that the worker skips it.
+        self._backlog_cancels = True
+        self._wake()
 
     # ------------------------------------------------------------------ manager
 
@@ -325,7 +330,7 @@ class ProcessPool(Pool):
                     continue  # a _Dead stand-in
                 if w.held() or not w.ready:
                     want.add(w.inbox.fd)
-                want.add(w.process.sentinel)
+                want.add(w.sentinel)
             for fd in registered - want:
                 poller.unregister(fd)
             for fd in want - registered:
@@ -348,7 +353,7 @@ class ProcessPool(Pool):
                         self._hello(w)
                     else:
                         self._drain(w)
-                if w.process.sentinel in ready:
+                if w.sentinel in ready:
                     self._replace(i, died=True)
             self._enforce()
             if self._stopping:
@@ -494,11 +499,14 @@ class ProcessPool(Pool):
                     self._stop_current(i, timed_out=False)  # settled elsewhere (cancel)
                 elif w.deadline is not None and now >= w.deadline:
                     self._stop_current(i, timed_out=True)
-            if w.backlog:
-                with w.lock:
-                    for queued, slot, _ in w.backlog:
-                        if queued._status is not _base.QUEUED and w.states[slot] == PENDING:
-                            w.states[slot] = CANCELLED
+        if self._backlog_cancels:  # a waiting job was cancelled: it may sit in a backlog
+            self._backlog_cancels = False
+            for w in self._workers:
+                if w.backlog:
+                    with w.lock:
+                        for queued, slot, _ in w.backlog:
+                            if queued._status is not _base.QUEUED and w.states[slot] == PENDING:
+                                w.states[slot] = CANCELLED
 
     def _stop_current(self, i: int, *, timed_out: bool) -> None:
         w = self._workers[i]
@@ -548,11 +556,15 @@ class ProcessPool(Pool):
         return bool(revoked)
 
     def _dispatch(self) -> None:
+        depth = min(PREFETCH, 1 + int(PREFETCH_COVER / max(self._run_avg, 1e-6)))
         for w in self._workers:
             if not w.ready or w.held() >= PREFETCH:
                 continue
+            idle = w.job is None and not w.backlog
+            if not idle and (not self._heap or 2 * len(w.backlog) >= depth):
+                continue  # busy, and nothing to add to its backlog now: no lock taken
             batch = []
-            if w.job is None and not w.backlog and not self._heap and self._steal():
+            if idle and not self._heap and self._steal():
                 pass  # a job is back on the heap for this idle worker
             with self._lock:
                 if w.job is None and not w.backlog:
@@ -564,7 +576,6 @@ class ProcessPool(Pool):
                     batch.append((job.job_id, job.attempt, job.timeout, job._payload, w.slot))
                 # Prefetch only a share of a deep queue: with fewer waiting jobs than
                 # workers, each goes to whichever worker frees up first.
-                depth = min(PREFETCH, 1 + int(PREFETCH_COVER / max(self._run_avg, 1e-6)))
                 if batch or 2 * len(w.backlog) < depth:
                     share = min(depth - w.held(), len(self._heap) // self.workers)
                 else:
