@@ -116,6 +116,14 @@ class AsyncioPool(Pool):
                 self._loop_ending()
             raise
 
+    def _ending(self) -> bool:
+        """Whether a cancelled consumer task means the end: the pool is stopping its
+        consumers, or asyncio.run() is cancelling every task of the loop (the
+        watchdog's cancellation tells the two apart from a job cancelling its own task)."""
+        return self._stopping or self._thread is not None and self._loop_gone() or (
+            self._watchdog is not None and self._watchdog.cancelling() > 0
+        )
+
     def _loop_ending(self) -> None:
         """The loop the pool runs on is going away: no job of it can run any more."""
         with self._lock:
@@ -253,13 +261,17 @@ class AsyncioPool(Pool):
         except asyncio.CancelledError:
             if me.cancel_requested:  # our own job.cancel(): the job is settled already
                 value, outcome = None, None
-            elif me.task.cancelling():
+            elif me.task.cancelling() and self._ending():
                 # Our task was cancelled from outside: the loop is ending (asyncio.run
                 # cancels every task on its way out). Settle everything, then leave.
                 me.job = None
                 self._loop_ending()
                 raise
-            else:  # the job itself raised CancelledError: it cancelled itself
+            else:
+                # The job raised CancelledError, or cancelled the task it runs in
+                # (asyncio.current_task().cancel()): it cancelled itself.
+                while me.task.cancelling():
+                    me.task.uncancel()
                 value, outcome = None, CANCELLED
         except (KeyboardInterrupt, SystemExit) as exc:
             if self._thread is None:  # the caller's own loop: let it see them, as asyncio does

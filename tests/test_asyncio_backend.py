@@ -214,3 +214,23 @@ def test_a_timed_out_attempt_is_stopped_even_when_its_retry_already_runs_elsewhe
             assert pool._busy_consumers == 0
 
     asyncio.run(main())
+
+
+def test_a_job_that_cancels_its_own_task_is_cancelled_and_the_pool_goes_on():
+    async def cancels_itself():
+        asyncio.current_task().cancel()
+        await asyncio.sleep(3600)
+
+    async def echo(x):
+        return x
+
+    async def main():
+        async with pools.create_pool("asyncio", workers=2) as pool:
+            job = await pool.asubmit(cancels_itself)
+            with pytest.raises(asyncio.CancelledError):
+                await job
+            assert job.status == "cancelled"
+            assert await (await pool.asubmit(echo, 7)) == 7  # not taken for the loop ending
+            assert pool.stats().cancelled == 1 and not pool.closed
+
+    asyncio.run(main())
