@@ -312,48 +312,46 @@ class Job(concurrent.futures.Future):
     def add_done_callback(self, fn: Callable[[Job], Any]) -> None:
         with _LAZY:
             cond = self._cond
-            if cond is None and self._state not in _F_DONE:
-                if self._callbacks is None:
-                    self._callbacks = [fn]
-                else:
-                    self._callbacks.append(fn)
+            if cond is None and self._keep_callback(fn):
                 return
         if cond is not None:
             with cond:
-                if self._state not in _F_DONE:
-                    if self._callbacks is None:
-                        self._callbacks = [fn]
-                    else:
-                        self._callbacks.append(fn)
+                if self._keep_callback(fn):
                     return
         try:
             fn(self)
         except Exception:
             concurrent.futures._base.LOGGER.exception("exception calling callback for %r", self)
 
+    def _keep_callback(self, fn: Callable[[Job], Any]) -> bool:
+        """Keep ``fn`` for the end, unless the future ended already (lock held)."""
+        if self._state in _F_DONE:
+            return False
+        if self._callbacks is None:
+            self._callbacks = [fn]
+        else:
+            self._callbacks.append(fn)
+        return True
+
     def set_result(self, result: Any) -> None:
+        self._end_future(result, None)
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        self._end_future(None, exception)
+
+    def _end_future(self, result: Any, exception: BaseException | None) -> None:
         with _LAZY:
             cond = self._cond
             if cond is None:
                 if self._state in _F_DONE:
                     raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
                 self._result = result
+                self._exception = exception
                 self._state = _F_FINISHED
         if cond is None:  # nobody could be waiting on a condition that does not exist
             self._invoke_callbacks()
-        else:
+        elif exception is None:
             super().set_result(result)
-
-    def set_exception(self, exception: BaseException | None) -> None:
-        with _LAZY:
-            cond = self._cond
-            if cond is None:
-                if self._state in _F_DONE:
-                    raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
-                self._exception = exception
-                self._state = _F_FINISHED
-        if cond is None:
-            self._invoke_callbacks()
         else:
             super().set_exception(exception)
 
@@ -779,7 +777,7 @@ class Pool(ABC):
             if self._state is not _OPEN:
                 raise self._closed_error()
             self._check_accept_locked()
-            if self._queued >= self.queue_size + self.workers - self._running:  # _has_room_locked, inlined
+            if not self._has_room_locked():
                 self._wait_for_room_locked(job, wait)
             self._accept_locked(job)
         return job
@@ -1330,8 +1328,6 @@ _CO_COROUTINE = 0x0080  # inspect.CO_COROUTINE
 
 def check_plain_callable(backend: str, fn: Any) -> None:
     """The thread and process backends run plain callables."""
-    if type(fn) is _FunctionType and not fn.__code__.co_flags & _CO_COROUTINE:
-        return  # the common case: a plain function, in two attribute reads
     if not callable(fn):
         raise InvalidCallable(f"fn must be callable, got {fn!r}")
     if is_coroutine_function(fn):

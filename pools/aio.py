@@ -42,9 +42,6 @@ from ._timer import DeadlineWatch
 
 __all__ = ["AsyncioPool"]
 
-_FunctionType = type(lambda: None)
-_CO_COROUTINE = 0x0080  # inspect.CO_COROUTINE
-
 
 class _Consumer:
     __slots__ = ("task", "job", "attempt", "cancel_requested")
@@ -68,8 +65,6 @@ class AsyncioPool(Pool):
         return 100
 
     def _prepare(self, fn: Callable[..., Any], args: tuple) -> None:
-        if type(fn) is _FunctionType and fn.__code__.co_flags & _CO_COROUTINE:
-            return  # the common case: an async def function, in two attribute reads
         if not callable(fn):
             raise InvalidCallable(f"fn must be callable, got {fn!r}")
         if not _base.is_coroutine_function(fn):

@@ -113,6 +113,7 @@ from distributed.scheduler import KilledWorker
 from . import _base
 from ._base import CRASH, ERROR, OK, Job, Pool
 from ._context import JobContext, _current
+from ._timer import DeadlineWatch
 from ._process_worker import _dump_failure
 from .exceptions import InvalidArgument, InvalidCallable, PoolBroken, PoolError, RemoteTraceback, WorkerCrashed
 from ._loop import run_private_loop
@@ -483,7 +484,7 @@ _CLOSED = "closed"  # ended, skipped, or taken back to the queue
 class _Attempt:
     """One job's place in a task on the cluster (loop thread; fields under the pool lock)."""
 
-    __slots__ = ("job", "attempt", "task", "index", "state", "deadline", "timer", "abandoned", "revoking", "late")
+    __slots__ = ("job", "attempt", "task", "index", "state", "deadline", "abandoned", "revoking", "late")
 
     def __init__(self, job: Job, attempt: int, task: _Task, state: str, deadline: float | None) -> None:
         self.job = job
@@ -492,7 +493,6 @@ class _Attempt:
         self.index = len(task.slots)
         self.state = state
         self.deadline = deadline
-        self.timer: Any = None  # the pool's deadline timer while it runs
         self.abandoned = False  # settled from outside while it may still run there
         self.revoking = False  # a take-back is on its way to the workers
         self.late = False  # began after its job was cancelled (or failed): its context must be cancelled
@@ -551,6 +551,8 @@ class DaskPool(Pool):
         connect_timeout: float = 30.0,
     ) -> None:
         super().__init__(workers=workers, queue_size=queue_size, overflow=overflow, name=name)
+        # Deadlines of running jobs, watched as the thread and asyncio backends do.
+        self._deadlines = DeadlineWatch(self._timer, self._on_deadline)
         if address is not None and (not isinstance(address, str) or not address):
             raise InvalidArgument(f"address must be a scheduler address like 'tcp://host:8786', or None; got {address!r}")
         if processes is not None and not isinstance(processes, bool):
@@ -728,7 +730,7 @@ class DaskPool(Pool):
         for task in tasks:
             head = task.slots[0]
             if head.deadline is not None:
-                head.timer = self._timer.call_at(head.deadline, self._on_deadline, head.job, head.attempt)
+                self._deadlines.arm(head, head.deadline, head.job, head.attempt)
             by_priority.setdefault(task.priority, []).append(task)
         for priority, group in by_priority.items():
             self._submit(priority, group)
@@ -759,18 +761,16 @@ class DaskPool(Pool):
 
     def _submit(self, priority: int, tasks: list[_Task]) -> None:
         """Send tasks of one priority to the cluster, as one graph."""
-        timers: list[Any] = []
         with self._lock:
             for task in tasks:
                 head = task.slots[0]
                 if head.abandoned:  # cancelled (or timed out) before it left: nothing of it runs
-                    self._end_task_locked(task, timers)
+                    self._end_task_locked(task)
                     continue
                 for slot in task.slots[1:]:
                     if slot.job._status is not _base.QUEUED:  # cancelled before it left
-                        self._close_locked(slot, timers)
+                        self._close_locked(slot)
             tasks = [task for task in tasks if not task.ended]
-        self._cancel_timers(timers)
         if not tasks:
             return
         now = time.monotonic()
@@ -795,8 +795,7 @@ class DaskPool(Pool):
         except Exception as exc:  # noqa: BLE001 - the client refused them (closed, say): their first jobs fail
             with self._lock:
                 for task in tasks:
-                    self._end_task_locked(task, timers)  # the rest go back to the queue
-            self._cancel_timers(timers)
+                    self._end_task_locked(task)  # the rest go back to the queue
             for task in tasks:
                 self._finish_attempt(task.slots[0].job, task.slots[0].attempt, ERROR, exc)
             return
@@ -826,26 +825,24 @@ class DaskPool(Pool):
             return
         outcome = self._decode(slot.job, slot.attempt, data)  # before the lock: it unpickles the value
         now = time.monotonic()
-        timers: list[Any] = []
         lost: list[_Attempt] = []
         arm: list[_Attempt] = []
         with self._lock:
             if slot.state is _CLOSED:
                 return
-            self._skip_to_locked(task, slot.index, timers, lost)
+            self._skip_to_locked(task, slot.index, lost)
             if slot.state is _PACKED:  # it began unannounced: the jobs before it were skipped
                 self._begin_locked(slot, now if started is None else started, arm)
-            self._close_locked(slot, timers)
+            self._close_locked(slot)
             # Ended before the next begins, in this one round of the lock: busy never
             # counts both (stats() would show more busy than workers, and a submit with
             # overflow="reject" could find no room).
             ended = self._end_locked(slot, outcome)
             nxt = None if next_id is None else task.by_id.get(next_id)
             if nxt is not None:
-                self._skip_to_locked(task, nxt.index, timers, lost)
+                self._skip_to_locked(task, nxt.index, lost)
                 if nxt.state is _PACKED:
                     self._begin_locked(nxt, now if next_started is None else next_started, arm)
-        self._cancel_timers(timers)
         self._arm(arm)
         if ended is not None:
             self._settle_ended(slot.job, *ended)
@@ -866,7 +863,7 @@ class DaskPool(Pool):
             slot.late = True  # whoever stops it sends the stop (see _stop_attempt, _stop_packed)
             self._abandoned += 1
 
-    def _skip_to_locked(self, task: _Task, index: int, timers: list[Any], lost: list[_Attempt]) -> None:
+    def _skip_to_locked(self, task: _Task, index: int, lost: list[_Attempt]) -> None:
         """The task has gone past every slot before ``index`` that is still open: it
         skipped them (they had a tombstone), so none of them began."""
         for slot in task.slots[task.cursor:index]:
@@ -874,15 +871,14 @@ class DaskPool(Pool):
                 self._unprefetch_locked(slot.job)  # taken back (the answer is on its way), or cancelled
             elif slot.state is _BEGUN and slot.job._status is _base.RUNNING and slot.job.attempt == slot.attempt:
                 lost.append(slot)  # cannot happen: only a settled job has a tombstone
-            self._close_locked(slot, timers)
+            self._close_locked(slot)
 
-    def _close_locked(self, slot: _Attempt, timers: list[Any]) -> None:
+    def _close_locked(self, slot: _Attempt) -> None:
         if slot.state is _CLOSED:
             return
         slot.state = _CLOSED
-        if slot.timer is not None:
-            timers.append(slot.timer)
-            slot.timer = None
+        if slot.deadline is not None:
+            self._deadlines.disarm(slot)  # its own small lock, never held while taking ours
         if slot.abandoned:
             slot.abandoned = False
             self._abandoned -= 1
@@ -890,7 +886,7 @@ class DaskPool(Pool):
         while task.cursor < len(task.slots) and task.slots[task.cursor].state is _CLOSED:
             task.cursor += 1
 
-    def _end_task_locked(self, task: _Task, timers: list[Any]) -> None:
+    def _end_task_locked(self, task: _Task) -> None:
         """Dask is done with the task: whatever of it never began goes back to the queue."""
         if task.ended:
             return
@@ -898,24 +894,18 @@ class DaskPool(Pool):
         for slot in task.slots[task.cursor:]:
             if slot.state is _PACKED:
                 self._unprefetch_locked(slot.job)  # no attempt used: it never began
-            self._close_locked(slot, timers)
+            self._close_locked(slot)
         self._inflight.pop(task.key, None)
         if not self._inflight:
             self._idle.notify_all()
 
-    def _cancel_timers(self, timers: list[Any]) -> None:
-        for timer in timers:
-            self._timer.cancel(timer)
-
     def _arm(self, slots: list[_Attempt]) -> None:
         for slot in slots:
-            timer = self._timer.call_at(slot.deadline, self._on_deadline, slot.job, slot.attempt)
-            with self._lock:
-                if slot.state is _BEGUN:
-                    slot.timer = timer
-                    timer = None
-            if timer is not None:
-                self._timer.cancel(timer)  # it ended meanwhile
+            self._deadlines.arm(slot, slot.deadline, slot.job, slot.attempt)
+        with self._lock:
+            ended = [slot for slot in slots if slot.state is not _BEGUN]
+        for slot in ended:  # it ended meanwhile, maybe before it was armed
+            self._deadlines.disarm(slot)
 
     def _end_locked(self, slot: _Attempt, decoded: tuple[Any, Any]) -> tuple[str, Any, float | None] | None:
         """End the slot's attempt with its decoded outcome (lock held); what
@@ -981,7 +971,6 @@ class DaskPool(Pool):
             for slot in task.slots[task.cursor:]
             if slot.job.job_id in kept
         }
-        timers: list[Any] = []
         arm: list[_Attempt] = []
         ended: list[tuple[Job, tuple[str, Any, float | None]]] = []
         lost: list[_Attempt] = []
@@ -1005,9 +994,8 @@ class DaskPool(Pool):
                 if settled is not None:
                     ended.append((slot.job, settled))
                 if slot.state is not _PACKED:
-                    self._close_locked(slot, timers)
-            self._end_task_locked(task, timers)  # the packed ones go back, no attempt used
-        self._cancel_timers(timers)
+                    self._close_locked(slot)
+            self._end_task_locked(task)  # the packed ones go back, no attempt used
         for job, settled in ended:
             self._settle_ended(job, *settled)
         # A begun job with no outcome was skipped there (it was settled, then had a
@@ -1210,7 +1198,6 @@ class DaskPool(Pool):
                 began.update((key, job_id) for key, job_id in reply)
         except Exception:  # noqa: BLE001
             began = None
-        timers: list[Any] = []
         with self._lock:
             self._revoking -= len(slots)
             for slot, item in zip(slots, items):
@@ -1219,8 +1206,7 @@ class DaskPool(Pool):
                     if slot.job._prefetched:
                         self._steals += 1
                     self._unprefetch_locked(slot.job)
-                    self._close_locked(slot, timers)
-        self._cancel_timers(timers)
+                    self._close_locked(slot)
 
     # ------------------------------------------------------------ stopping the pool
 
@@ -1250,14 +1236,12 @@ class DaskPool(Pool):
         if self._cluster is not None:
             self._cluster.close(kill=bool(left))  # what still runs there ends with it
         still_running = 0
-        timers: list[Any] = []
         with self._lock:
             for task in left or ():
                 if self._cluster is None:
                     still_running += 1
                 else:
-                    self._end_task_locked(task, timers)
-        self._cancel_timers(timers)
+                    self._end_task_locked(task)
         return still_running
 
     async def _disconnect(self, left: list[_Task]) -> None:
