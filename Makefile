@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test bench report chromium clean
+.PHONY: run test lint bench report chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,13 @@ bench: $(STAMP)
 	mkdir -p results
 	$(PY) -m pytest benchmarks --benchmark-enable --benchmark-json results/benchmarks.json
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium lint
 	$(PY) -m pytest
+
+# The formatter and the linter (configured in pyproject.toml); `make test` runs them first.
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
 
 # Headless Chromium for the report's browser test, from Debian's packages when we
 # can install them (root with apt-get); without it that one test skips with the reason.

@@ -80,7 +80,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="threads of the LocalCluster (default 4)")
     parser.add_argument("--repeats", type=int, default=5, help="runs of each, interleaved (default 5)")
     parser.add_argument(
-        "--workers", type=int, nargs="*", default=[],
+        "--workers",
+        type=int,
+        nargs="*",
+        default=[],
         help="also pools with these workers (jobs on the cluster at once); the default pool always runs",
     )
     args = parser.parse_args()
@@ -95,8 +98,8 @@ def main() -> None:
         try:
             print(
                 f"N={args.n}, LocalCluster of {args.threads} threads (127.0.0.1), {args.repeats} interleaved "
-                f"repeats; pools: " + ", ".join(f"workers={p.workers}" + (" (default)" if label == "default" else "")
-                                                for label, p in made)
+                f"repeats; pools: "
+                + ", ".join(f"workers={p.workers}" + (" (default)" if label == "default" else "") for label, p in made)
             )
             for name, fn in (("no-op", noop), ("1 ms sleep", sleep_1ms)):
                 raw_map(client, fn, 50)  # warm up: imports, first graph, the function's pickle
@@ -109,14 +112,16 @@ def main() -> None:
                     line = f"  {name} repeat {r + 1}: raw {raw[-1]:6.0f}/s"
                     for label, pool in made:
                         got[label].append(pool_map(pool, client, fn, args.n))
-                        line += f"  pool(workers={pool.workers}) {got[label][-1]:6.0f}/s = {got[label][-1] / raw[-1]:.2f}x"
+                        line += (
+                            f"  pool(workers={pool.workers}) {got[label][-1]:6.0f}/s = {got[label][-1] / raw[-1]:.2f}x"
+                        )
                     print(line, flush=True)
                 base = statistics.median(raw)
                 print(f"{name}: median of {args.repeats}")
                 print(f"  raw client.map                 {base:8.0f} items/s")
                 for label, pool in made:
                     med = statistics.median(got[label])
-                    ratios = [p / r for p, r in zip(got[label], raw)]
+                    ratios = [p / r for p, r in zip(got[label], raw, strict=False)]
                     tag = f"workers={pool.workers}" + (" (default)" if label == "default" else "")
                     print(
                         f"  dask pool, {tag:<22} {med:6.0f} items/s   ratio of medians {med / base:.2f}x, "

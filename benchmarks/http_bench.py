@@ -74,8 +74,17 @@ def serve_bare() -> None:
     sock.bind(("127.0.0.1", 0))
     sock.listen(2048)
     print(f"bare listening on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
-    config = uvicorn.Config(bare_app(), loop="uvloop", http="httptools", ws="none", lifespan="on",
-                            access_log=False, log_level="warning", server_header=False, backlog=2048)
+    config = uvicorn.Config(
+        bare_app(),
+        loop="uvloop",
+        http="httptools",
+        ws="none",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        backlog=2048,
+    )
     uvicorn.Server(config).run(sockets=[sock])
 
 
@@ -93,7 +102,7 @@ class Server:
             self.stop()
             raise RuntimeError(f"{name} did not start: {line!r}")
         self.url = match.group(0)
-        with urllib.request.urlopen(self.url + "/healthz", timeout=60):  # noqa: S310 - loopback
+        with urllib.request.urlopen(self.url + "/healthz", timeout=60):
             pass
 
     def stop(self) -> None:
@@ -118,8 +127,13 @@ def run_wrk(url: str, script: str, seconds: float, connections: int, threads: in
     lat = {q: _ms(v, u) for q, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)}
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     total = re.search(r"(\d+) requests in", out)
-    return {"rps": rps, "p50_ms": lat["50"], "p99_ms": lat["99"],
-            "non_2xx": int(non2xx.group(1)) if non2xx else 0, "requests": int(total.group(1))}
+    return {
+        "rps": rps,
+        "p50_ms": lat["50"],
+        "p99_ms": lat["99"],
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "requests": int(total.group(1)),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,9 +158,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         servers.append(Server("bare FastAPI", [sys.executable, __file__, "--serve-bare"]))
         for backend in args.backends.split(","):
-            servers.append(Server(f"poolbench {backend}", [
-                sys.executable, "-m", "pools.service", "--backend", backend, "--port", "0",
-                "--queue-size", "10000", "--drain-timeout", "5"]))
+            servers.append(
+                Server(
+                    f"poolbench {backend}",
+                    [
+                        sys.executable,
+                        "-m",
+                        "pools.service",
+                        "--backend",
+                        backend,
+                        "--port",
+                        "0",
+                        "--queue-size",
+                        "10000",
+                        "--drain-timeout",
+                        "5",
+                    ],
+                )
+            )
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
             f.write(LUA)
         results: dict[str, list[dict[str, float]]] = {s.name: [] for s in servers}
@@ -156,28 +185,43 @@ def main(argv: list[str] | None = None) -> int:
             for server in servers:
                 got = run_wrk(server.url, f.name, args.duration, args.connections, args.threads)
                 results[server.name].append(got)
-                print(f"round {r + 1} {server.name:<20} {got['rps']:>8.0f} req/s  p50 {got['p50_ms']:.2f} ms  "
-                      f"p99 {got['p99_ms']:.2f} ms  non-2xx {got['non_2xx']}", flush=True)
+                print(
+                    f"round {r + 1} {server.name:<20} {got['rps']:>8.0f} req/s  p50 {got['p50_ms']:.2f} ms  "
+                    f"p99 {got['p99_ms']:.2f} ms  non-2xx {got['non_2xx']}",
+                    flush=True,
+                )
         os.unlink(f.name)
     finally:
         for server in servers:
             server.stop()
 
     bare = statistics.median(x["rps"] for x in results["bare FastAPI"])
-    summary = {"generator": f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s", "rounds": args.rounds,
-               "cpus": os.cpu_count(), "results": {}}
+    summary = {
+        "generator": f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s",
+        "rounds": args.rounds,
+        "cpus": os.cpu_count(),
+        "results": {},
+    }
     print(f"\nPOST /jobs, medians of {args.rounds} rounds of {args.duration:g}s, {summary['generator']}:")
     print(f"{'server':<20} {'req/s':>8} {'2xx req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6} {'2xx ratio':>9}")
     for name, runs in results.items():
         rps = statistics.median(x["rps"] for x in runs)
         # A 503 (queue full) is an answer too, but not an accepted job: count those apart.
         accepted = statistics.median(x["rps"] * (1 - x["non_2xx"] / x["requests"]) for x in runs)
-        row = {"rps": rps, "accepted_rps": accepted, "p50_ms": statistics.median(x["p50_ms"] for x in runs),
-               "p99_ms": statistics.median(x["p99_ms"] for x in runs), "ratio": rps / bare,
-               "accepted_ratio": accepted / bare, "non_2xx": sum(x["non_2xx"] for x in runs)}
+        row = {
+            "rps": rps,
+            "accepted_rps": accepted,
+            "p50_ms": statistics.median(x["p50_ms"] for x in runs),
+            "p99_ms": statistics.median(x["p99_ms"] for x in runs),
+            "ratio": rps / bare,
+            "accepted_ratio": accepted / bare,
+            "non_2xx": sum(x["non_2xx"] for x in runs),
+        }
         summary["results"][name] = row
-        print(f"{name:<20} {rps:>8.0f} {accepted:>10.0f} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} "
-              f"{row['ratio']:>6.2f} {row['accepted_ratio']:>9.2f}")
+        print(
+            f"{name:<20} {rps:>8.0f} {accepted:>10.0f} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} "
+            f"{row['ratio']:>6.2f} {row['accepted_ratio']:>9.2f}"
+        )
     print(f"target: ratio >= {TARGET} (req/s of POST /jobs over the bare endpoint's; '2xx' leaves out 503s)")
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=1))

@@ -32,8 +32,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from . import profiles
 from pools._cliargs import non_negative_int, positive_float, positive_int
+
+from . import profiles
 
 __all__ = ["add_command", "run_loadtest"]
 
@@ -61,12 +62,6 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-
-
-
-
-
-
 # ---------------------------------------------------------------- processes
 
 
@@ -92,10 +87,11 @@ class _Child:
     def __init__(self, role: str, cmd: list[str], log: Path, env: dict[str, str], stdout: Any = None) -> None:
         self.role = role
         self.log = log
-        self._log = open(log, "w")
+        self._log = open(log, "w")  # noqa: SIM115 - open for the child's life, closed in wait()
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(cmd, stdout=stdout or self._log, stderr=self._log,
-                                     stdin=subprocess.DEVNULL, env=env)
+        self.proc = subprocess.Popen(
+            cmd, stdout=stdout or self._log, stderr=self._log, stdin=subprocess.DEVNULL, env=env
+        )
         self.cpu: float | None = None
         self.wall: float | None = None
         self.peak: float | None = None  # busiest few seconds, in cores (see _watch)
@@ -172,9 +168,23 @@ def _watch(children: list[_Child], service: _Child, timeout: float, window: int 
 
 
 def _start_service(args: argparse.Namespace, out: Path, token: str) -> tuple[_Child, str]:
-    cmd = [sys.executable, "-m", "pools.service", "--backend", args.backend, "--queue-size", str(args.queue_size),
-           "--host", "127.0.0.1", "--port", "0", "--drain-timeout", str(args.drain_timeout),
-           "--drain-report", str(out / "drain.json")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pools.service",
+        "--backend",
+        args.backend,
+        "--queue-size",
+        str(args.queue_size),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--drain-timeout",
+        str(args.drain_timeout),
+        "--drain-report",
+        str(out / "drain.json"),
+    ]
     if args.workers:
         cmd += ["--workers", str(args.workers)]
     env = {**os.environ, profiles.ENV_TOKEN: token}
@@ -193,21 +203,45 @@ def _start_service(args: argparse.Namespace, out: Path, token: str) -> tuple[_Ch
 
 def _get(url: str, token: str, timeout: float = 10.0) -> bytes:
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=timeout) as r:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(request, timeout=timeout) as r:
         return r.read()
 
 
 def _locust_commands(args: argparse.Namespace, url: str, out: Path) -> list[tuple[str, list[str]]]:
     base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--loglevel", "WARNING"]
     # The shape class ends the run (locust ignores --run-time with one); run_loadtest's clock is the backstop.
-    run = ["--headless", "--host", url, "--csv", str(out / "locust"), "--csv-full-history", "--html", str(out / "report.html"),
-           "--only-summary", "--stop-timeout", "5"]
+    run = [
+        "--headless",
+        "--host",
+        url,
+        "--csv",
+        str(out / "locust"),
+        "--csv-full-history",
+        "--html",
+        str(out / "report.html"),
+        "--only-summary",
+        "--stop-timeout",
+        "5",
+    ]
     if not args.locust_workers:
         return [("locust", base + run)]
     port = _free_port()
-    master = base + run + ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
-                           "--expect-workers", str(args.locust_workers), "--expect-workers-max-wait", "60"]
-    worker = base + ["--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
+    master = (
+        base
+        + run
+        + [
+            "--master",
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            str(port),
+            "--expect-workers",
+            str(args.locust_workers),
+            "--expect-workers-max-wait",
+            "60",
+        ]
+    )
+    worker = [*base, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
     return [("master", master)] + [(f"worker-{i + 1}", worker) for i in range(args.locust_workers)]
 
 
@@ -225,13 +259,19 @@ def read_stats(path: Path) -> list[dict[str, Any]]:
     rows = []
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
-            rows.append({
-                "type": row["Type"], "name": row["Name"],
-                "count": int(row["Request Count"]), "failures": int(row["Failure Count"]),
-                "rps": _number(row["Requests/s"]), "median_ms": _number(row["50%"]),
-                "p95_ms": _number(row["95%"]), "p99_ms": _number(row["99%"]),
-                "max_ms": _number(row["Max Response Time"]),
-            })
+            rows.append(
+                {
+                    "type": row["Type"],
+                    "name": row["Name"],
+                    "count": int(row["Request Count"]),
+                    "failures": int(row["Failure Count"]),
+                    "rps": _number(row["Requests/s"]),
+                    "median_ms": _number(row["50%"]),
+                    "p95_ms": _number(row["95%"]),
+                    "p99_ms": _number(row["99%"]),
+                    "max_ms": _number(row["Max Response Time"]),
+                }
+            )
     return rows
 
 
@@ -245,9 +285,17 @@ def parse_metrics(text: str) -> dict[str, float]:
     return out
 
 
-def summarize(args: argparse.Namespace, out: Path, children: list[_Child], service: _Child,
-              service_cpu: float | None, metrics: dict[str, float], mix: list[profiles.MixEntry],
-              capacity: float, user_rate: float) -> dict[str, Any]:
+def summarize(
+    args: argparse.Namespace,
+    out: Path,
+    children: list[_Child],
+    service: _Child,
+    service_cpu: float | None,
+    metrics: dict[str, float],
+    mix: list[profiles.MixEntry],
+    capacity: float,
+    user_rate: float,
+) -> dict[str, Any]:
     stats_path = out / "locust_stats.csv"
     rows = read_stats(stats_path) if stats_path.exists() else []
     requests = [r for r in rows if r["type"] not in ("JOB", "") and r["name"] != "Aggregated"]
@@ -260,44 +308,65 @@ def summarize(args: argparse.Namespace, out: Path, children: list[_Child], servi
     warnings = []
     for child in children:
         if child.log.exists():
-            warnings += [f"{child.role}: {line.strip()}" for line in child.log.read_text().splitlines()
-                         if _CPU_WARNINGS.search(line)]
+            warnings += [
+                f"{child.role}: {line.strip()}"
+                for line in child.log.read_text().splitlines()
+                if _CPU_WARNINGS.search(line)
+            ]
     generators = [c for c in children if c.role != "master"]  # the master only coordinates
     busiest = max((c.peak or 0.0 for c in generators), default=0.0)
     bottleneck = bool(warnings) or busiest >= BOTTLENECK_CPU
     reason = None
     if bottleneck:
-        reason = (f"a locust process used {busiest:.0%} of a core at its busiest" if busiest >= BOTTLENECK_CPU else "locust warned")
+        reason = (
+            f"a locust process used {busiest:.0%} of a core at its busiest"
+            if busiest >= BOTTLENECK_CPU
+            else "locust warned"
+        )
         reason += ": the load generator, not the service, may have limited the rate; add --locust-workers"
     drain_path = out / "drain.json"
     return {
         "schema": 1,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "config": {
-            "backend": args.backend, "workers": args.workers, "queue_size": args.queue_size, "shape": args.shape,
-            "users": args.users, "spawn_rate": args.spawn_rate, "duration_s": args.duration,
-            "locust_workers": args.locust_workers, "user_rate": user_rate,
+            "backend": args.backend,
+            "workers": args.workers,
+            "queue_size": args.queue_size,
+            "shape": args.shape,
+            "users": args.users,
+            "spawn_rate": args.spawn_rate,
+            "duration_s": args.duration,
+            "locust_workers": args.locust_workers,
+            "user_rate": user_rate,
             "mix": [e.body() | {"weight": e.weight} for e in mix],
         },
         "capacity_estimate_jobs_per_s": round(capacity, 1),
         "requests": {
-            "total": total, "failures": failures, "accepted_202": accepted, "backpressure_503": backpressure,
+            "total": total,
+            "failures": failures,
+            "accepted_202": accepted,
+            "backpressure_503": backpressure,
             "rps": round(sum(r["rps"] or 0.0 for r in requests), 1),
             "post_jobs_p50_ms": by_name.get("POST /jobs", {}).get("median_ms"),
             "post_jobs_p99_ms": by_name.get("POST /jobs", {}).get("p99_ms"),
         },
         "by_name": requests,
-        "jobs": {status: {"count": r["count"], "p50_ms": r["median_ms"], "p99_ms": r["p99_ms"]}
-                 for status, r in jobs.items()},
+        "jobs": {
+            status: {"count": r["count"], "p50_ms": r["median_ms"], "p99_ms": r["p99_ms"]} for status, r in jobs.items()
+        },
         "service": {
             "exit_code": service.proc.returncode,
             "cpu_peak": service_cpu,
-            "pool": {k.removeprefix("poolbench_pool_"): v for k, v in metrics.items() if k.startswith("poolbench_pool_")},
+            "pool": {
+                k.removeprefix("poolbench_pool_"): v for k, v in metrics.items() if k.startswith("poolbench_pool_")
+            },
             "drain": json.loads(drain_path.read_text()) if drain_path.exists() else None,
         },
         "locust": {
-            "processes": [{"role": c.role, "exit_code": c.proc.returncode, "cpu_fraction": c.cpu_fraction(),
-                           "cpu_peak": c.peak} for c in children],
+            "processes": [
+                {"role": c.role, "exit_code": c.proc.returncode, "cpu_fraction": c.cpu_fraction(), "cpu_peak": c.peak}
+                for c in children
+            ],
             "cpu_warnings": warnings,
             "bottleneck": bottleneck,
             "bottleneck_reason": reason,
@@ -307,7 +376,7 @@ def summarize(args: argparse.Namespace, out: Path, children: list[_Child], servi
 
 
 def _results_dir(root: Path, backend: str) -> Path:
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = root / f"{stamp}-{backend}"
     n = 1
     while out.exists():
@@ -334,17 +403,26 @@ def run_loadtest(args: argparse.Namespace) -> int:
         user_rate = 2 * capacity / args.users  # each iteration submits one job
     out = _results_dir(Path(args.results_dir), args.backend)
     token = secrets.token_urlsafe(16)
-    print(f"poolbench loadtest: {args.shape}, {args.users} users, {args.duration:g}s against {args.backend} "
-          f"({workers} workers, capacity ~{capacity:.0f} jobs/s); results in {out}", flush=True)
+    print(
+        f"poolbench loadtest: {args.shape}, {args.users} users, {args.duration:g}s against {args.backend} "
+        f"({workers} workers, capacity ~{capacity:.0f} jobs/s); results in {out}",
+        flush=True,
+    )
     service, url = _start_service(args, out, token)
     children: list[_Child] = []
     service_cpu = machine_busy = None
     metrics: dict[str, float] = {}
     try:
-        env = {**os.environ, profiles.ENV_MIX: profiles.mix_to_env(mix), profiles.ENV_SHAPE: args.shape,
-               profiles.ENV_USERS: str(args.users), profiles.ENV_SPAWN_RATE: str(args.spawn_rate),
-               profiles.ENV_DURATION: str(args.duration), profiles.ENV_USER_RATE: str(user_rate),
-               profiles.ENV_TOKEN: token}
+        env = {
+            **os.environ,
+            profiles.ENV_MIX: profiles.mix_to_env(mix),
+            profiles.ENV_SHAPE: args.shape,
+            profiles.ENV_USERS: str(args.users),
+            profiles.ENV_SPAWN_RATE: str(args.spawn_rate),
+            profiles.ENV_DURATION: str(args.duration),
+            profiles.ENV_USER_RATE: str(user_rate),
+            profiles.ENV_TOKEN: token,
+        }
         for role, cmd in _locust_commands(args, url, out):
             children.append(_Child(role, cmd, out / f"locust-{role}.log", env))
         peaks = _watch(children, service, args.duration + LOCUST_START_ALLOWANCE + 30)
@@ -362,21 +440,25 @@ def run_loadtest(args: argparse.Namespace) -> int:
     summary = summarize(args, out, children, service, service_cpu, metrics, mix, capacity, user_rate)
     cpus = os.cpu_count() or 1
     summary["machine"] = {
-        "cpus": cpus, "busy_peak_cores": machine_busy,
+        "cpus": cpus,
+        "busy_peak_cores": machine_busy,
         # Everything here shares these cores: locust, the service, and whatever else runs.
         "saturated": machine_busy is not None and machine_busy >= 0.9 * cpus,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     _print(summary, out)
-    ok = (summary["requests"]["total"] > 0 and summary["requests"]["failures"] == 0
-          and service.proc.returncode == 0 and (summary["service"]["drain"] or {}).get("lost", 1) == 0)
+    ok = (
+        summary["requests"]["total"] > 0
+        and summary["requests"]["failures"] == 0
+        and service.proc.returncode == 0
+        and (summary["service"]["drain"] or {}).get("lost", 1) == 0
+    )
     return 0 if ok else 1
 
 
 def _check_mix(mix: list[profiles.MixEntry]) -> None:
     """Validate the mix here, with the service's own rules, before any process starts."""
     from pools import jobtypes  # light: no pool is made here
-
     from pools.exceptions import InvalidArgument
 
     for e in mix:
@@ -394,23 +476,28 @@ def _default_workers(backend: str) -> int:
 
 def _print(summary: dict[str, Any], out: Path) -> None:
     r = summary["requests"]
-    print(f"requests {r['total']} ({r['rps']}/s), accepted {r['accepted_202']}, back-pressure 503s "
-          f"{r['backpressure_503']}, failures {r['failures']}; POST /jobs p50 {r['post_jobs_p50_ms']} ms, "
-          f"p99 {r['post_jobs_p99_ms']} ms")
+    print(
+        f"requests {r['total']} ({r['rps']}/s), accepted {r['accepted_202']}, back-pressure 503s "
+        f"{r['backpressure_503']}, failures {r['failures']}; POST /jobs p50 {r['post_jobs_p50_ms']} ms, "
+        f"p99 {r['post_jobs_p99_ms']} ms"
+    )
     jobs = ", ".join(f"{k} {v['count']}" for k, v in summary["jobs"].items())
     print(f"jobs fetched finished: {jobs or 'none'}; service CPU {summary['service']['cpu_peak']} cores")
     if summary["locust"]["bottleneck"]:
         print(f"WARNING: {summary['locust']['bottleneck_reason']}")
     m = summary["machine"]
     if m["saturated"]:
-        print(f"WARNING: all {m['cpus']} CPUs were busy ({m['busy_peak_cores']} cores at the peak): locust and the "
-              "service competed for them (and with anything else running); the rates are lower bounds")
+        print(
+            f"WARNING: all {m['cpus']} CPUs were busy ({m['busy_peak_cores']} cores at the peak): locust and the "
+            "service competed for them (and with anything else running); the rates are lower bounds"
+        )
     print(f"summary: {out / 'summary.json'}")
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "loadtest", help="load-test the HTTP service with locust (headless), in separate processes",
+        "loadtest",
+        help="load-test the HTTP service with locust (headless), in separate processes",
         description="Start the service, run locust headless against it on 127.0.0.1, and store locust's CSVs, "
         "its HTML report and summary.json in RESULTS_DIR/<UTC timestamp>-<backend>/.",
     )
@@ -420,16 +507,35 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--users", type=positive_int, default=10, help="locust users at the peak (default 10)")
     p.add_argument("--spawn-rate", type=positive_float, default=10.0, help="users started per second (default 10)")
     p.add_argument("--duration", type=parse_duration, default=30.0, help="how long: 30s, 2m... (default 30s)")
-    p.add_argument("--shape", choices=profiles.SHAPES, default="steady",
-                   help="steady, ramp, spike, or overload (about 2x what the pool can serve)")
-    p.add_argument("--locust-workers", type=non_negative_int, default=0,
-                   help="run locust distributed here: one master and K workers (default 0: one process)")
-    p.add_argument("--mix", default=profiles.DEFAULT_MIX,
-                   help=f"job types and weights, e.g. 'noop:4,sleep:3', or a JSON list / @file.json "
-                   f"of {{type, weight, data, timeout, retries}} (default {profiles.DEFAULT_MIX})")
-    p.add_argument("--user-rate", type=float, default=0.0,
-                   help="iterations (one submit + one poll) per second per user; 0: as fast as possible "
-                   "(default; overload sets its own)")
-    p.add_argument("--drain-timeout", type=float, default=10.0, help="the service's drain deadline at the end (default 10)")
-    p.add_argument("--results-dir", default="results/loadtests", help="where runs are stored (default results/loadtests)")
+    p.add_argument(
+        "--shape",
+        choices=profiles.SHAPES,
+        default="steady",
+        help="steady, ramp, spike, or overload (about 2x what the pool can serve)",
+    )
+    p.add_argument(
+        "--locust-workers",
+        type=non_negative_int,
+        default=0,
+        help="run locust distributed here: one master and K workers (default 0: one process)",
+    )
+    p.add_argument(
+        "--mix",
+        default=profiles.DEFAULT_MIX,
+        help=f"job types and weights, e.g. 'noop:4,sleep:3', or a JSON list / @file.json "
+        f"of {{type, weight, data, timeout, retries}} (default {profiles.DEFAULT_MIX})",
+    )
+    p.add_argument(
+        "--user-rate",
+        type=float,
+        default=0.0,
+        help="iterations (one submit + one poll) per second per user; 0: as fast as possible "
+        "(default; overload sets its own)",
+    )
+    p.add_argument(
+        "--drain-timeout", type=float, default=10.0, help="the service's drain deadline at the end (default 10)"
+    )
+    p.add_argument(
+        "--results-dir", default="results/loadtests", help="where runs are stored (default results/loadtests)"
+    )
     p.set_defaults(func=run_loadtest)

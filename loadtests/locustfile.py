@@ -31,7 +31,9 @@ try:
 except ImportError:  # run by path from a checkout that is not installed
     import profiles  # type: ignore[no-redef]
 
-MIX = profiles.mix_from_env(os.environ.get(profiles.ENV_MIX) or profiles.mix_to_env(profiles.parse_mix(profiles.DEFAULT_MIX)))
+MIX = profiles.mix_from_env(
+    os.environ.get(profiles.ENV_MIX) or profiles.mix_to_env(profiles.parse_mix(profiles.DEFAULT_MIX))
+)
 WEIGHTS = [e.weight for e in MIX]
 BODIES = [e.body() for e in MIX]
 USER_RATE = float(os.environ.get(profiles.ENV_USER_RATE, "0"))
@@ -76,8 +78,14 @@ class JobUser(FastHttpUser):
         if info["status"] in FINISHED:
             self.pending.popleft()
             took = 1000 * (info["finished_at"] - info["accepted_at"])
-            events.request.fire(request_type="JOB", name=f"JOB {info['status']}", response_time=took,
-                                response_length=0, exception=None, context={})
+            events.request.fire(
+                request_type="JOB",
+                name=f"JOB {info['status']}",
+                response_time=took,
+                response_length=0,
+                exception=None,
+                context={},
+            )
 
 
 class PoolbenchShape(LoadTestShape):

@@ -15,7 +15,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = [
-    "DEFAULT_DATA", "DEFAULT_MIX", "MixEntry", "SHAPES", "estimate_capacity", "mean_ms", "parse_mix", "users_at",
+    "DEFAULT_DATA",
+    "DEFAULT_MIX",
+    "SHAPES",
+    "MixEntry",
+    "estimate_capacity",
+    "mean_ms",
+    "parse_mix",
+    "users_at",
 ]
 
 ENV_MIX = "POOLBENCH_MIX"  # JSON list of MixEntry dicts

@@ -38,8 +38,9 @@ import threading
 import time
 import weakref
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterable, Iterator
+from typing import Any, ClassVar
 
 from ._timer import Timer
 from .exceptions import (
@@ -320,7 +321,7 @@ class Job(concurrent.futures.Future):
                     return
         try:
             fn(self)
-        except Exception:
+        except Exception:  # noqa: BLE001 - logged and lost, as concurrent.futures does
             concurrent.futures._base.LOGGER.exception("exception calling callback for %r", self)
 
     def _keep_callback(self, fn: Callable[[Job], Any]) -> bool:
@@ -882,7 +883,7 @@ class Pool(ABC):
         self._check_options(priority, timeout, retry, None)
         self._prepare_check(fn)
         window = max(1, self.workers + self.queue_size)
-        return self._map(fn, zip(*iterables), window, priority, timeout, retry)
+        return self._map(fn, zip(*iterables, strict=False), window, priority, timeout, retry)
 
     def _prepare_check(self, fn: Callable[..., Any]) -> None:
         self._prepare(fn, ())
@@ -1157,14 +1158,31 @@ class Pool(ABC):
             waits = list(self._waits)
             runs = list(self._runs)
             counts = (
-                self._running, self._queued, self._retrying, self._submitted, self._succeeded,
-                self._failed, self._cancelled, self._timed_out, self._rejected, self._retried,
-                self._crashed, self._abandoned,
+                self._running,
+                self._queued,
+                self._retrying,
+                self._submitted,
+                self._succeeded,
+                self._failed,
+                self._cancelled,
+                self._timed_out,
+                self._rejected,
+                self._retried,
+                self._crashed,
+                self._abandoned,
             )
         w50, w95, w99 = _percentiles(waits)
         r50, r95, r99 = _percentiles(runs)
         return PoolStats(
-            self.backend, self.workers, *counts, w50, w95, w99, r50, r95, r99,
+            self.backend,
+            self.workers,
+            *counts,
+            w50,
+            w95,
+            w99,
+            r50,
+            r95,
+            r99,
             time.monotonic() - self._started_at,
         )
 
@@ -1290,8 +1308,13 @@ class Pool(ABC):
             with self._lock:
                 self._state = _CLOSED
                 report = ShutdownReport(
-                    self.backend, self._succeeded, self._failed, self._timed_out,
-                    tuple(self._shutdown_cancelled), tuple(self._shutdown_killed), abandoned,
+                    self.backend,
+                    self._succeeded,
+                    self._failed,
+                    self._timed_out,
+                    tuple(self._shutdown_cancelled),
+                    tuple(self._shutdown_killed),
+                    abandoned,
                     time.monotonic() - t0,
                 )
             self._report = report
@@ -1319,7 +1342,7 @@ def is_coroutine_function(fn: Any) -> bool:
         return bool(code.co_flags & _CO_COROUTINE)
     import inspect
 
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
 
 
 _FunctionType = type(is_coroutine_function)

@@ -27,7 +27,7 @@ class JobContext:
     ``wait()``) now and then: a Python thread cannot be stopped from outside.
     """
 
-    __slots__ = ("job_id", "attempt", "deadline", "_cancelled", "_event")
+    __slots__ = ("_cancelled", "_event", "attempt", "deadline", "job_id")
 
     # One lock for every context's rare state changes (cancel, first wait): a lock
     # per job would cost every job, and almost none ever waits or is cancelled.

@@ -110,7 +110,9 @@ def worker_main(conn, lock, states, starts) -> None:
                 out = _dump_failure(
                     job_id,
                     attempt,
-                    pickle.PicklingError(f"job {job_id} returned {type(value).__name__!s} that cannot be pickled: {err}"),
+                    pickle.PicklingError(
+                        f"job {job_id} returned {type(value).__name__!s} that cannot be pickled: {err}"
+                    ),
                 )
         del value, fn, args, payload
         send(out)

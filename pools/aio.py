@@ -31,20 +31,21 @@ import asyncio
 import concurrent.futures
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import _base
 from ._base import CANCELLED, ERROR, OK, Job, Pool
 from ._context import JobContext, _current
-from .exceptions import InvalidCallable, PoolClosed, PoolError
 from ._loop import run_private_loop
 from ._timer import DeadlineWatch
+from .exceptions import InvalidCallable, PoolClosed, PoolError
 
 __all__ = ["AsyncioPool"]
 
 
 class _Consumer:
-    __slots__ = ("task", "job", "attempt", "cancel_requested")
+    __slots__ = ("attempt", "cancel_requested", "job", "task")
 
     def __init__(self) -> None:
         self.task: asyncio.Task | None = None
@@ -115,8 +116,10 @@ class AsyncioPool(Pool):
         """Whether a cancelled consumer task means the end: the pool is stopping its
         consumers, or asyncio.run() is cancelling every task of the loop (the
         watchdog's cancellation tells the two apart from a job cancelling its own task)."""
-        return self._stopping or self._thread is not None and self._loop_gone() or (
-            self._watchdog is not None and self._watchdog.cancelling() > 0
+        return (
+            self._stopping
+            or (self._thread is not None and self._loop_gone())
+            or (self._watchdog is not None and self._watchdog.cancelling() > 0)
         )
 
     def _loop_ending(self) -> None:

@@ -22,9 +22,7 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="poolbench", description="Worker pools and the harness that measures them."
-    )
+    parser = argparse.ArgumentParser(prog="poolbench", description="Worker pools and the harness that measures them.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for target in COMMANDS.values():
         module, _, func = target.partition(":")

@@ -103,7 +103,8 @@ import sys
 import threading
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import cloudpickle
 from distributed import Client
@@ -113,10 +114,10 @@ from distributed.scheduler import KilledWorker
 from . import _base
 from ._base import CRASH, ERROR, OK, Job, Pool
 from ._context import JobContext, _current
-from ._timer import DeadlineWatch
-from ._process_worker import _dump_failure
-from .exceptions import InvalidArgument, InvalidCallable, PoolBroken, PoolError, RemoteTraceback, WorkerCrashed
 from ._loop import run_private_loop
+from ._process_worker import _dump_failure
+from ._timer import DeadlineWatch
+from .exceptions import InvalidArgument, InvalidCallable, PoolBroken, PoolError, RemoteTraceback, WorkerCrashed
 
 __all__ = ["DaskPool"]
 
@@ -169,7 +170,12 @@ def _clock_id() -> str | None:
 
 
 def _run_pack(
-    key: str, entries: list[tuple], *, clock: str | None, topic: str | None = None, flush: bool = False,
+    key: str,
+    entries: list[tuple],
+    *,
+    clock: str | None,
+    topic: str | None = None,
+    flush: bool = False,
 ) -> tuple[dict[int, bytes], list[int]]:
     """Run the jobs of one task in a Dask worker, in order. ``entries`` holds
     ``(job_id, attempt, deadline, remaining, timeout, payload)``: the first job's
@@ -219,11 +225,19 @@ def _run_pack(
                 kept[job_id] = out
                 continue
             try:
-                _push(worker, topic, [
-                    key, job_id, started if same_clock else None, out,
-                    None if nxt is None else entries[nxt[0]][0],
-                    nxt[2] if nxt is not None and same_clock else None,
-                ], flush)
+                _push(
+                    worker,
+                    topic,
+                    [
+                        key,
+                        job_id,
+                        started if same_clock else None,
+                        out,
+                        None if nxt is None else entries[nxt[0]][0],
+                        nxt[2] if nxt is not None and same_clock else None,
+                    ],
+                    flush,
+                )
             except Exception:  # noqa: BLE001 - the pool then fetches it with the task
                 kept[job_id] = out
                 if nxt is not None:  # ... so nothing after it may begin unannounced
@@ -284,7 +298,11 @@ async def _write_event(worker: Any, msg: dict, sent: concurrent.futures.Future) 
 
 
 def _begin_next(
-    key: str, entries: list[tuple], i: int, begun: set[int], same_clock: bool,
+    key: str,
+    entries: list[tuple],
+    i: int,
+    begun: set[int],
+    same_clock: bool,
 ) -> tuple[int, JobContext, float] | None:
     """Begin the first job from ``entries[i]`` on that has no tombstone: register
     its context (a cancel that comes later reaches it). None if none is left."""
@@ -452,7 +470,9 @@ class _LocalClusterProcess:
             chunk = os.read(fd, 4096)
             if not chunk:
                 code = self.proc.wait()
-                raise PoolBroken(f"the pool's LocalCluster process exited with code {code} before serving (see its output)")
+                raise PoolBroken(
+                    f"the pool's LocalCluster process exited with code {code} before serving (see its output)"
+                )
             data += chunk
         return data.decode().strip()
 
@@ -484,7 +504,7 @@ _CLOSED = "closed"  # ended, skipped, or taken back to the queue
 class _Attempt:
     """One job's place in a task on the cluster (loop thread; fields under the pool lock)."""
 
-    __slots__ = ("job", "attempt", "task", "index", "state", "deadline", "abandoned", "revoking", "late")
+    __slots__ = ("abandoned", "attempt", "deadline", "index", "job", "late", "revoking", "state", "task")
 
     def __init__(self, job: Job, attempt: int, task: _Task, state: str, deadline: float | None) -> None:
         self.job = job
@@ -505,7 +525,7 @@ class _Attempt:
 class _Task:
     """One Dask task: the jobs it runs, in order (the first is running from its dispatch)."""
 
-    __slots__ = ("key", "priority", "slots", "by_id", "cursor", "future", "ended")
+    __slots__ = ("by_id", "cursor", "ended", "future", "key", "priority", "slots")
 
     def __init__(self, key: str, priority: int) -> None:
         self.key = key
@@ -554,7 +574,9 @@ class DaskPool(Pool):
         # Deadlines of running jobs, watched as the thread and asyncio backends do.
         self._deadlines = DeadlineWatch(self._timer, self._on_deadline)
         if address is not None and (not isinstance(address, str) or not address):
-            raise InvalidArgument(f"address must be a scheduler address like 'tcp://host:8786', or None; got {address!r}")
+            raise InvalidArgument(
+                f"address must be a scheduler address like 'tcp://host:8786', or None; got {address!r}"
+            )
         if processes is not None and not isinstance(processes, bool):
             raise InvalidArgument(f"processes must be True or False, got {processes!r}")
         if address is not None and processes is not None:
@@ -637,7 +659,7 @@ class DaskPool(Pool):
             connect = asyncio.run_coroutine_threadsafe(self._connect(address), self._loop)
             try:
                 connect.result(self.connect_timeout + 5.0)
-            except (OSError, concurrent.futures.TimeoutError, asyncio.TimeoutError) as err:
+            except (TimeoutError, OSError, concurrent.futures.TimeoutError) as err:
                 connect.cancel()
                 raise PoolBroken(f"pool {self.name} cannot reach the Dask scheduler at {address}: {err}") from err
         except BaseException:
@@ -789,8 +811,15 @@ class DaskPool(Pool):
         keys = [task.key for task in tasks]
         try:
             futures = self._client.map(
-                _run_pack, keys, entries, clock=_clock_id(), topic=self._topic, flush=self._flush,
-                key=keys, pure=False, priority=priority,
+                _run_pack,
+                keys,
+                entries,
+                clock=_clock_id(),
+                topic=self._topic,
+                flush=self._flush,
+                key=keys,
+                pure=False,
+                priority=priority,
             )
         except Exception as exc:  # noqa: BLE001 - the client refused them (closed, say): their first jobs fail
             with self._lock:
@@ -799,7 +828,7 @@ class DaskPool(Pool):
             for task in tasks:
                 self._finish_attempt(task.slots[0].job, task.slots[0].attempt, ERROR, exc)
             return
-        for task, future in zip(tasks, futures):
+        for task, future in zip(tasks, futures, strict=False):
             task.future = future
             self._spawn(self._track(task))
 
@@ -866,7 +895,7 @@ class DaskPool(Pool):
     def _skip_to_locked(self, task: _Task, index: int, lost: list[_Attempt]) -> None:
         """The task has gone past every slot before ``index`` that is still open: it
         skipped them (they had a tombstone), so none of them began."""
-        for slot in task.slots[task.cursor:index]:
+        for slot in task.slots[task.cursor : index]:
             if slot.state is _PACKED:
                 self._unprefetch_locked(slot.job)  # taken back (the answer is on its way), or cancelled
             elif slot.state is _BEGUN and slot.job._status is _base.RUNNING and slot.job.attempt == slot.attempt:
@@ -891,7 +920,7 @@ class DaskPool(Pool):
         if task.ended:
             return
         task.ended = True
-        for slot in task.slots[task.cursor:]:
+        for slot in task.slots[task.cursor :]:
             if slot.state is _PACKED:
                 self._unprefetch_locked(slot.job)  # no attempt used: it never began
             self._close_locked(slot)
@@ -957,7 +986,7 @@ class DaskPool(Pool):
         """Whether a job of the ended task still waits for its outcome (kept by the task)."""
         return any(
             slot.state is _BEGUN and slot.job._status is _base.RUNNING and slot.job.attempt == slot.attempt
-            for slot in task.slots[task.cursor:]
+            for slot in task.slots[task.cursor :]
         )
 
     def _conclude(
@@ -968,7 +997,7 @@ class DaskPool(Pool):
         # Decoded before the lock (it unpickles values); the slots are the loop's own.
         decoded = {
             slot.job.job_id: self._decode(slot.job, slot.attempt, kept[slot.job.job_id])
-            for slot in task.slots[task.cursor:]
+            for slot in task.slots[task.cursor :]
             if slot.job.job_id in kept
         }
         arm: list[_Attempt] = []
@@ -976,7 +1005,7 @@ class DaskPool(Pool):
         lost: list[_Attempt] = []
         now = time.monotonic()
         with self._lock:
-            for slot in task.slots[task.cursor:]:
+            for slot in task.slots[task.cursor :]:
                 outcome = decoded.get(slot.job.job_id)
                 settled = None
                 if outcome is not None:
@@ -1018,9 +1047,7 @@ class DaskPool(Pool):
             while self._to_fetch:
                 batch, self._to_fetch = self._to_fetch, []
                 try:
-                    data = await self._client.gather(
-                        {task.key: task.future for task, _ in batch}, errors="skip"
-                    )
+                    data = await self._client.gather({task.key: task.future for task, _ in batch}, errors="skip")
                 except Exception:  # noqa: BLE001 - each task is then asked for on its own
                     data = {}
                 for task, waiter in batch:
@@ -1118,7 +1145,8 @@ class DaskPool(Pool):
         jobs packed behind it that have not begun."""
         with self._lock:
             behind = [
-                s for s in slot.task.slots[slot.index + 1:]
+                s
+                for s in slot.task.slots[slot.index + 1 :]
                 if s.state is _PACKED and not s.revoking and s.job._prefetched
             ]
             for s in behind:
@@ -1168,7 +1196,9 @@ class DaskPool(Pool):
             return []
         waiting = []
         for task in self._inflight.values():
-            packed = [s for s in task.slots[task.cursor:] if s.state is _PACKED and not s.revoking and s.job._prefetched]
+            packed = [
+                s for s in task.slots[task.cursor :] if s.state is _PACKED and not s.revoking and s.job._prefetched
+            ]
             if packed:
                 waiting.append(packed)
         picks: list[_Attempt] = []
@@ -1200,7 +1230,7 @@ class DaskPool(Pool):
             began = None
         with self._lock:
             self._revoking -= len(slots)
-            for slot, item in zip(slots, items):
+            for slot, item in zip(slots, items, strict=False):
                 slot.revoking = False
                 if began is not None and item not in began and slot.state is _PACKED:
                     if slot.job._prefetched:

@@ -11,20 +11,20 @@ from __future__ import annotations
 import concurrent.futures
 
 __all__ = [
-    "PoolError",
+    "BackendUnavailable",
     "InvalidArgument",
     "InvalidCallable",
-    "UnknownBackend",
-    "BackendUnavailable",
-    "QueueFull",
-    "PoolClosed",
-    "JobTimeout",
     "JobCancelled",
-    "WorkerCrashed",
-    "PoolBroken",
-    "NoCurrentJob",
-    "RemoteTraceback",
+    "JobTimeout",
     "Leaked",
+    "NoCurrentJob",
+    "PoolBroken",
+    "PoolClosed",
+    "PoolError",
+    "QueueFull",
+    "RemoteTraceback",
+    "UnknownBackend",
+    "WorkerCrashed",
 ]
 
 

@@ -23,13 +23,14 @@ import asyncio
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ._context import current_context
 from .exceptions import InvalidArgument, NoCurrentJob
 
-__all__ = ["JobType", "JobTypeFailure", "REGISTRY", "job_for", "names", "validate"]
+__all__ = ["REGISTRY", "JobType", "JobTypeFailure", "job_for", "names", "validate"]
 
 MAX_MS = 60_000.0  # no single job may ask for more than a minute
 
@@ -208,7 +209,10 @@ REGISTRY: dict[str, JobType] = {
         JobType("cpu", cpu, acpu, _v_ms("cpu"), "pure-Python work for data.ms ms of CPU time"),
         JobType("fail", fail, afail, _v_fail, "after data.ms, fails with data.probability (default 1)"),
         JobType(
-            "heavy_tail", heavy_tail, aheavy_tail, _v_heavy_tail,
+            "heavy_tail",
+            heavy_tail,
+            aheavy_tail,
+            _v_heavy_tail,
             "sleeps a Pareto(data.alpha) duration, at least data.scale_ms, at most data.max_ms",
         ),
     )

@@ -44,7 +44,8 @@ import signal
 import struct
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import _base
 from ._base import CRASH, ERROR, OK, Job, Pool
@@ -56,8 +57,7 @@ __all__ = ["ProcessPool"]
 _STOP = b""
 
 _SIGNAL_CAUSES = {
-    signal.SIGKILL: "killed by SIGKILL: most often the kernel's out-of-memory killer (see dmesg), "
-    "or another process",
+    signal.SIGKILL: "killed by SIGKILL: most often the kernel's out-of-memory killer (see dmesg), or another process",
     signal.SIGSEGV: "a segmentation fault: a bug in native code (a C extension, ctypes)",
     signal.SIGABRT: "an abort in native code (a failed assertion in a C library)",
     signal.SIGBUS: "a bus error in native code (a truncated memory-mapped file, say)",
@@ -107,7 +107,7 @@ class _Inbox:
     calls as the data allows: one read takes every result sent so far, where
     ``recv_bytes`` costs two reads and a poll per message."""
 
-    __slots__ = ("fd", "buf")
+    __slots__ = ("buf", "fd")
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
@@ -136,7 +136,7 @@ class _Inbox:
                 if not more:
                     raise EOFError
                 buf += more
-            out.append(bytes(buf[pos + head:end]))
+            out.append(bytes(buf[pos + head : end]))
             pos = end
         del buf[:pos]
         return out
@@ -160,7 +160,7 @@ class _SlotLock:
     lock would leave it held for ever, so the manager waits for it only while the
     worker lives; a dead worker changes no slot any more."""
 
-    __slots__ = ("_lock", "_process", "_held")
+    __slots__ = ("_held", "_lock", "_process")
 
     def __init__(self, lock: Any, process: Any) -> None:
         self._lock, self._process, self._held = lock, process, False
@@ -180,8 +180,21 @@ class _SlotLock:
 
 class _Worker:
     __slots__ = (
-        "process", "sentinel", "conn", "inbox", "job", "attempt", "deadline", "ready", "slot",
-        "backlog", "backlog_bytes", "free", "lock", "states", "starts",
+        "attempt",
+        "backlog",
+        "backlog_bytes",
+        "conn",
+        "deadline",
+        "free",
+        "inbox",
+        "job",
+        "lock",
+        "process",
+        "ready",
+        "sentinel",
+        "slot",
+        "starts",
+        "states",
     )
 
     def __init__(self, process: Any, conn: Any, lock: Any = None, states: Any = None, starts: Any = None) -> None:
@@ -307,7 +320,7 @@ class ProcessPool(Pool):
     def _manage(self) -> None:
         try:
             self._manage_loop()
-        except BaseException as exc:  # noqa: BLE001 - no worker can be had: fail the jobs, loudly
+        except BaseException as exc:
             self._break(exc)
             raise
 
@@ -432,7 +445,7 @@ class ProcessPool(Pool):
                 state = w.states[slot]
                 if state == PENDING and job._status is not _base.QUEUED:
                     w.states[slot] = state = CANCELLED  # cancelled before the worker got to it
-            if state == CANCELLED or state == REVOKED:
+            if state in (CANCELLED, REVOKED):
                 return  # the worker will skip it and say so
             w.backlog.popleft()
             w.backlog_bytes -= size
@@ -582,7 +595,7 @@ class ProcessPool(Pool):
                     share = 0  # refill once half the backlog is gone: one message for several jobs
                 for _ in range(share):
                     room = PREFETCH_BYTES - w.backlog_bytes
-                    nxt = self._take_prefetch_locked(lambda j: _size(j) <= room)
+                    nxt = self._take_prefetch_locked(lambda j, room=room: _size(j) <= room)
                     if nxt is None:
                         break
                     slot = w.free.pop()

@@ -21,7 +21,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import _base
 from ._base import ERROR, OK, RUNNING, Job, Pool
@@ -60,9 +61,7 @@ class ThreadPool(Pool):
                 self._spawn_locked()
 
     def _spawn_locked(self) -> None:
-        thread = threading.Thread(
-            target=self._worker, name=f"{self.name}-worker-{next(self._thread_ids)}", daemon=True
-        )
+        thread = threading.Thread(target=self._worker, name=f"{self.name}-worker-{next(self._thread_ids)}", daemon=True)
         self._threads.add(thread)
         thread.start()
 

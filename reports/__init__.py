@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["write_report", "write_comparison", "ReportError"]
+__all__ = ["ReportError", "write_comparison", "write_report"]
 
 
 def __getattr__(name: str) -> Any:

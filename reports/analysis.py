@@ -16,14 +16,14 @@ from scenarios.stats import ALPHA, Comparison, Estimate, compare, median_ci
 from .data import RunData, finite
 from .tables import fmt
 
-__all__ = ["values", "estimate", "Ratio", "ratio", "significance", "min_p", "sweep_value", "job_phrase"]
+__all__ = ["Ratio", "estimate", "job_phrase", "min_p", "ratio", "significance", "sweep_value", "values"]
 
 
 def values(data: RunData, scenario: str, variant: str, backend: str, column: str) -> dict[int, float]:
     """repeat → value, for the successful repeats of one case on one backend."""
     ok = data.ok
     g = ok[(ok.scenario == scenario) & (ok.variant == variant) & (ok.backend == backend)]
-    return {int(r): float(v) for r, v in zip(g.repeat, g[column]) if finite(v)}
+    return {int(r): float(v) for r, v in zip(g.repeat, g[column], strict=False) if finite(v)}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -55,7 +55,13 @@ class Ratio:
 
 
 def ratio(
-    data: RunData, scenario: str, variant: str, a: str, b: str, column: str = "throughput", *,
+    data: RunData,
+    scenario: str,
+    variant: str,
+    a: str,
+    b: str,
+    column: str = "throughput",
+    *,
     higher_is_better: bool = True,
 ) -> Ratio | None:
     va = values(data, scenario, variant, a, column)
@@ -94,18 +100,21 @@ def times(x: float) -> str:
 
 
 def ratio_text(r: Ratio, what: str) -> str:
-    """"1.24× as fast as process (ratio of the medians; 95% CI of the per-repeat
+    """ "1.24× as fast as process (ratio of the medians; 95% CI of the per-repeat
     ratios 1.05–1.42, 2 repeats; <significance>)". The point is the ratio of the
     medians, so it agrees with the tables and the winner; the interval is
     median_ci over the paired per-repeat ratios."""
     e = r.est
-    ci = ("1 paired repeat: no interval" if e.n < 2
-          else f"95% CI of the per-repeat ratios {times(e.low)}–{times(e.high)}, {e.n} paired repeats")
+    ci = (
+        "1 paired repeat: no interval"
+        if e.n < 2
+        else f"95% CI of the per-repeat ratios {times(e.low)}–{times(e.high)}, {e.n} paired repeats"
+    )
     return f"{times(r.cmp.ratio)} {what} {r.b} ({ci}; {r.significance()})"
 
 
 def sweep_value(variant: str):
-    """"workers=4" → 4.0; "overflow=block-wait" → "block-wait"."""
+    """ "workers=4" → 4.0; "overflow=block-wait" → "block-wait"."""
     _, _, raw = variant.partition("=")
     try:
         return float(raw)
@@ -134,5 +143,5 @@ def ordered_variants(data: RunData, scenario: str) -> list[str]:
     variants = list(dict.fromkeys(data.df[data.df.scenario == scenario].variant.tolist()))
     vals = [sweep_value(v) for v in variants]
     if all(isinstance(v, float) for v in vals):
-        return [v for _, v in sorted(zip(vals, variants))]
+        return [v for _, v in sorted(zip(vals, variants, strict=False))]
     return variants

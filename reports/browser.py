@@ -28,12 +28,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["find_chromium", "check_page", "PageCheck", "BrowserError", "FLAGS"]
+__all__ = ["FLAGS", "BrowserError", "PageCheck", "check_page", "find_chromium"]
 
 FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage", "--hide-scrollbars", "--mute-audio",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+    "--mute-audio",
 )
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 
@@ -88,7 +96,7 @@ class _Pipe:
             msg["sessionId"] = session
         data = json.dumps(msg).encode() + b"\0"
         while data:
-            data = data[os.write(self.w, data):]
+            data = data[os.write(self.w, data) :]
         return self.next_id
 
     def _read_one(self, deadline: float) -> dict:
@@ -141,13 +149,22 @@ def _describe(event: dict) -> tuple[str, bool]:
         text = (d.get("exception") or {}).get("description") or d.get("text") or "exception"
         return f"uncaught: {text}", True
     entry = p.get("entry") or {}
-    return f"log.{entry.get('level')} ({entry.get('source')}): {entry.get('text')} {entry.get('url', '')}".strip(), \
-        entry.get("level") in ("error", "warning")
+    return (
+        f"log.{entry.get('level')} ({entry.get('source')}): {entry.get('text')} {entry.get('url', '')}".strip(),
+        entry.get("level") in ("error", "warning"),
+    )
 
 
 def check_page(
-    path: str, screenshot: str, *, width: int = 1280, height: int = 2000, expressions: dict[str, str] | None = None,
-    timeout: float = 60.0, executable: str | None = None, full_page: bool = False,
+    path: str,
+    screenshot: str,
+    *,
+    width: int = 1280,
+    height: int = 2000,
+    expressions: dict[str, str] | None = None,
+    timeout: float = 60.0,
+    executable: str | None = None,
+    full_page: bool = False,
 ) -> PageCheck:
     """Load ``path`` (a local HTML file) in headless Chromium, evaluate each of
     ``expressions`` (JavaScript, JSON-serializable results) after the load event,
@@ -163,12 +180,29 @@ def check_page(
     log = open(os.path.join(profile, "chromium.log"), "w+")  # noqa: SIM115 - closed in finally
     # A trampoline puts our pipe ends on fds 3 and 4, where --remote-debugging-pipe
     # expects them, then becomes Chromium (same pid, so the same process group).
-    cmd = [sys.executable, "-c", _TRAMPOLINE, str(to_chrome_r), str(from_chrome_w), exe, *FLAGS,
-           f"--user-data-dir={profile}", "--remote-debugging-pipe", f"--window-size={width},{height}", "about:blank"]
+    cmd = [
+        sys.executable,
+        "-c",
+        _TRAMPOLINE,
+        str(to_chrome_r),
+        str(from_chrome_w),
+        exe,
+        *FLAGS,
+        f"--user-data-dir={profile}",
+        "--remote-debugging-pipe",
+        f"--window-size={width},{height}",
+        "about:blank",
+    ]
     proc = None
     try:
-        proc = subprocess.Popen(cmd, pass_fds=(to_chrome_r, from_chrome_w), stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=log, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            pass_fds=(to_chrome_r, from_chrome_w),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
         os.close(to_chrome_r)
         os.close(from_chrome_w)
         to_chrome_r = from_chrome_w = -1
@@ -194,28 +228,45 @@ def check_page(
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def _drive(pipe: _Pipe, url: str, screenshot: str, width: int, height: int, expressions: dict[str, str],
-           timeout: float, full_page: bool) -> PageCheck:
+def _drive(
+    pipe: _Pipe,
+    url: str,
+    screenshot: str,
+    width: int,
+    height: int,
+    expressions: dict[str, str],
+    timeout: float,
+    full_page: bool,
+) -> PageCheck:
     target = pipe.call("Target.createTarget", {"url": "about:blank"}, timeout=timeout)["targetId"]
     session = pipe.call("Target.attachToTarget", {"targetId": target, "flatten": True}, timeout=timeout)["sessionId"]
     for domain in ("Runtime.enable", "Log.enable", "Page.enable"):
         pipe.call(domain, session=session, timeout=timeout)
-    pipe.call("Emulation.setDeviceMetricsOverride",
-              {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}, session, timeout=timeout)
+    pipe.call(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+        session,
+        timeout=timeout,
+    )
     pipe.call("Page.navigate", {"url": url}, session, timeout=timeout)
     pipe.wait_event("Page.loadEventFired", session, timeout=timeout)
     check = PageCheck(screenshot)
     for name, expr in expressions.items():
-        out = pipe.call("Runtime.evaluate", {"expression": expr, "returnByValue": True, "awaitPromise": True},
-                        session, timeout=timeout)
+        out = pipe.call(
+            "Runtime.evaluate",
+            {"expression": expr, "returnByValue": True, "awaitPromise": True},
+            session,
+            timeout=timeout,
+        )
         if "exceptionDetails" in out:
             check.errors.append(f"check {name!r} threw: {out['exceptionDetails'].get('text')}")
         check.results[name] = (out.get("result") or {}).get("value")
     params: dict[str, Any] = {"format": "png"}
     if full_page:
         size = pipe.call("Page.getLayoutMetrics", session=session, timeout=timeout)["cssContentSize"]
-        params.update(captureBeyondViewport=True,
-                      clip={"x": 0, "y": 0, "width": width, "height": size["height"], "scale": 1})
+        params.update(
+            captureBeyondViewport=True, clip={"x": 0, "y": 0, "width": width, "height": size["height"], "scale": 1}
+        )
     shot = pipe.call("Page.captureScreenshot", params, session, timeout=timeout)
     with open(screenshot, "wb") as f:
         f.write(base64.b64decode(shot["data"]))
@@ -223,7 +274,10 @@ def _drive(pipe: _Pipe, url: str, screenshot: str, width: int, height: int, expr
     pipe.call("Runtime.evaluate", {"expression": "0"}, session, timeout=timeout)
     for event in pipe.events:
         if event.get("sessionId") != session or event["method"] not in (
-                "Runtime.consoleAPICalled", "Runtime.exceptionThrown", "Log.entryAdded"):
+            "Runtime.consoleAPICalled",
+            "Runtime.exceptionThrown",
+            "Log.entryAdded",
+        ):
             continue
         text, is_error = _describe(event)
         check.console.append(text)

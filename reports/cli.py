@@ -13,7 +13,8 @@ __all__ = ["add_command", "report_command"]
 
 def add_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "report", help="write the HTML report of a run (or compare two runs), with its tables as CSV and Markdown",
+        "report",
+        help="write the HTML report of a run (or compare two runs), with its tables as CSV and Markdown",
         description="Read the SQLite results, the locust CSVs and the pytest-benchmark JSON and write one "
         "self-contained HTML file (plots inlined, nothing fetched when it is opened), plus the tables as CSV "
         "and Markdown beside it.",
@@ -21,15 +22,25 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--run", type=int, metavar="ID", help="the run to report on")
     which.add_argument("--last", action="store_true", help="the last run in the database (the default)")
-    which.add_argument("--compare", type=int, nargs=2, metavar=("RUN_A", "RUN_B"),
-                       help="compare RUN_B against the baseline RUN_A: significant changes marked")
-    p.add_argument("-o", "--output", metavar="PATH",
-                   help="the HTML file to write (default: reports/run-ID.html next to the database); "
-                   "the .csv and .md tables go beside it")
+    which.add_argument(
+        "--compare",
+        type=int,
+        nargs=2,
+        metavar=("RUN_A", "RUN_B"),
+        help="compare RUN_B against the baseline RUN_A: significant changes marked",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        help="the HTML file to write (default: reports/run-ID.html next to the database); "
+        "the .csv and .md tables go beside it",
+    )
     p.add_argument("--db", default=None, help="SQLite file (default results/poolbench.db)")
     p.add_argument("--loadtests", metavar="DIR", help="locust results (default: loadtests/ next to the database)")
-    p.add_argument("--benchmarks", metavar="PATH",
-                   help="pytest-benchmark JSON (default: benchmarks.json next to the database)")
+    p.add_argument(
+        "--benchmarks", metavar="PATH", help="pytest-benchmark JSON (default: benchmarks.json next to the database)"
+    )
     p.set_defaults(func=report_command)
 
 

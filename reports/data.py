@@ -20,7 +20,7 @@ from typing import Any
 from scenarios import store
 from scenarios.summary import Row, summarize
 
-__all__ = ["ReportError", "RunData", "LoadTest", "load_run", "load_loadtests", "load_benchmarks", "case_key"]
+__all__ = ["LoadTest", "ReportError", "RunData", "case_key", "load_benchmarks", "load_loadtests", "load_run"]
 
 NUMERIC = store.METRICS
 
@@ -120,7 +120,11 @@ def resolve_run(db: str, run_id: int | None) -> int:
 
 
 def load_run(
-    db: str, run_id: int | None = None, *, loadtests_dir: str | None = None, benchmarks_path: str | None = None,
+    db: str,
+    run_id: int | None = None,
+    *,
+    loadtests_dir: str | None = None,
+    benchmarks_path: str | None = None,
 ) -> RunData:
     import pandas as pd
 
@@ -221,7 +225,7 @@ def load_loadtests(root: str) -> list[LoadTest]:
         stamp, _, backend = name.partition("-")
         backend = backend.rsplit("-", 1)[0] if backend.rsplit("-", 1)[-1].isdigit() else backend
         lt = LoadTest(path, stamp, backend or "?")
-        stats = [p for p in glob.glob(os.path.join(path, "*_stats.csv"))]
+        stats = list(glob.glob(os.path.join(path, "*_stats.csv")))
         history = glob.glob(os.path.join(path, "*_stats_history.csv"))
         failures = glob.glob(os.path.join(path, "*_failures.csv"))
         summary = os.path.join(path, "summary.json")
@@ -269,23 +273,30 @@ def load_benchmarks(path: str):
             jobs = extra.get("jobs")
             data = [t for t in (stats.get("data") or []) if t and t > 0]
             median = stats.get("median")
-            rows.append({
-                "group": b.get("group") or "",
-                "name": b.get("name"),
-                "contender": extra.get("backend") or b.get("param") or b.get("name"),
-                "jobs": jobs,
-                "median_s": median,
-                "rounds": stats.get("rounds"),
-                "jobs_per_s": (jobs / median) if jobs and median else None,
-                "round_jobs_per_s": [jobs / t for t in data] if jobs else [],
-            })
+            rows.append(
+                {
+                    "group": b.get("group") or "",
+                    "name": b.get("name"),
+                    "contender": extra.get("backend") or b.get("param") or b.get("name"),
+                    "jobs": jobs,
+                    "median_s": median,
+                    "rounds": stats.get("rounds"),
+                    "jobs_per_s": (jobs / median) if jobs and median else None,
+                    "round_jobs_per_s": [jobs / t for t in data] if jobs else [],
+                }
+            )
     except (OSError, ValueError, TypeError, AttributeError) as e:
         return None, {}, f"micro-benchmarks unreadable ({path}: {type(e).__name__}: {e})"
     if not rows:
         return None, {}, f"no micro-benchmarks in {path}"
     commit = (raw.get("commit_info") or {}).get("id")
-    meta = {"path": path, "datetime": raw.get("datetime"), "commit": commit,
-            "dirty": (raw.get("commit_info") or {}).get("dirty"), "version": raw.get("version")}
+    meta = {
+        "path": path,
+        "datetime": raw.get("datetime"),
+        "commit": commit,
+        "dirty": (raw.get("commit_info") or {}).get("dirty"),
+        "version": raw.get("version"),
+    }
     return pd.DataFrame(rows), meta, None
 
 

@@ -10,7 +10,7 @@ from .data import LoadTest, RunData, finite
 from .markup import Cell, esc, figure, para, table
 from .tables import fmt
 
-__all__ = ["loadtests_html", "benchmarks_html"]
+__all__ = ["benchmarks_html", "loadtests_html"]
 
 BACKPRESSURE = "503"
 
@@ -24,8 +24,17 @@ def _num(value) -> float | None:
 
 
 def _stats_table(lt: LoadTest) -> str:
-    cols = [("Type", ""), ("Name", ""), ("Request Count", ""), ("Failure Count", ""), ("Requests/s", ""),
-            ("50%", "ms"), ("95%", "ms"), ("99%", "ms"), ("Max Response Time", "ms")]
+    cols = [
+        ("Type", ""),
+        ("Name", ""),
+        ("Request Count", ""),
+        ("Failure Count", ""),
+        ("Requests/s", ""),
+        ("50%", "ms"),
+        ("95%", "ms"),
+        ("99%", "ms"),
+        ("Max Response Time", "ms"),
+    ]
     cols = [(c, t) for c, t in cols if c in lt.stats.columns]
     rows = []
     for rec in lt.stats.to_dict("records"):
@@ -35,8 +44,11 @@ def _stats_table(lt: LoadTest) -> str:
             n = _num(v)
             cells.append(Cell(fmt(n) if n is not None else ("" if v is None or v != v else v), n))
         rows.append(("", cells))
-    return table([(c + (f" ({t})" if t else ""), "") for c, t in cols], rows,
-                 caption="locust statistics per request name (JOB rows: a job's time from accepted to finished)")
+    return table(
+        [(c + (f" ({t})" if t else ""), "") for c, t in cols],
+        rows,
+        caption="locust statistics per request name (JOB rows: a job's time from accepted to finished)",
+    )
 
 
 def _backpressure_share(lt: LoadTest) -> tuple[float, float] | None:
@@ -92,9 +104,11 @@ def _history_plot(lt: LoadTest) -> tuple[str | None, str]:
     else:
         a3.plot(agg.t, 100 * agg["Failures/s"] / agg["Requests/s"].where(agg["Requests/s"] > 0), "-", color="#d62728")
         a3.set_title("failures, % of requests", fontsize=9)
-        note = ("The 503 rate over time is not recorded: the stats history holds only the Aggregated row "
-                "(locust's --csv-full-history would add one row per name). The right panel shows failures instead; "
-                "declared 503 back-pressure answers count as successes, not failures.")
+        note = (
+            "The 503 rate over time is not recorded: the stats history holds only the Aggregated row "
+            "(locust's --csv-full-history would add one row per name). The right panel shows failures instead; "
+            "declared 503 back-pressure answers count as successes, not failures."
+        )
     a3.set_xlabel("seconds", fontsize=8)
     a3.set_ylabel("%", fontsize=8)
     return plots.to_uri(fig), note
@@ -102,8 +116,10 @@ def _history_plot(lt: LoadTest) -> tuple[str | None, str]:
 
 def loadtests_html(data: RunData) -> str:
     if not data.loadtests:
-        return para("No load-test data: `poolbench loadtest` has not stored any locust results next to this database.",
-                    "missing")
+        return para(
+            "No load-test data: `poolbench loadtest` has not stored any locust results next to this database.",
+            "missing",
+        )
     out = []
     for lt in data.loadtests:
         cfg = (lt.summary or {}).get("config") or {}
@@ -114,8 +130,12 @@ def loadtests_html(data: RunData) -> str:
         share = _backpressure_share(lt)
         if share is not None:
             b503, total = share
-            out.append(para(f"POST /jobs answered with 503 back-pressure: {fmt(b503, 'int')} of {fmt(total, 'int')} "
-                            f"({100 * b503 / total if total else 0:.1f}%)."))
+            out.append(
+                para(
+                    f"POST /jobs answered with 503 back-pressure: {fmt(b503, 'int')} of {fmt(total, 'int')} "
+                    f"({100 * b503 / total if total else 0:.1f}%)."
+                )
+            )
         summary = lt.summary or {}
         if (summary.get("locust") or {}).get("bottleneck"):
             out.append(para("Warning: " + str(summary["locust"].get("bottleneck_reason")), "missing"))
@@ -138,8 +158,12 @@ def benchmarks_html(data: RunData) -> str:
     if bench is None or bench.empty:
         return para("No micro-benchmarks: run `make bench` (it writes results/benchmarks.json).", "missing")
     meta = data.bench_meta
-    out = [para(f"pytest-benchmark results from {meta.get('path')} ({meta.get('datetime')}, commit "
-                f"{(meta.get('commit') or '?')[:10]}{' with local changes' if meta.get('dirty') else ''}).")]
+    out = [
+        para(
+            f"pytest-benchmark results from {meta.get('path')} ({meta.get('datetime')}, commit "
+            f"{(meta.get('commit') or '?')[:10]}{' with local changes' if meta.get('dirty') else ''})."
+        )
+    ]
     rows = []
     groups = list(dict.fromkeys(bench.group.tolist()))
     sentences = []
@@ -151,30 +175,57 @@ def benchmarks_html(data: RunData) -> str:
             est = median_ci(rounds) if rounds else None
             ests[rec["contender"]] = (est, rounds, rec)
             med = est.median if est else rec["jobs_per_s"]
-            rows.append(("", [
-                Cell(grp), Cell(rec["contender"]), Cell(fmt(rec["jobs"], "int"), rec["jobs"]),
-                Cell(fmt((rec["median_s"] or 0) * 1000), (rec["median_s"] or 0) * 1000),
-                Cell(fmt(med), med),
-                Cell(f"{fmt(est.low)}–{fmt(est.high)}" if est and est.n > 1 else "—", est.low if est else None),
-                Cell(fmt(rec["rounds"], "int"), rec["rounds"]),
-            ]))
+            rows.append(
+                (
+                    "",
+                    [
+                        Cell(grp),
+                        Cell(rec["contender"]),
+                        Cell(fmt(rec["jobs"], "int"), rec["jobs"]),
+                        Cell(fmt((rec["median_s"] or 0) * 1000), (rec["median_s"] or 0) * 1000),
+                        Cell(fmt(med), med),
+                        Cell(f"{fmt(est.low)}–{fmt(est.high)}" if est and est.n > 1 else "—", est.low if est else None),
+                        Cell(fmt(rec["rounds"], "int"), rec["rounds"]),
+                    ],
+                )
+            )
         ranked = sorted((k for k in ests if ests[k][1]), key=lambda k: -ests[k][0].median)
         if len(ranked) >= 2:
             a, b = ranked[0], ranked[1]
             c = compare(ests[a][1], ests[b][1])
             sentences.append(f"{grp}: {a} fastest, {c.ratio:.2f}× the jobs/s of {b} ({c.verdict}, p={c.p_value:.3f})")
-    out.append(table([("group", ""), ("contender", ""), ("jobs per round", ""), ("median round ms", ""),
-                      ("jobs/s", "jobs per round / round time, median round"), ("95% CI", "bootstrap over rounds"),
-                      ("rounds", "")], rows, caption="micro-benchmarks: each round submits a batch and waits for it"))
+    out.append(
+        table(
+            [
+                ("group", ""),
+                ("contender", ""),
+                ("jobs per round", ""),
+                ("median round ms", ""),
+                ("jobs/s", "jobs per round / round time, median round"),
+                ("95% CI", "bootstrap over rounds"),
+                ("rounds", ""),
+            ],
+            rows,
+            caption="micro-benchmarks: each round submits a batch and waits for it",
+        )
+    )
     if sentences:
         out.append(para("; ".join(sentences) + "."))
     most = max(len(bench[bench.group == g]) for g in groups)
-    fig, axes = plots.figure(len(groups), width=min(11.0, 4.6 * len(groups)), height=0.9 + 0.28 * most, left=2.0,
-                             wspace=2.2)
-    for ax, grp in zip(axes, groups):
-        rows = [(str(r["contender"]), median_ci(r["round_jobs_per_s"]) if r["round_jobs_per_s"] else r["jobs_per_s"])
-                for r in bench[bench.group == grp].to_dict("records")]
+    fig, axes = plots.figure(
+        len(groups), width=min(11.0, 4.6 * len(groups)), height=0.9 + 0.28 * most, left=2.0, wspace=2.2
+    )
+    for ax, grp in zip(axes, groups, strict=False):
+        rows = [
+            (str(r["contender"]), median_ci(r["round_jobs_per_s"]) if r["round_jobs_per_s"] else r["jobs_per_s"])
+            for r in bench[bench.group == grp].to_dict("records")
+        ]
         plots.hbars(ax, rows, xlabel="jobs/s (median round, 95% CI)", title=f"group {grp!r}")
-    out.append(figure(plots.to_uri(fig), "pytest-benchmark: jobs/s per contender (median round, 95% CI over rounds)",
-                      "micro-benchmarks"))
+    out.append(
+        figure(
+            plots.to_uri(fig),
+            "pytest-benchmark: jobs/s per contender (median round, 95% CI over rounds)",
+            "micro-benchmarks",
+        )
+    )
     return "".join(out)

@@ -26,7 +26,7 @@ from .markup import Cell, esc, figure, note, page, para, section, table
 from .questions import Question, answer_all, breakdown, percentile_curve, plot_breakdown, queue_and_busy
 from .tables import COLUMNS, case_table, cell_text, fmt, to_markdown
 
-__all__ = ["write_report", "SECTIONS", "default_path", "write_atomically"]
+__all__ = ["SECTIONS", "default_path", "write_atomically", "write_report"]
 
 #: every section of a run's page, always present (saying what is missing when it is)
 SECTIONS = (
@@ -60,7 +60,11 @@ def write_atomically(path: str, text: str) -> None:
 
 
 def write_report(
-    db: str, run_id: int | None = None, *, out: str | None = None, loadtests_dir: str | None = None,
+    db: str,
+    run_id: int | None = None,
+    *,
+    out: str | None = None,
+    loadtests_dir: str | None = None,
     benchmarks_path: str | None = None,
 ) -> str:
     """Write the report of ``run_id`` (default: the last run of ``db``) and its
@@ -84,9 +88,12 @@ def write_report(
         "loadtests": loadtests_html(data),
         "benchmarks": benchmarks_html(data),
         "missing": note(data.missing, "missing", "Nothing is missing."),
-        "files": para(f"CSV: {csv_path}") + para(f"Markdown: {md_path}") + para(
-            f"Written {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}; remake it with "
-            f"`poolbench report --run {data.run_id} --db {data.db}`."),
+        "files": para(f"CSV: {csv_path}")
+        + para(f"Markdown: {md_path}")
+        + para(
+            f"Written {datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}; remake it with "
+            f"`poolbench report --run {data.run_id} --db {data.db}`."
+        ),
     }
     html = page(title, SECTIONS, "".join(section(sid, name, body[sid]) for sid, name in SECTIONS))
     write_atomically(csv_path, cases.to_csv(index=False))
@@ -131,13 +138,16 @@ def run_meta_html(data: RunData) -> str:
         control += " — timings " + ", ".join(f"{s:.3f}" for s in controls) + " s"
     packages = run.get("packages") or {}
     items = [
-        ("started", started), ("finished", (finished or "did not finish") + took),
+        ("started", started),
+        ("finished", (finished or "did not finish") + took),
         ("mode", f"{'quick' if run.get('quick') else 'full'}, {run.get('repeats')} repeats, interleaved"),
-        ("backends", ", ".join(run.get("backends") or [])), ("scenarios", ", ".join(run.get("scenarios") or [])),
+        ("backends", ", ".join(run.get("backends") or [])),
+        ("scenarios", ", ".join(run.get("scenarios") or [])),
         ("machine", f"{run.get('cpu_count')} × {run.get('cpu_model')}; {run.get('platform')}"),
         ("Python", run.get("python")),
         ("load average", f"{fmt(run.get('loadavg_start'))} at the start, {fmt(run.get('loadavg_end'))} at the end"),
-        ("control workload", control), ("git commit", run.get("git_commit") or "unknown"),
+        ("control workload", control),
+        ("git commit", run.get("git_commit") or "unknown"),
         ("packages", ", ".join(f"{k} {v}" for k, v in packages.items()) or "unknown"),
         ("database", data.db),
     ]
@@ -192,9 +202,13 @@ def scenario_params(params: dict) -> str:
 def scenarios_html(data: RunData, cases) -> str:
     if cases.empty:
         return para("No scenario has any measurement in this run.", "missing")
-    out = [para("Sortable: click a column header. ★ marks the winner of each case. Medians are over the repeats; "
-                "the verdict against the winner is a Mann–Whitney test on the repeats (5 repeats are needed for "
-                "it to be able to show a difference at 5%).")]
+    out = [
+        para(
+            "Sortable: click a column header. ★ marks the winner of each case. Medians are over the repeats; "
+            "the verdict against the winner is a Mann–Whitney test on the repeats (5 repeats are needed for "
+            "it to be able to show a difference at 5%)."
+        )
+    ]
     for scenario in list(dict.fromkeys(cases.scenario.tolist())):
         params = data.params(scenario)
         rows = cases[cases.scenario == scenario].to_dict("records")
@@ -224,20 +238,36 @@ def scenario_plots(data: RunData, scenario: str, params: dict) -> str:
             for col, style in (("lat_p99_ms", "-o"), ("lat_p50_ms", "--x")):
                 series = {}
                 for b in data.backends():
-                    pts = [(sweep_value(v), m, None, None) for v in variants
-                           if finite(m := median_of(data, scenario, v, b, col))]
+                    pts = [
+                        (sweep_value(v), m, None, None)
+                        for v in variants
+                        if finite(m := median_of(data, scenario, v, b, col))
+                    ]
                     if pts:
                         series[f"{b} {col[4:7]}"] = pts
-                plots.lines(ax, series, xlabel=option, ylabel="latency ms (p99 solid, p50 dashed)", logy=True,
-                            logx=True, style=style, colors={k: plots.color(k.split()[0]) for k in series})
+                plots.lines(
+                    ax,
+                    series,
+                    xlabel=option,
+                    ylabel="latency ms (p99 solid, p50 dashed)",
+                    logy=True,
+                    logx=True,
+                    style=style,
+                    colors={k: plots.color(k.split()[0]) for k in series},
+                )
             ax.set_title("latency percentiles against the sweep", fontsize=9)
         else:
             fig, axes = plots.figure(len(variants), width=3.6 * len(variants), height=2.6)
-            for ax, v in zip(axes, variants):
+            for ax, v in zip(axes, variants, strict=False):
                 percentile_curve(ax, data, scenario, v, v)
-        out.append(figure(plots.to_uri(fig), "Latency percentiles from the stored p50/p95/p99/max of each repeat "
-                          "(median over repeats). Per-job samples are not recorded, so a full CDF cannot be drawn.",
-                          f"{scenario} latency"))
+        out.append(
+            figure(
+                plots.to_uri(fig),
+                "Latency percentiles from the stored p50/p95/p99/max of each repeat "
+                "(median over repeats). Per-job samples are not recorded, so a full CDF cannot be drawn.",
+                f"{scenario} latency",
+            )
+        )
     if ok.run_ms.notna().any():
         labels, parts = [], []
         for v in variants:
@@ -247,15 +277,23 @@ def scenario_plots(data: RunData, scenario: str, params: dict) -> str:
                     parts.append(breakdown(data, scenario, v, b))
         fig, (a1, a2) = plots.figure(2, width=10.0, height=0.9 + 0.26 * len(labels), left=1.7, wspace=1.9)
         plot_breakdown(a1, a2, labels, parts)
-        out.append(figure(plots.to_uri(fig), "Time breakdown per backend: per-job means of each repeat, median "
-                          "over repeats.", f"{scenario} time breakdown"))
+        out.append(
+            figure(
+                plots.to_uri(fig),
+                "Time breakdown per backend: per-job means of each repeat, median over repeats.",
+                f"{scenario} time breakdown",
+            )
+        )
     return "".join(out)
 
 
 def over_time_html(data: RunData) -> str:
     text, uri = queue_and_busy(data)
-    return para(text) + figure(uri, "Time averages by Little's law from stored means, per case and backend "
-                               "(not a time series).", "queue depth and busy workers")
+    return para(text) + figure(
+        uri,
+        "Time averages by Little's law from stored means, per case and backend (not a time series).",
+        "queue depth and busy workers",
+    )
 
 
 # ---------------------------------------------------------------- markdown
@@ -263,9 +301,13 @@ def over_time_html(data: RunData) -> str:
 
 def markdown(data: RunData, title: str, warnings: list[str], questions: list[Question], cases) -> str:
     run = data.run
-    lines = [f"# {title}", "",
-             f"{run.get('started_at')} — Python {run.get('python')} on {run.get('cpu_count')} × {run.get('cpu_model')} "
-             f"— commit {(run.get('git_commit') or '?')[:10]} — {run.get('repeats')} repeats", ""]
+    lines = [
+        f"# {title}",
+        "",
+        f"{run.get('started_at')} — Python {run.get('python')} on {run.get('cpu_count')} × {run.get('cpu_model')} "
+        f"— commit {(run.get('git_commit') or '?')[:10]} — {run.get('repeats')} repeats",
+        "",
+    ]
     for w in warnings:
         lines.append(f"> **warning:** {w}")
     if warnings:
@@ -277,4 +319,3 @@ def markdown(data: RunData, title: str, warnings: list[str], questions: list[Que
     if data.missing:
         lines += ["## Missing data", ""] + [f"- {m}" for m in data.missing] + [""]
     return "\n".join(lines)
-

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-__all__ = ["esc", "Cell", "table", "figure", "para", "note", "section", "page"]
+__all__ = ["Cell", "esc", "figure", "note", "page", "para", "section", "table"]
 
 
 def esc(text: Any) -> str:
@@ -19,7 +20,7 @@ def esc(text: Any) -> str:
 class Cell:
     """A table cell: its text, the value it sorts by, and a CSS class."""
 
-    __slots__ = ("text", "sort", "cls", "title")
+    __slots__ = ("cls", "sort", "text", "title")
 
     def __init__(self, text: Any, sort: Any = None, cls: str = "", title: str = "") -> None:
         self.text = "—" if text is None else str(text)
@@ -42,16 +43,24 @@ class Cell:
         return f"<td{attrs}>{esc(self.text)}</td>"
 
 
-def table(headers: Sequence[tuple[str, str]], rows: Iterable[tuple[str, Sequence[Cell]]], *, caption: str = "",
-          sortable: bool = True, tid: str = "") -> str:
+def table(
+    headers: Sequence[tuple[str, str]],
+    rows: Iterable[tuple[str, Sequence[Cell]]],
+    *,
+    caption: str = "",
+    sortable: bool = True,
+    tid: str = "",
+) -> str:
     """``rows``: (row CSS class, cells)."""
     cls = "sortable" if sortable else "plain"
     out = [f'<table class="{cls}"' + (f' id="{esc(tid)}"' if tid else "") + ">"]
     if caption:
         out.append(f"<caption>{esc(caption)}</caption>")
-    out.append("<thead><tr>" + "".join(
-        f'<th scope="col"' + (f' title="{esc(tip)}"' if tip else "") + f">{esc(h)}</th>" for h, tip in headers
-    ) + "</tr></thead><tbody>")
+    out.append(
+        "<thead><tr>"
+        + "".join('<th scope="col"' + (f' title="{esc(tip)}"' if tip else "") + f">{esc(h)}</th>" for h, tip in headers)
+        + "</tr></thead><tbody>"
+    )
     for row_cls, cells in rows:
         out.append(f'<tr class="{esc(row_cls)}">' if row_cls else "<tr>")
         out.append("".join(c.html() for c in cells) + "</tr>")
@@ -62,7 +71,7 @@ def table(headers: Sequence[tuple[str, str]], rows: Iterable[tuple[str, Sequence
 def figure(uri: str | None, caption: str, alt: str) -> str:
     if not uri:
         return ""
-    return (f'<figure><img src="{uri}" alt="{esc(alt)}"><figcaption>{esc(caption)}</figcaption></figure>')
+    return f'<figure><img src="{uri}" alt="{esc(alt)}"><figcaption>{esc(caption)}</figcaption></figure>'
 
 
 def para(text: str, cls: str = "") -> str:

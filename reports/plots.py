@@ -10,11 +10,12 @@ import base64
 import io
 import textwrap
 import zlib
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from .data import finite
 
-__all__ = ["figure", "to_uri", "color", "legend", "bars", "hbars", "lines", "log_axis", "si_axis", "PNG_PREFIX"]
+__all__ = ["PNG_PREFIX", "bars", "color", "figure", "hbars", "legend", "lines", "log_axis", "si_axis", "to_uri"]
 
 PNG_PREFIX = "data:image/png;base64,"
 _FIXED = {"thread": "#1f77b4", "process": "#ff7f0e", "asyncio": "#2ca02c", "dask": "#9467bd"}
@@ -26,8 +27,17 @@ def color(name: str) -> str:
     return _FIXED.get(name) or _OTHERS[zlib.crc32(name.encode()) % len(_OTHERS)]
 
 
-def figure(ncols: int = 1, *, width: float = 7.2, height: float = 3.0, left: float = 0.8, right: float = 0.2,
-           bottom: float = 0.55, top: float = 0.35, wspace: float = 0.9):
+def figure(
+    ncols: int = 1,
+    *,
+    width: float = 7.2,
+    height: float = 3.0,
+    left: float = 0.8,
+    right: float = 0.2,
+    bottom: float = 0.55,
+    top: float = 0.35,
+    wspace: float = 0.9,
+):
     """A figure of ``ncols`` axes in a row. Margins are fixed, in inches: a layout
     engine would draw every figure twice, and drawing is most of a report's time."""
     from matplotlib.figure import Figure
@@ -35,8 +45,13 @@ def figure(ncols: int = 1, *, width: float = 7.2, height: float = 3.0, left: flo
     fig = Figure(figsize=(width, height), dpi=100)
     axes = fig.subplots(1, ncols, squeeze=False)[0]
     panel = (width - left - right - wspace * (ncols - 1)) / ncols
-    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height,
-                        wspace=wspace / max(panel, 0.1))
+    fig.subplots_adjust(
+        left=left / width,
+        right=1 - right / width,
+        bottom=bottom / height,
+        top=1 - top / height,
+        wspace=wspace / max(panel, 0.1),
+    )
     for ax in axes:
         ax.grid(True, alpha=0.3)
         ax.tick_params(labelsize=8)
@@ -92,8 +107,15 @@ def _err(median: float, low: float | None, high: float | None) -> tuple[float, f
 
 
 def bars(
-    ax, groups: Sequence[str], series: dict[str, Sequence[tuple[float | None, float | None, float | None]]],
-    *, ylabel: str, log: bool = False, title: str = "", wrap: int = 16, rotation: float = 0,
+    ax,
+    groups: Sequence[str],
+    series: dict[str, Sequence[tuple[float | None, float | None, float | None]]],
+    *,
+    ylabel: str,
+    log: bool = False,
+    title: str = "",
+    wrap: int = 16,
+    rotation: float = 0,
 ) -> None:
     """Grouped bars: one group per label, one bar per series, with (median, low,
     high) error bars where an interval is given."""
@@ -113,8 +135,12 @@ def bars(
             err = [lo, hi] if any(lo) or any(hi) else None
             ax.bar(xs, ys, width, color=color(name), label=name, yerr=err, capsize=2, ecolor="#333")
     ax.set_xticks(range(len(groups)))
-    ax.set_xticklabels([textwrap.fill(g, wrap) if wrap else g for g in groups], fontsize=8, rotation=rotation,
-                       ha="right" if rotation else "center")
+    ax.set_xticklabels(
+        [textwrap.fill(g, wrap) if wrap else g for g in groups],
+        fontsize=8,
+        rotation=rotation,
+        ha="right" if rotation else "center",
+    )
     ax.set_ylabel(ylabel, fontsize=8)
     _finish(ax, log=log, title=title)
 
@@ -159,8 +185,15 @@ def hbars(ax, rows: Sequence[tuple[str, Any]], *, xlabel: str, title: str = "", 
 
 
 def lines(
-    ax, series: dict[str, Iterable[tuple[float, float | None, float | None, float | None]]],
-    *, xlabel: str, ylabel: str, logx: bool = False, logy: bool = False, title: str = "", style: str = "-o",
+    ax,
+    series: dict[str, Iterable[tuple[float, float | None, float | None, float | None]]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    logx: bool = False,
+    logy: bool = False,
+    title: str = "",
+    style: str = "-o",
     colors: dict[str, str] | None = None,
 ) -> None:
     """One line per series through (x, median, low, high) points, with error bars."""
@@ -175,8 +208,16 @@ def lines(
         ys = [p[1] for p in pts]
         errs = [_err(m, lo, hi) for _, m, lo, hi in pts]
         yerr = [[e[0] for e in errs], [e[1] for e in errs]] if any(any(e) for e in errs) else None
-        ax.errorbar(xs, ys, yerr=yerr, fmt=style, color=(colors or {}).get(name) or color(name),
-                    label=name, capsize=2, markersize=4)
+        ax.errorbar(
+            xs,
+            ys,
+            yerr=yerr,
+            fmt=style,
+            color=(colors or {}).get(name) or color(name),
+            label=name,
+            capsize=2,
+            markersize=4,
+        )
     ax.set_xlabel(xlabel, fontsize=8)
     ax.set_ylabel(ylabel, fontsize=8)
     if logx and all_x and min(all_x) > 0:

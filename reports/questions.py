@@ -7,19 +7,28 @@ from __future__ import annotations
 
 import re
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from scenarios.stats import Estimate, median_ci
 
 from . import plots
 from .analysis import (
-    ci_text, estimate, job_phrase, median_of, ordered_variants, ratio, ratio_text, sweep_value, values,
+    ci_text,
+    estimate,
+    job_phrase,
+    median_of,
+    ordered_variants,
+    ratio,
+    ratio_text,
+    sweep_value,
+    values,
 )
 from .data import RunData, finite
 from .tables import fmt
 
-__all__ = ["Question", "QUESTIONS", "answer_all", "queue_and_busy"]
+__all__ = ["QUESTIONS", "Question", "answer_all", "queue_and_busy"]
 
 
 @dataclass
@@ -61,8 +70,10 @@ def _not_run(q: Question, data: RunData) -> Question:
     if failed:
         q.missing = f"Not answered: {'; '.join(failed)}."
     else:
-        q.missing = (f"Not answered: this run has no successful measurement of {', '.join(map(repr, q.scenarios))} "
-                     f"(run `poolbench run --scenarios {names}`).")
+        q.missing = (
+            f"Not answered: this run has no successful measurement of {', '.join(map(repr, q.scenarios))} "
+            f"(run `poolbench run --scenarios {names}`)."
+        )
     return q
 
 
@@ -117,8 +128,13 @@ def _throughput_question(data: RunData, q: Question, scenario: str) -> Question:
         p99 = median_of(data, scenario, "", b, "lat_p99_ms")
         q.details.append(f"{b}: {fmt(ests[b].median)} jobs/s, p99 latency {fmt(p99)} ms, CPU {fmt(cpu)} s per repeat")
     fig, (ax1, ax2) = plots.figure(2, height=2.8)
-    plots.bars(ax1, [scenario], {b: [(ests[b].median, ests[b].low, ests[b].high)] for b in backends},
-               ylabel="jobs/s (median, 95% CI)", title=f"throughput: {job}")
+    plots.bars(
+        ax1,
+        [scenario],
+        {b: [(ests[b].median, ests[b].low, ests[b].high)] for b in backends},
+        ylabel="jobs/s (median, 95% CI)",
+        title=f"throughput: {job}",
+    )
     lat = {}
     for b in backends:
         lat[b] = [(median_of(data, scenario, "", b, c), None, None) for c in ("lat_p50_ms", "lat_p99_ms")]
@@ -167,16 +183,24 @@ def q_overhead(data: RunData) -> Question:
                 r = ratio(data, "noop", "", cheapest, b)
                 if r is not None:
                     sentences.append(f"{cheapest} handled {ratio_text(r, 'the no-ops per second of')}.")
-        plots.hbars(axes[0], [(b, us[b]) for b in backends], xlabel="µs per job (median, 95% CI)",
-                    title="pool scenario 'noop': wall time per job")
+        plots.hbars(
+            axes[0],
+            [(b, us[b]) for b in backends],
+            xlabel="µs per job (median, 95% CI)",
+            title="pool scenario 'noop': wall time per job",
+        )
     if bench_noop is not None and not bench_noop.empty:
         series = {}
         for _, row in bench_noop.iterrows():
             rounds = row.round_jobs_per_s
             series[str(row.contender)] = (median_ci(rounds) if rounds else None, row.jobs_per_s, rounds)
         names = list(series)
-        plots.hbars(axes[-1], [(n, s[0] or s[1]) for n, s in series.items()], xlabel="jobs/s (median round, 95% CI)",
-                    title="pytest-benchmark: 'noop' group")
+        plots.hbars(
+            axes[-1],
+            [(n, s[0] or s[1]) for n, s in series.items()],
+            xlabel="jobs/s (median round, 95% CI)",
+            title="pytest-benchmark: 'noop' group",
+        )
         ref = next((n for n in names if n == "ThreadPoolExecutor"), None)
         if ref and "thread" in series and series["thread"][2] and series[ref][2]:
             from scenarios.stats import compare
@@ -209,15 +233,21 @@ def plot_breakdown(ax_service, ax_wait, labels: list[str], parts: list[dict]) ->
     for name in ("dispatch", "run", "return"):
         widths = [p.get(name) or 0.0 for p in parts]
         ax_service.barh(ys, widths, left=left, color=colors[name], label=name, edgecolor="#555", linewidth=0.4)
-        left = [a + b for a, b in zip(left, widths)]
+        left = [a + b for a, b in zip(left, widths, strict=False)]
     ax_service.set_yticks(ys)
     ax_service.set_yticklabels(labels, fontsize=7)
     ax_service.invert_yaxis()
     ax_service.set_xlabel("ms per job (mean, median of repeats)", fontsize=8)
     ax_service.set_title("service time: dispatch / run / return", fontsize=9)
     plots.legend(ax_service, loc="lower right")
-    ax_wait.barh(ys, [p.get("queue wait") or 0.0 for p in parts], color=colors["queue wait"], edgecolor="#555",
-                 linewidth=0.4, label="queue wait")
+    ax_wait.barh(
+        ys,
+        [p.get("queue wait") or 0.0 for p in parts],
+        color=colors["queue wait"],
+        edgecolor="#555",
+        linewidth=0.4,
+        label="queue wait",
+    )
     ax_wait.set_yticks(ys)
     ax_wait.set_yticklabels(labels, fontsize=7)
     ax_wait.invert_yaxis()
@@ -243,8 +273,10 @@ def q_breakdown(data: RunData) -> Question:
         service = sum(p[k] or 0.0 for k in ("dispatch", "run", "return"))
         overhead = (p["dispatch"] or 0.0) + (p["return"] or 0.0)
         if service > 0:
-            shares.append(f"{b} {ms(p['dispatch'])} dispatching and {ms(p['return'])} returning "
-                          f"({100 * overhead / service:.0f}% of its service time)")
+            shares.append(
+                f"{b} {ms(p['dispatch'])} dispatching and {ms(p['return'])} returning "
+                f"({100 * overhead / service:.0f}% of its service time)"
+            )
     waits = [breakdown(data, focus, "", b)["queue wait"] for b in _backends(data, focus, column="run_ms")]
     waits = [w for w in waits if finite(w)]
     sentences = [f"For {job}: {_join(shares)}."]
@@ -258,8 +290,10 @@ def q_breakdown(data: RunData) -> Question:
     fig, (a1, a2) = plots.figure(2, width=10.0, height=0.9 + 0.26 * len(labels), left=1.5, wspace=1.7)
     plot_breakdown(a1, a2, labels, parts)
     q.plot = plots.to_uri(fig)
-    q.caption = ("Per-job means recorded by each repeat (median over repeats). Dispatch: taken by a worker → "
-                 "function starts (pickling and IPC for processes); return: function ends → the caller's future resolves.")
+    q.caption = (
+        "Per-job means recorded by each repeat (median over repeats). Dispatch: taken by a worker → "
+        "function starts (pickling and IPC for processes); return: function ends → the caller's future resolves."
+    )
     return q
 
 
@@ -288,12 +322,21 @@ def q_workers(data: RunData) -> Question:
     v_hi = next(v for v in variants if sweep_value(v) == hi)
     at_hi = {b: estimate(data, "workers_sweep", v_hi, b, "throughput") for b in _backends(data, "workers_sweep", v_hi)}
     best = max(at_hi, key=lambda b: at_hi[b].median)
-    q.answer = (f"From {lo:g} to {hi:g} workers, the throughput of {job} grew: {_join(parts)}. "
-                f"At {hi:g} workers {best} was fastest: {ci_text(at_hi[best], ' jobs/s')}."
-                if parts else "Only one worker count has results: no scaling to report.")
+    q.answer = (
+        f"From {lo:g} to {hi:g} workers, the throughput of {job} grew: {_join(parts)}. "
+        f"At {hi:g} workers {best} was fastest: {ci_text(at_hi[best], ' jobs/s')}."
+        if parts
+        else "Only one worker count has results: no scaling to report."
+    )
     fig, (ax,) = plots.figure(1, height=3.0)
-    plots.lines(ax, series, xlabel="workers", ylabel="jobs/s (median, 95% CI)", logx=True,
-                title=f"throughput against workers: {job}")
+    plots.lines(
+        ax,
+        series,
+        xlabel="workers",
+        ylabel="jobs/s (median, 95% CI)",
+        logx=True,
+        title=f"throughput against workers: {job}",
+    )
     first = min((pts[0] for pts in series.values()), key=lambda p: p[0])
     best0 = max(pts[0][1] for pts in series.values() if pts[0][0] == first[0])
     ax.plot([lo, hi], [best0, best0 * hi / lo], ":", color="#777", label="linear from the best 1st point")
@@ -353,38 +396,74 @@ def q_saturation(data: RunData) -> Question:
         p99s = [(sweep_value(v), median_of(data, "saturation", v, b, "lat_p99_ms")) for v in variants]
         p99s = [p for p in p99s if finite(p[1])]
         s = f"{b}: "
-        s += (f"kept up with the offered load up to {keeps[0]:g}× capacity ({fmt(keeps[1])} jobs/s)"
-              if keeps else "did not keep up even at the lowest offered load")
+        s += (
+            f"kept up with the offered load up to {keeps[0]:g}× capacity ({fmt(keeps[1])} jobs/s)"
+            if keeps
+            else "did not keep up even at the lowest offered load"
+        )
         if knee:
-            s += (f"; at {knee[0]:g}× it served {fmt(knee[1])} of {fmt(knee[2])} jobs/s offered "
-                  f"({100 * knee[1] / knee[2]:.0f}%), rejecting {knee[3]:.0f}%")
+            s += (
+                f"; at {knee[0]:g}× it served {fmt(knee[1])} of {fmt(knee[2])} jobs/s offered "
+                f"({100 * knee[1] / knee[2]:.0f}%), rejecting {knee[3]:.0f}%"
+            )
         if capacity:
             s += f"; its peak, {fmt(peak)} jobs/s, is {100 * peak / capacity:.0f}% of the nominal capacity"
         if len(p99s) >= 2:
             s += f"; p99 latency went from {fmt(p99s[0][1])} ms at {p99s[0][0]:g}× to {fmt(p99s[-1][1])} ms at {p99s[-1][0]:g}×"
         sentences.append(s)
-    nominal = f"Nominal capacity: {fmt(capacity)} jobs/s ({params.get('workers')} workers / {job_phrase(params)}, " \
-              f"queue_size {params.get('queue_size')}, overflow={params.get('overflow')}). " if capacity else ""
+    nominal = (
+        f"Nominal capacity: {fmt(capacity)} jobs/s ({params.get('workers')} workers / {job_phrase(params)}, "
+        f"queue_size {params.get('queue_size')}, overflow={params.get('overflow')}). "
+        if capacity
+        else ""
+    )
     q.answer = nominal + ". ".join(sentences) + "."
     fig, (a1, a2, a3) = plots.figure(3, width=10.5, height=3.0)
-    plots.lines(a1, {b: _load_points(data, "saturation", b, "throughput") for b in backends},
-                xlabel="offered load (× capacity)", ylabel="jobs/s served (median, 95% CI)", title="throughput")
+    plots.lines(
+        a1,
+        {b: _load_points(data, "saturation", b, "throughput") for b in backends},
+        xlabel="offered load (× capacity)",
+        ylabel="jobs/s served (median, 95% CI)",
+        title="throughput",
+    )
     if capacity:
         xs = [sweep_value(v) for v in variants]
         a1.plot(xs, [x * capacity for x in xs], ":", color="#777", label="offered")
         a1.axhline(capacity, color="#aaa", linestyle="--", linewidth=0.8, label="nominal capacity")
         plots.legend(a1)
-    plots.lines(a2, {b: _load_points(data, "saturation", b, "lat_p99_ms") for b in backends},
-                xlabel="offered load (× capacity)", ylabel="p99 latency ms", logy=True, title="p99 latency")
-    plots.lines(a2, {f"{b} p50": _load_points(data, "saturation", b, "lat_p50_ms") for b in backends},
-                xlabel="offered load (× capacity)", ylabel="latency ms (p99 solid, p50 dashed)", logy=True,
-                title="latency", style="--x", colors={f"{b} p50": plots.color(b) for b in backends})
-    plots.lines(a3, {b: [(sweep_value(v), _rejected_pct(data, "saturation", v, b), None, None) for v in variants]
-                     for b in backends},
-                xlabel="offered load (× capacity)", ylabel="% of jobs rejected", title="rejected (QueueFull)")
+    plots.lines(
+        a2,
+        {b: _load_points(data, "saturation", b, "lat_p99_ms") for b in backends},
+        xlabel="offered load (× capacity)",
+        ylabel="p99 latency ms",
+        logy=True,
+        title="p99 latency",
+    )
+    plots.lines(
+        a2,
+        {f"{b} p50": _load_points(data, "saturation", b, "lat_p50_ms") for b in backends},
+        xlabel="offered load (× capacity)",
+        ylabel="latency ms (p99 solid, p50 dashed)",
+        logy=True,
+        title="latency",
+        style="--x",
+        colors={f"{b} p50": plots.color(b) for b in backends},
+    )
+    plots.lines(
+        a3,
+        {
+            b: [(sweep_value(v), _rejected_pct(data, "saturation", v, b), None, None) for v in variants]
+            for b in backends
+        },
+        xlabel="offered load (× capacity)",
+        ylabel="% of jobs rejected",
+        title="rejected (QueueFull)",
+    )
     q.plot = plots.to_uri(fig)
-    q.caption = ("Scenario 'saturation', open loop at fixed rates; latency counts from each job's intended start "
-                 "(no coordinated omission).")
+    q.caption = (
+        "Scenario 'saturation', open loop at fixed rates; latency counts from each job's intended start "
+        "(no coordinated omission)."
+    )
     return q
 
 
@@ -402,24 +481,48 @@ def q_queue(data: RunData) -> Question:
     backends = [b for b in data.backends() if any(values(data, "queue_sweep", v, b, "throughput") for v in variants)]
     parts = []
     for b in backends:
-        pts = [(sweep_value(v), _rejected_pct(data, "queue_sweep", v, b), median_of(data, "queue_sweep", v, b, "lat_p99_ms"))
-               for v in variants if values(data, "queue_sweep", v, b, "throughput")]
+        pts = [
+            (
+                sweep_value(v),
+                _rejected_pct(data, "queue_sweep", v, b),
+                median_of(data, "queue_sweep", v, b, "lat_p99_ms"),
+            )
+            for v in variants
+            if values(data, "queue_sweep", v, b, "throughput")
+        ]
         if not pts:
             continue
         (q0, r0, l0), (q1, r1, l1) = pts[0], pts[-1]
         if len(pts) == 1:
             parts.append(f"{b}: queue_size={q0:g} rejected {fmt(r0)}% with p99 {fmt(l0)} ms")
         else:
-            parts.append(f"{b}: rejected {fmt(r0)}% at queue_size={q0:g} and {fmt(r1)}% at {q1:g}, "
-                         f"while p99 latency went from {fmt(l0)} to {fmt(l1)} ms")
-    q.answer = (f"At {params.get('load')}× capacity with overflow={params.get('overflow')!s}: " + "; ".join(parts) + ".")
+            parts.append(
+                f"{b}: rejected {fmt(r0)}% at queue_size={q0:g} and {fmt(r1)}% at {q1:g}, "
+                f"while p99 latency went from {fmt(l0)} to {fmt(l1)} ms"
+            )
+    q.answer = f"At {params.get('load')}× capacity with overflow={params.get('overflow')!s}: " + "; ".join(parts) + "."
     if failed:
         q.answer += " No result for " + "; ".join(failed) + "."
     fig, (a1, a2) = plots.figure(2, height=2.8)
-    plots.lines(a1, {b: [(sweep_value(v), _rejected_pct(data, "queue_sweep", v, b), None, None) for v in variants]
-                     for b in backends}, xlabel="queue_size", ylabel="% rejected", logx=True, title="rejected")
-    plots.lines(a2, {b: _load_points(data, "queue_sweep", b, "lat_p99_ms") for b in backends},
-                xlabel="queue_size", ylabel="p99 latency ms", logx=True, title="p99 latency")
+    plots.lines(
+        a1,
+        {
+            b: [(sweep_value(v), _rejected_pct(data, "queue_sweep", v, b), None, None) for v in variants]
+            for b in backends
+        },
+        xlabel="queue_size",
+        ylabel="% rejected",
+        logx=True,
+        title="rejected",
+    )
+    plots.lines(
+        a2,
+        {b: _load_points(data, "queue_sweep", b, "lat_p99_ms") for b in backends},
+        xlabel="queue_size",
+        ylabel="p99 latency ms",
+        logx=True,
+        title="p99 latency",
+    )
     q.plot = plots.to_uri(fig)
     q.caption = "Scenario 'queue_sweep' (Poisson arrivals). A bigger buffer trades rejections for waiting."
     return q
@@ -442,16 +545,34 @@ def q_overload(data: RunData) -> Question:
         rej = ", ".join(f"{b} {fmt(_rejected_pct(data, 'overload', v, b))}%" for b in bs)
         p99 = ", ".join(f"{b} {fmt(median_of(data, 'overload', v, b, 'lat_p99_ms'))}" for b in bs)
         sentences.append(f"{policy}: rejected {rej}; p99 latency {p99} ms")
-    q.answer = (f"Offered {params.get('load')}× capacity with queue_size {params.get('queue_size')}. "
-                + ". ".join(sentences) + ".")
+    q.answer = (
+        f"Offered {params.get('load')}× capacity with queue_size {params.get('queue_size')}. "
+        + ". ".join(sentences)
+        + "."
+    )
     labels = [str(sweep_value(v)) for v in variants]
     fig, (a1, a2, a3) = plots.figure(3, width=10.5, height=2.8)
-    plots.bars(a1, labels, {b: [(median_of(data, "overload", v, b, "lat_p99_ms"), None, None) for v in variants]
-                            for b in backends}, ylabel="p99 latency ms", title="p99 latency")
-    plots.bars(a2, labels, {b: [(_rejected_pct(data, "overload", v, b), None, None) for v in variants]
-                            for b in backends}, ylabel="% rejected", title="rejected")
-    tp = {b: [(e.median, e.low, e.high) if (e := estimate(data, "overload", v, b, "throughput")) else (None, None, None)
-              for v in variants] for b in backends}
+    plots.bars(
+        a1,
+        labels,
+        {b: [(median_of(data, "overload", v, b, "lat_p99_ms"), None, None) for v in variants] for b in backends},
+        ylabel="p99 latency ms",
+        title="p99 latency",
+    )
+    plots.bars(
+        a2,
+        labels,
+        {b: [(_rejected_pct(data, "overload", v, b), None, None) for v in variants] for b in backends},
+        ylabel="% rejected",
+        title="rejected",
+    )
+    tp = {
+        b: [
+            (e.median, e.low, e.high) if (e := estimate(data, "overload", v, b, "throughput")) else (None, None, None)
+            for v in variants
+        ]
+        for b in backends
+    }
     plots.bars(a3, labels, tp, ylabel="jobs/s (median, 95% CI)", title="throughput")
     q.plot = plots.to_uri(fig)
     q.caption = "Scenario 'overload': block waits for room; reject refuses at once; block-wait waits at most 10 ms."
@@ -485,18 +606,28 @@ def q_priority(data: RunData) -> Question:
         w = priority_waits(data, b)
         classes = list(dict.fromkeys(classes + list(w)))
         if len(w) >= 2:
-            lo, hi = list(w)[0], list(w)[-1]
+            lo, hi = next(iter(w)), list(w)[-1]
             a, z = w[hi]["p99"], w[lo]["p99"]
             if finite(a) and finite(z) and a > 0:
                 parts.append(f"{b}: p99 {fmt(a)} ms against {fmt(z)} ms ({z / a:.1f}× shorter)")
     top, bottom = classes[-1], classes[0]
-    q.answer = (f"At {params.get('load')}× capacity, jobs of priority {top} ({100 * shares.get(top, 0) / total:.0f}% "
-                f"of jobs) waited in the queue less than those of priority {bottom}: " + "; ".join(parts) + ".")
+    q.answer = (
+        f"At {params.get('load')}× capacity, jobs of priority {top} ({100 * shares.get(top, 0) / total:.0f}% "
+        f"of jobs) waited in the queue less than those of priority {bottom}: " + "; ".join(parts) + "."
+    )
     fig, (ax,) = plots.figure(1, height=2.8)
     groups = [f"prio {p} {k}" for p in classes for k in ("p50", "p99")]
-    plots.bars(ax, groups, {b: [(priority_waits(data, b).get(p, {}).get(k), None, None) for p in classes
-                                for k in ("p50", "p99")] for b in backends},
-               ylabel="queue wait ms (median of repeats)", log=True, title="queue wait by priority class")
+    plots.bars(
+        ax,
+        groups,
+        {
+            b: [(priority_waits(data, b).get(p, {}).get(k), None, None) for p in classes for k in ("p50", "p99")]
+            for b in backends
+        },
+        ylabel="queue wait ms (median of repeats)",
+        log=True,
+        title="queue wait by priority class",
+    )
     q.plot = plots.to_uri(fig)
     q.caption = "Scenario 'priority': queue wait (enqueued → taken by a worker) per priority class."
     return q
@@ -527,18 +658,28 @@ def q_cancel(data: RunData) -> Question:
         + ("" if f["stops"] is not False else " (but the function itself keeps running: a thread cannot be killed)")
         for b, f in figs.items()
     )
-    over = "; ".join(f"{b} p50 {ms(f['timeout_overshoot_ms.p50'])}, p99 {ms(f['timeout_overshoot_ms.p99'])}"
-                     for b, f in figs.items())
-    fastest = min((b for b in backends if finite(figs[b]["cancel_ms.p50"])), key=lambda b: figs[b]["cancel_ms.p50"],
-                  default=None)
-    q.answer = (f"From cancel() of a running job to the caller seeing it end: {cancel}. "
-                f"A running job's timeout overshot its deadline by: {over}."
-                + (f" Fastest cancel: {fastest}." if fastest else ""))
+    over = "; ".join(
+        f"{b} p50 {ms(f['timeout_overshoot_ms.p50'])}, p99 {ms(f['timeout_overshoot_ms.p99'])}" for b, f in figs.items()
+    )
+    fastest = min(
+        (b for b in backends if finite(figs[b]["cancel_ms.p50"])), key=lambda b: figs[b]["cancel_ms.p50"], default=None
+    )
+    q.answer = (
+        f"From cancel() of a running job to the caller seeing it end: {cancel}. "
+        f"A running job's timeout overshot its deadline by: {over}."
+        + (f" Fastest cancel: {fastest}." if fastest else "")
+    )
     groups = ["cancel p50", "cancel p99", "timeout overshoot p50", "timeout overshoot p99"]
     keys = ["cancel_ms.p50", "cancel_ms.p99", "timeout_overshoot_ms.p50", "timeout_overshoot_ms.p99"]
     fig, (ax,) = plots.figure(1, height=2.8)
-    plots.bars(ax, groups, {b: [(figs[b][k], None, None) for k in keys] for b in backends},
-               ylabel="ms (median of repeats)", log=True, title="cancel latency and timeout overshoot")
+    plots.bars(
+        ax,
+        groups,
+        {b: [(figs[b][k], None, None) for k in keys] for b in backends},
+        ylabel="ms (median of repeats)",
+        log=True,
+        title="cancel latency and timeout overshoot",
+    )
     q.plot = plots.to_uri(fig)
     q.caption = "Scenario 'cancel_latency': alternately, a running job is cancelled, and a job runs into its timeout."
     return q
@@ -579,9 +720,13 @@ def q_retries(data: RunData) -> Question:
     if q.missing:
         return q
     retried = {b: median_of(data, "failing", "", b, "retried") for b in _backends(data, "failing", column="completed")}
-    q.answer = (f"With {prob:.0%} of attempts failing and {retries} retries, jobs succeeded: {q.answer}"
-                + (f" (expected {expected:.1f}% if failures are independent)" if expected is not None else "")
-                + "; retries per repeat: " + ", ".join(f"{b} {fmt(v)}" for b, v in retried.items()) + ".")
+    q.answer = (
+        f"With {prob:.0%} of attempts failing and {retries} retries, jobs succeeded: {q.answer}"
+        + (f" (expected {expected:.1f}% if failures are independent)" if expected is not None else "")
+        + "; retries per repeat: "
+        + ", ".join(f"{b} {fmt(v)}" for b, v in retried.items())
+        + "."
+    )
     q.caption = "Scenario 'failing'."
     return q
 
@@ -597,11 +742,15 @@ def q_timeouts(data: RunData) -> Question:
     q = _share_bars(data, q, "timeouts", "timed_out", expected, "timed out")
     if q.missing:
         return q
-    p99 = ", ".join(f"{b} {fmt(median_of(data, 'timeouts', '', b, 'lat_p99_ms'))} ms"
-                    for b in _backends(data, "timeouts", column="timed_out"))
-    q.answer = (f"Against a {fmt((timeout or 0) * 1000)} ms timeout, jobs timed out: {q.answer}"
-                + (f" (expected {expected:.1f}%: the share of jobs longer than the timeout)" if expected is not None else "")
-                + f". p99 latency of the jobs that succeeded: {p99}.")
+    p99 = ", ".join(
+        f"{b} {fmt(median_of(data, 'timeouts', '', b, 'lat_p99_ms'))} ms"
+        for b in _backends(data, "timeouts", column="timed_out")
+    )
+    q.answer = (
+        f"Against a {fmt((timeout or 0) * 1000)} ms timeout, jobs timed out: {q.answer}"
+        + (f" (expected {expected:.1f}%: the share of jobs longer than the timeout)" if expected is not None else "")
+        + f". p99 latency of the jobs that succeeded: {p99}."
+    )
     q.caption = "Scenario 'timeouts'."
     return q
 
@@ -617,7 +766,7 @@ def percentile_curve(ax, data: RunData, scenario: str, variant: str, title: str)
     xs = list(range(len(PCTS)))
     for b in data.backends():
         ys = [median_of(data, scenario, variant, b, col) for col, _ in PCTS]
-        pts = [(x, y) for x, y in zip(xs, ys) if finite(y) and y > 0]
+        pts = [(x, y) for x, y in zip(xs, ys, strict=False) if finite(y) and y > 0]
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", color=plots.color(b), label=b, markersize=4)
             drawn = True
@@ -645,11 +794,13 @@ def q_tails(data: RunData) -> Question:
         parts.append(f"{s}: p99/p50 {', '.join(ratios)}")
     q.answer = "; ".join(parts) + "."
     fig, axes = plots.figure(len(present), width=3.6 * len(present), height=2.8)
-    for ax, s in zip(axes, present):
+    for ax, s in zip(axes, present, strict=False):
         percentile_curve(ax, data, s, "", s)
     q.plot = plots.to_uri(fig)
-    q.caption = ("Latency percentiles from the stored p50/p95/p99/max of each repeat (per-job samples are not "
-                 "recorded, so this is not a full CDF).")
+    q.caption = (
+        "Latency percentiles from the stored p50/p95/p99/max of each repeat (per-job samples are not "
+        "recorded, so this is not a full CDF)."
+    )
     return q
 
 
@@ -673,31 +824,47 @@ def q_primitives(data: RunData) -> Question:
         return next((n for n in ests if n.startswith(word)), None)
 
     facts = []
-    lock, rw, q_, sq, cnt, rlock = (find(w) for w in ("Lock", "RWLock", "queue.Queue", "SimpleQueue", "itertools",
-                                                       "RLock"))
+    lock, rw, q_, sq, cnt, rlock = (
+        find(w) for w in ("Lock", "RWLock", "queue.Queue", "SimpleQueue", "itertools", "RLock")
+    )
     if lock:
-        facts.append(f"a Lock (Mutex) did {fmt(ests[lock].median / 1e6)} M acquire+release per second in all "
-                     f"({1e9 / ests[lock].median:.0f} ns each)")
+        facts.append(
+            f"a Lock (Mutex) did {fmt(ests[lock].median / 1e6)} M acquire+release per second in all "
+            f"({1e9 / ests[lock].median:.0f} ns each)"
+        )
     if lock and rw:
-        facts.append(f"a readers-writer lock with 90% reads is {ests[lock].median / ests[rw].median:.1f}× slower "
-                     f"than a plain Lock (under the GIL, readers gain no parallelism)")
+        facts.append(
+            f"a readers-writer lock with 90% reads is {ests[lock].median / ests[rw].median:.1f}× slower "
+            f"than a plain Lock (under the GIL, readers gain no parallelism)"
+        )
     if lock and rlock:
         facts.append(f"RLock runs at {ests[rlock].median / ests[lock].median:.2f}× Lock")
     if q_ and sq:
-        facts.append(f"SimpleQueue put+get is {ests[sq].median / ests[q_].median:.1f}× faster than queue.Queue "
-                     f"(the closest thing to a channel)")
+        facts.append(
+            f"SimpleQueue put+get is {ests[sq].median / ests[q_].median:.1f}× faster than queue.Queue "
+            f"(the closest thing to a channel)"
+        )
     if cnt and lock:
-        facts.append(f"an itertools.count increment (atomic under the GIL) is {ests[cnt].median / ests[lock].median:.1f}× "
-                     f"a locked increment")
+        facts.append(
+            f"an itertools.count increment (atomic under the GIL) is {ests[cnt].median / ests[lock].median:.1f}× "
+            f"a locked increment"
+        )
     wg = find("Thread start")
     if wg:
-        facts.append(f"a thread start+join (the WaitGroup idiom) took {1e6 / ests[wg].median:.0f} µs "
-                     f"({fmt(ests[wg].median)} per second in all)")
+        facts.append(
+            f"a thread start+join (the WaitGroup idiom) took {1e6 / ests[wg].median:.0f} µs "
+            f"({fmt(ests[wg].median)} per second in all)"
+        )
     q.answer = f"With {threads} threads on {b}: " + "; ".join(facts) + "."
     names = sorted(ests, key=lambda n: -ests[n].median)
     fig, (ax,) = plots.figure(1, height=0.9 + 0.26 * len(names), left=2.6)
-    plots.hbars(ax, [(n, ests[n]) for n in names], xlabel="operations per second (median, 95% CI)", log=True,
-                title=f"synchronization primitives, {threads} threads")
+    plots.hbars(
+        ax,
+        [(n, ests[n]) for n in names],
+        xlabel="operations per second (median, 95% CI)",
+        log=True,
+        title=f"synchronization primitives, {threads} threads",
+    )
     for patch in ax.patches:
         patch.set_color(plots.color(b))
     q.plot = plots.to_uri(fig)
@@ -725,11 +892,18 @@ def q_leaks(data: RunData) -> Question:
     parts = [f"{s}: " + ", ".join(f"{b} {fmt(caught[b].get(s), 'int')}" for b in backends) for s in situations]
     q.answer = "Leftovers the leak checker reported — " + "; ".join(parts) + "."
     fig, (ax,) = plots.figure(1, height=2.6)
-    plots.bars(ax, situations, {b: [(caught[b].get(s), None, None) for s in situations] for b in backends},
-               ylabel="leftovers reported", title="leak checker findings")
+    plots.bars(
+        ax,
+        situations,
+        {b: [(caught[b].get(s), None, None) for s in situations] for b in backends},
+        ylabel="leftovers reported",
+        title="leak checker findings",
+    )
     q.plot = plots.to_uri(fig)
-    q.caption = ("Scenario 'leaks': a pool never shut down, and a job that ignores its timeout; "
-                 "'after cleanup' should be 0 everywhere.")
+    q.caption = (
+        "Scenario 'leaks': a pool never shut down, and a job that ignores its timeout; "
+        "'after cleanup' should be 0 everywhere."
+    )
     return q
 
 
@@ -742,13 +916,18 @@ def q_racy(data: RunData) -> Question:
     tests = extra.get("caught_by") or []
     summary = str(extra.get("summary") or "")
     counts = {k: int(n) for n, k in re.findall(r"(\d+) (failed|passed|skipped|error)", summary)}
-    q.answer = (f"The conformance kit failed the deliberately racy pool (priorities ignored, successes double-counted) "
-                f"in {len(tests)} tests" + (f" (pytest: {summary})" if summary else "") + ": " + ", ".join(tests) + ".")
+    q.answer = (
+        f"The conformance kit failed the deliberately racy pool (priorities ignored, successes double-counted) "
+        f"in {len(tests)} tests" + (f" (pytest: {summary})" if summary else "") + ": " + ", ".join(tests) + "."
+    )
     if counts:
         fig, (ax,) = plots.figure(1, height=2.2, left=1.0)
         names = list(counts)
-        ax.barh(names, [counts[n] for n in names],
-                color=["#d62728" if n in ("failed", "error") else "#2ca02c" if n == "passed" else "#999" for n in names])
+        ax.barh(
+            names,
+            [counts[n] for n in names],
+            color=["#d62728" if n in ("failed", "error") else "#2ca02c" if n == "passed" else "#999" for n in names],
+        )
         ax.set_xlabel("conformance tests", fontsize=8)
         ax.set_title("the racy pool under the conformance suite", fontsize=9)
         q.plot = plots.to_uri(fig)
@@ -757,8 +936,22 @@ def q_racy(data: RunData) -> Question:
 
 
 QUESTIONS: tuple[Callable[[RunData], Question], ...] = (
-    q_cpu, q_io, q_overhead, q_breakdown, q_workers, q_saturation, q_queue, q_overload, q_priority, q_cancel,
-    q_retries, q_timeouts, q_tails, q_primitives, q_leaks, q_racy,
+    q_cpu,
+    q_io,
+    q_overhead,
+    q_breakdown,
+    q_workers,
+    q_saturation,
+    q_queue,
+    q_overload,
+    q_priority,
+    q_cancel,
+    q_retries,
+    q_timeouts,
+    q_tails,
+    q_primitives,
+    q_leaks,
+    q_racy,
 )
 
 
@@ -769,8 +962,14 @@ def answer_all(data: RunData) -> list[Question]:
             out.append(fn(data))
         except Exception as e:  # noqa: BLE001 - one odd data set must not cost the whole report
             title = (fn.__doc__ or fn.__name__).strip()
-            out.append(Question(fn.__name__.replace("_", "-"), title, (),
-                                missing=f"Not answered: the data could not be analysed ({type(e).__name__}: {e})."))
+            out.append(
+                Question(
+                    fn.__name__.replace("_", "-"),
+                    title,
+                    (),
+                    missing=f"Not answered: the data could not be analysed ({type(e).__name__}: {e}).",
+                )
+            )
     return out
 
 
@@ -781,8 +980,11 @@ def queue_and_busy(data: RunData) -> tuple[str, str | None]:
     """Time series are not recorded; the time-averaged queue depth and busy
     workers follow from the stored means by Little's law (L = λ·W): λ = jobs
     served per second, W = mean queue wait or mean time a worker holds a job."""
-    timeline = [(r.scenario, r.variant, r.backend, r.extra["timeline"]) for r in data.ok.itertuples()
-                if isinstance(r.extra, dict) and isinstance(r.extra.get("timeline"), dict)]
+    timeline = [
+        (r.scenario, r.variant, r.backend, r.extra["timeline"])
+        for r in data.ok.itertuples()
+        if isinstance(r.extra, dict) and isinstance(r.extra.get("timeline"), dict)
+    ]
     if timeline:
         return _timeline_plot(timeline)
     rows = []
@@ -795,27 +997,46 @@ def queue_and_busy(data: RunData) -> tuple[str, str | None]:
                 if not (finite(tp) and finite(wait) and all(finite(h) for h in hold)):
                     continue
                 workers = data.params(scenario).get("workers")
-                rows.append((f"{scenario}[{v}]" if v else scenario, b, tp * wait / 1000, tp * sum(hold) / 1000, workers))
+                rows.append(
+                    (f"{scenario}[{v}]" if v else scenario, b, tp * wait / 1000, tp * sum(hold) / 1000, workers)
+                )
     if not rows:
-        return ("Not recorded: the measurements store no time series, and no load scenario (saturation, "
-                "queue_sweep, overload, priority, io, cpu) has the means to derive averages from.", None)
+        return (
+            "Not recorded: the measurements store no time series, and no load scenario (saturation, "
+            "queue_sweep, overload, priority, io, cpu) has the means to derive averages from.",
+            None,
+        )
     cases = list(dict.fromkeys(r[0] for r in rows))
     backends = list(dict.fromkeys(r[1] for r in rows))
     fig, (a1, a2) = plots.figure(2, width=10.5, height=3.6, bottom=1.5)
     lookup = {(r[0], r[1]): r for r in rows}
-    plots.bars(a1, cases, {b: [(lookup[(c, b)][2] if (c, b) in lookup else None, None, None) for c in cases]
-                           for b in backends}, ylabel="mean jobs waiting", title="queue depth (time average)",
-               wrap=0, rotation=35)
-    plots.bars(a2, cases, {b: [(lookup[(c, b)][3] if (c, b) in lookup else None, None, None) for c in cases]
-                           for b in backends}, ylabel="mean busy workers", title="busy workers (time average)",
-               wrap=0, rotation=35)
+    plots.bars(
+        a1,
+        cases,
+        {b: [(lookup[(c, b)][2] if (c, b) in lookup else None, None, None) for c in cases] for b in backends},
+        ylabel="mean jobs waiting",
+        title="queue depth (time average)",
+        wrap=0,
+        rotation=35,
+    )
+    plots.bars(
+        a2,
+        cases,
+        {b: [(lookup[(c, b)][3] if (c, b) in lookup else None, None, None) for c in cases] for b in backends},
+        ylabel="mean busy workers",
+        title="busy workers (time average)",
+        wrap=0,
+        rotation=35,
+    )
     busiest = max(rows, key=lambda r: r[3] / r[4] if r[4] else 0)
-    text = ("Queue depth and busy workers over time are not recorded (the measurement keeps per-repeat "
-            "aggregates, not a time series). Shown instead: their time averages over each run, derived by Little's "
-            "law from the stored means — mean queue depth = jobs/s × mean queue wait, mean busy workers = jobs/s × "
-            "mean (dispatch + run). "
-            f"The busiest: {busiest[1]} on {busiest[0]}, {busiest[3]:.1f} of {busiest[4]} workers busy on average, "
-            f"{busiest[2]:.1f} jobs waiting.")
+    text = (
+        "Queue depth and busy workers over time are not recorded (the measurement keeps per-repeat "
+        "aggregates, not a time series). Shown instead: their time averages over each run, derived by Little's "
+        "law from the stored means — mean queue depth = jobs/s × mean queue wait, mean busy workers = jobs/s × "
+        "mean (dispatch + run). "
+        f"The busiest: {busiest[1]} on {busiest[0]}, {busiest[3]:.1f} of {busiest[4]} workers busy on average, "
+        f"{busiest[2]:.1f} jobs waiting."
+    )
     return text, plots.to_uri(fig)
 
 
@@ -824,11 +1045,11 @@ def _timeline_plot(timeline: list) -> tuple[str, str | None]:
     "busy": [...]}`` (seconds from the start; see the report's notes), plot it."""
     seen = {}
     for scenario, variant, backend, tl in timeline:
-        key = (f"{scenario}[{variant}]" if variant else scenario)
+        key = f"{scenario}[{variant}]" if variant else scenario
         seen.setdefault(key, {}).setdefault(backend, tl)
     cases = list(seen)[:6]
     fig, axes = plots.figure(len(cases), width=3.6 * len(cases), height=2.8)
-    for ax, case in zip(axes, cases):
+    for ax, case in zip(axes, cases, strict=False):
         for backend, tl in seen[case].items():
             t = tl.get("t") or []
             ax.plot(t, tl.get("queued") or [], "-", color=plots.color(backend), label=f"{backend} queued", linewidth=1)
@@ -836,4 +1057,6 @@ def _timeline_plot(timeline: list) -> tuple[str, str | None]:
         ax.set_title(case, fontsize=9)
         ax.set_xlabel("seconds", fontsize=8)
         plots.legend(ax)
-    return "Sampled queue depth (solid) and busy workers (dotted) during the first repeat of each case.", plots.to_uri(fig)
+    return "Sampled queue depth (solid) and busy workers (dotted) during the first repeat of each case.", plots.to_uri(
+        fig
+    )

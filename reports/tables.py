@@ -11,7 +11,7 @@ from typing import Any
 
 from .data import RunData, case_key, finite
 
-__all__ = ["case_table", "COLUMNS", "to_markdown", "fmt"]
+__all__ = ["COLUMNS", "case_table", "fmt", "to_markdown"]
 
 #: (column, header, tooltip) of the HTML and Markdown tables, in order
 COLUMNS = (
@@ -68,8 +68,13 @@ def case_table(data: RunData):
                 ok = g[g.ok == 1]
                 failed = g[g.ok == 0]
                 row: dict[str, Any] = {
-                    "scenario": scenario, "variant": variant, "case": key, "backend": backend,
-                    "status": "ok", "n_ok": len(ok), "n_run": len(g),
+                    "scenario": scenario,
+                    "variant": variant,
+                    "case": key,
+                    "backend": backend,
+                    "status": "ok",
+                    "n_ok": len(ok),
+                    "n_run": len(g),
                 }
                 summary = by_key.get((key, backend))
                 est = summary.throughput if summary else None
@@ -79,14 +84,21 @@ def case_table(data: RunData):
                 row["winner"] = bool(summary and summary.best)
                 row["vs_best"] = summary.verdict if summary else ""
                 notes = [summary.notes] if summary and summary.notes else []
-                for col, name in (("lat_p50_ms", "p50_ms"), ("lat_p95_ms", "p95_ms"), ("lat_p99_ms", "p99_ms"),
-                                  ("cpu_s", "cpu_s")):
+                for col, name in (
+                    ("lat_p50_ms", "p50_ms"),
+                    ("lat_p95_ms", "p95_ms"),
+                    ("lat_p99_ms", "p99_ms"),
+                    ("cpu_s", "cpu_s"),
+                ):
                     row[name] = _median(ok[col]) if len(ok) else None
                 peaks = [v for v in ok.peak_rss_mb.tolist() if finite(v)]
                 row["peak_mb"] = max(peaks) if peaks else None
                 # An experiment's counts are its findings (deliberate timeouts, tests failed), not errors.
-                row["errors"] = (int(ok.failed.fillna(0).sum() + ok.timed_out.fillna(0).sum())
-                                 if len(ok) and not params.get("driver") else None)
+                row["errors"] = (
+                    int(ok.failed.fillna(0).sum() + ok.timed_out.fillna(0).sum())
+                    if len(ok) and not params.get("driver")
+                    else None
+                )
                 submitted = ok.jobs.fillna(0).sum()
                 row["rejected_pct"] = (100.0 * ok.rejected.fillna(0).sum() / submitted) if submitted else None
                 if g.empty:
@@ -104,9 +116,30 @@ def case_table(data: RunData):
             out.extend(case_rows)
     table = pd.DataFrame(out)
     if table.empty:
-        table = pd.DataFrame(columns=["scenario", "variant", "case", "backend", "status", "n_ok", "n_run",
-                                      "tp_median", "tp_low", "tp_high", "winner", "vs_best", "p50_ms", "p95_ms",
-                                      "p99_ms", "cpu_s", "peak_mb", "errors", "rejected_pct", "notes"])
+        table = pd.DataFrame(
+            columns=[
+                "scenario",
+                "variant",
+                "case",
+                "backend",
+                "status",
+                "n_ok",
+                "n_run",
+                "tp_median",
+                "tp_low",
+                "tp_high",
+                "winner",
+                "vs_best",
+                "p50_ms",
+                "p95_ms",
+                "p99_ms",
+                "cpu_s",
+                "peak_mb",
+                "errors",
+                "rejected_pct",
+                "notes",
+            ]
+        )
     return table
 
 

@@ -8,11 +8,20 @@ import time
 
 def add_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run every backend through the scenarios; store results in SQLite")
-    p.add_argument("--backends", nargs="+", metavar="B",
-                   help="backends to run (default: the local ones available; name dask to include it)")
+    p.add_argument(
+        "--backends",
+        nargs="+",
+        metavar="B",
+        help="backends to run (default: the local ones available; name dask to include it)",
+    )
     p.add_argument("--scenarios", nargs="+", metavar="S", help="scenarios to run (default: all)")
     p.add_argument("--quick", action="store_true", help="fewer jobs and short sweeps: under 5 minutes")
-    p.add_argument("--repeats", type=int, default=5, help="repeats of each measurement (default 5: the fewest that can show a difference at 5%%)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        help="repeats of each measurement (default 5: the fewest that can show a difference at 5%%)",
+    )
     p.add_argument("--db", default=None, help="SQLite file (default results/poolbench.db)")
     p.add_argument("--no-report", action="store_true", help="do not write the HTML report at the end")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")

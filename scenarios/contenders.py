@@ -41,6 +41,7 @@ are skipped, and the run says so.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -53,8 +54,13 @@ FLAT = 1.5  # scaling: "flat" when the last point costs at most this many times 
 MEMORY_TARGET_MB = 100.0  # per 100k waiting jobs
 CASE_NAMES = ("noop", "sleep1", "latency", "cpu1ms", "map", "memory", "scaling")
 UNITS = {
-    "noop": "jobs/s", "sleep1": "jobs/s", "latency": "µs", "cpu1ms": "jobs/s",
-    "map": "jobs/s", "memory": "MB/100k", "scaling": "µs/job",
+    "noop": "jobs/s",
+    "sleep1": "jobs/s",
+    "latency": "µs",
+    "cpu1ms": "jobs/s",
+    "map": "jobs/s",
+    "memory": "MB/100k",
+    "scaling": "µs/job",
 }
 
 
@@ -72,21 +78,39 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--repeats", type=int, default=5,
-                   help="interleaved repeats of every measurement (default 5: the fewest that can show a difference at 5%%)")
-    p.add_argument("--jobs", type=int, default=20000, metavar="N",
-                   help="jobs per throughput measurement (default 20000; processes run N/4)")
-    p.add_argument("--cases", nargs="+", metavar="C", choices=CASE_NAMES,
-                   help=f"cases to run (default: all): {', '.join(CASE_NAMES)}")
-    p.add_argument("--waiting", type=int, default=100_000, metavar="N",
-                   help="memory case: jobs left waiting (default 100000)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        help="interleaved repeats of every measurement (default 5: the fewest that can show a difference at 5%%)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=20000,
+        metavar="N",
+        help="jobs per throughput measurement (default 20000; processes run N/4)",
+    )
+    p.add_argument(
+        "--cases",
+        nargs="+",
+        metavar="C",
+        choices=CASE_NAMES,
+        help=f"cases to run (default: all): {', '.join(CASE_NAMES)}",
+    )
+    p.add_argument(
+        "--waiting", type=int, default=100_000, metavar="N", help="memory case: jobs left waiting (default 100000)"
+    )
     p.add_argument("--json", metavar="PATH", help="also save every value, ratio and verdict as JSON")
 
 
 def contenders_command(args: argparse.Namespace) -> int:
     return run(
-        repeats=args.repeats, jobs=args.jobs, cases=tuple(args.cases or CASE_NAMES),
-        waiting=args.waiting, json_path=args.json,
+        repeats=args.repeats,
+        jobs=args.jobs,
+        cases=tuple(args.cases or CASE_NAMES),
+        waiting=args.waiting,
+        json_path=args.json,
     )
 
 
@@ -180,9 +204,7 @@ def _pb(backend: str, fn, n: int, workers: int, args: tuple = ()) -> float:
         pool.submit(fn, *args).result()
         _warm_all(pool.submit, workers, fn)
         t = time.perf_counter()
-        done, _ = concurrent.futures.wait(
-            [pool.submit(fn, *args, priority=i & 1, timeout=TIMEOUT) for i in range(n)]
-        )
+        done, _ = concurrent.futures.wait([pool.submit(fn, *args, priority=i & 1, timeout=TIMEOUT) for i in range(n)])
         rate = n / (time.perf_counter() - t)
         _check(done)
         return rate
@@ -504,7 +526,11 @@ def _memory(impl: str, n: int, traced: int = 20_000) -> tuple[float, dict]:
         for f in [d.traceback[0]]
     ]
     return extra / n * 100_000 / 1e6, {
-        "waiting": n, "extra_rss_mb": extra / 1e6, "bytes_per_job": per_job, "traced": m, "top": top,
+        "waiting": n,
+        "extra_rss_mb": extra / 1e6,
+        "bytes_per_job": per_job,
+        "traced": m,
+        "top": top,
     }
 
 
@@ -555,12 +581,18 @@ def scaling_series(jobs: int) -> list[tuple[str, list[tuple[str, str, int, int, 
     jobs_points = [max(1, jobs // 2), jobs * 5, jobs * 50]
     nproc = max(1, jobs // 4)
     return [
-        (f"thread, 2 workers, by jobs (queue_size up to 100k)",
-         [(_si(n), f"thread jobs={_si(n)}", n, 2, min(n, 100_000)) for n in jobs_points]),
-        (f"thread, {_si(jobs)} jobs, by workers",
-         [(str(w), f"thread workers={w}", jobs, w, jobs) for w in (1, 4, 16, 64)]),
-        (f"process, {_si(nproc)} jobs, by workers",
-         [(str(w), f"process workers={w}", nproc, w, nproc) for w in (1, 4, 16)]),
+        (
+            "thread, 2 workers, by jobs (queue_size up to 100k)",
+            [(_si(n), f"thread jobs={_si(n)}", n, 2, min(n, 100_000)) for n in jobs_points],
+        ),
+        (
+            f"thread, {_si(jobs)} jobs, by workers",
+            [(str(w), f"thread workers={w}", jobs, w, jobs) for w in (1, 4, 16, 64)],
+        ),
+        (
+            f"process, {_si(nproc)} jobs, by workers",
+            [(str(w), f"process workers={w}", nproc, w, nproc) for w in (1, 4, 16)],
+        ),
     ]
 
 
@@ -613,8 +645,9 @@ def implementations(jobs: int, waiting: int = 100_000, cpu_iters: int = 1) -> di
             for impl in ("thread", "ThreadPoolExecutor", "process", "ProcessPoolExecutor", "asyncio")
         },
         "scaling": {
-            impl: ((lambda b=impl.split()[0], n=n, w=w, q=q: _per_job_us(b, n, w, q)), False)
-            for _, points in scaling_series(jobs) for _, impl, n, w, q in points
+            impl: (functools.partial(_per_job_us, impl.split()[0], n, w, q), False)
+            for _, points in scaling_series(jobs)
+            for _, impl, n, w, q in points
         },
     }
     if not mpire:
@@ -655,8 +688,18 @@ def measure_one(case: str, impl: str, jobs: int, waiting: int, cpu_iters: int) -
 
 def _one_in_subprocess(case: str, impl: str, jobs: int, waiting: int, cpu_iters: int) -> tuple[dict | None, str]:
     cmd = [
-        sys.executable, "-m", "scenarios.contenders", "--one", case, impl,
-        "--jobs", str(jobs), "--waiting", str(waiting), "--cpu-iters", str(cpu_iters),
+        sys.executable,
+        "-m",
+        "scenarios.contenders",
+        "--one",
+        case,
+        impl,
+        "--jobs",
+        str(jobs),
+        "--waiting",
+        str(waiting),
+        "--cpu-iters",
+        str(cpu_iters),
     ]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
@@ -674,8 +717,14 @@ def _one_in_subprocess(case: str, impl: str, jobs: int, waiting: int, cpu_iters:
 # ------------------------------------------------------------------ the run
 
 
-def run(*, repeats: int = 5, jobs: int = 20000, cases: tuple[str, ...] = CASE_NAMES,
-        waiting: int = 100_000, json_path: str | None = None) -> int:
+def run(
+    *,
+    repeats: int = 5,
+    jobs: int = 20000,
+    cases: tuple[str, ...] = CASE_NAMES,
+    waiting: int = 100_000,
+    json_path: str | None = None,
+) -> int:
     from .stats import compare, median_ci
 
     if repeats < 1 or jobs < 1 or waiting < 1:
@@ -708,8 +757,10 @@ def run(*, repeats: int = 5, jobs: int = 20000, cases: tuple[str, ...] = CASE_NA
                 extras.setdefault((case, impl), []).append(result["extra"])
         print(f"repeat {rep + 1}/{repeats} done ({time.monotonic() - t0:.0f} s)", file=sys.stderr)
 
-    print(f"\nmedians of {repeats} interleaved repeats, each in a fresh process; ours with priorities, "
-          f"stats and timeouts armed (Python {sys.version.split()[0]}, {os.cpu_count()} CPUs)")
+    print(
+        f"\nmedians of {repeats} interleaved repeats, each in a fresh process; ours with priorities, "
+        f"stats and timeouts armed (Python {sys.version.split()[0]}, {os.cpu_count()} CPUs)"
+    )
     for note in notes:
         print(f"note: {note}")
     for case in cases:
@@ -739,34 +790,62 @@ def run(*, repeats: int = 5, jobs: int = 20000, cases: tuple[str, ...] = CASE_NA
         higher = table[case][ours][1]
         c = compare(a, b, higher_is_better=higher)
         ratio = c.ratio if higher else (1 / c.ratio if c.ratio else math.inf)
-        per = sorted((x / y if higher else y / x) if (y if higher else x) else math.inf for x, y in zip(a, b))
+        per = sorted(
+            (x / y if higher else y / x) if (y if higher else x) else math.inf for x, y in zip(a, b, strict=False)
+        )
         met = None if target is None else ratio >= target
         goal = "" if target is None else f"  target >= {target:.2f}: {'met' if met else 'NOT met'}"
         of_ideal = f" (= {ratio:.0%} of the ideal)" if theirs.startswith("ideal") else ""
         verdict = c.verdict
         if case == "memory":
             verdict = {"faster": "smaller", "slower": "larger"}.get(verdict, verdict)
-        print(f"  {case:<8} {ours} vs {theirs}: {ratio:.2f}x{of_ideal} (per-repeat {per[0]:.2f}-{per[-1]:.2f}; "
-              f"{verdict}, p={c.p_value:.3f}){goal}")
-        ratios.append({"case": case, "ours": ours, "theirs": theirs, "ratio": ratio, "per_repeat": per,
-                       "verdict": verdict, "p_value": c.p_value, "target": target, "met": met})
+        print(
+            f"  {case:<8} {ours} vs {theirs}: {ratio:.2f}x{of_ideal} (per-repeat {per[0]:.2f}-{per[-1]:.2f}; "
+            f"{verdict}, p={c.p_value:.3f}){goal}"
+        )
+        ratios.append(
+            {
+                "case": case,
+                "ours": ours,
+                "theirs": theirs,
+                "ratio": ratio,
+                "per_repeat": per,
+                "verdict": verdict,
+                "p_value": c.p_value,
+                "target": target,
+                "met": met,
+            }
+        )
 
     memory = _print_memory(cases, table, values, extras, waiting) if "memory" in cases else []
     scaling = _print_scaling(cases, jobs, values, extras) if "scaling" in cases else []
 
     if failures:
-        print(f"\n{len(failures)} measurement(s) failed: " +
-              "; ".join(f"{f['case']}/{f['impl']}: {f['error']}" for f in failures[:5]))
+        print(
+            f"\n{len(failures)} measurement(s) failed: "
+            + "; ".join(f"{f['case']}/{f['impl']}: {f['error']}" for f in failures[:5])
+        )
     print(f"\ntook {time.monotonic() - t0:.0f} s")
     if json_path:
         doc = {
-            "python": sys.version.split()[0], "cpus": os.cpu_count(), "repeats": repeats, "jobs": jobs,
-            "waiting": waiting, "cpu_iters": cpu_iters, "cases": list(cases), "notes": notes,
-            "values": {case: {impl: values[(case, impl)] for impl in table[case] if (case, impl) in values}
-                       for case in cases},
-            "extras": {case: {impl: extras[(case, impl)] for impl in table[case] if (case, impl) in extras}
-                       for case in cases},
-            "ratios": ratios, "memory": memory, "scaling": scaling, "failures": failures,
+            "python": sys.version.split()[0],
+            "cpus": os.cpu_count(),
+            "repeats": repeats,
+            "jobs": jobs,
+            "waiting": waiting,
+            "cpu_iters": cpu_iters,
+            "cases": list(cases),
+            "notes": notes,
+            "values": {
+                case: {impl: values[(case, impl)] for impl in table[case] if (case, impl) in values} for case in cases
+            },
+            "extras": {
+                case: {impl: extras[(case, impl)] for impl in table[case] if (case, impl) in extras} for case in cases
+            },
+            "ratios": ratios,
+            "memory": memory,
+            "scaling": scaling,
+            "failures": failures,
         }
         os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
         with open(json_path, "w") as f:
@@ -780,8 +859,10 @@ def _print_memory(cases, table, values, extras, waiting) -> list[dict]:
 
     from .stats import median_ci
 
-    print(f"\nmemory: extra RSS of {waiting:,} jobs waiting behind 1 busy worker (this process and its "
-          f"workers), per 100k; allocation per job from tracemalloc")
+    print(
+        f"\nmemory: extra RSS of {waiting:,} jobs waiting behind 1 busy worker (this process and its "
+        f"workers), per 100k; allocation per job from tracemalloc"
+    )
     rows = []
     for impl in table["memory"]:
         vals = values.get(("memory", impl))
@@ -793,8 +874,10 @@ def _print_memory(cases, table, values, extras, waiting) -> list[dict]:
         ours = impl in ("thread", "process", "asyncio")
         met = est.median < MEMORY_TARGET_MB if ours else None
         goal = f"  target < {MEMORY_TARGET_MB:.0f} MB: {'met' if met else 'NOT met'}" if ours else ""
-        print(f"  {impl:<20} {est.median:8.1f} MB per 100k [{est.low:.1f}, {est.high:.1f}]  "
-              f"tracemalloc {per_job:7,.0f} B/job{goal}")
+        print(
+            f"  {impl:<20} {est.median:8.1f} MB per 100k [{est.low:.1f}, {est.high:.1f}]  "
+            f"tracemalloc {per_job:7,.0f} B/job{goal}"
+        )
         top = ex[-1].get("top", [])
         if ours:
             for where, b, text in top[:5]:
@@ -806,8 +889,10 @@ def _print_memory(cases, table, values, extras, waiting) -> list[dict]:
 def _print_scaling(cases, jobs, values, extras) -> list[dict]:
     import statistics
 
-    print(f"\nscaling: µs per no-op job (median of the repeats) and the measuring process's peak RSS; ours "
-          f"with priorities and timeouts armed; flat = the last point within {FLAT}x of the first")
+    print(
+        f"\nscaling: µs per no-op job (median of the repeats) and the measuring process's peak RSS; ours "
+        f"with priorities and timeouts armed; flat = the last point within {FLAT}x of the first"
+    )
     rows = []
     for title, points in scaling_series(jobs):
         cells, meds, peaks = [], [], []
@@ -819,12 +904,21 @@ def _print_scaling(cases, jobs, values, extras) -> list[dict]:
             peaks.append(peak)
             cells.append(f"{label:>4}: {med:6.1f} µs ({peak:,.0f} MB)" if med is not None else f"{label:>4}: failed")
         growth = meds[-1] / meds[0] if meds[0] and meds[-1] else None
-        verdict = "" if growth is None else (
-            f": growth {growth:.2f}x, target <= {FLAT}x (flat): {'met' if growth <= FLAT else 'NOT met'}")
+        verdict = (
+            ""
+            if growth is None
+            else (f": growth {growth:.2f}x, target <= {FLAT}x (flat): {'met' if growth <= FLAT else 'NOT met'}")
+        )
         print(f"  {title}{verdict}")
         print("      " + " | ".join(cells))
-        rows.append({"series": title, "points": [[p[0], m, r] for p, m, r in zip(points, meds, peaks)],
-                     "growth": growth, "flat": None if growth is None else growth <= FLAT})
+        rows.append(
+            {
+                "series": title,
+                "points": [[p[0], m, r] for p, m, r in zip(points, meds, peaks, strict=False)],
+                "growth": growth,
+                "flat": None if growth is None else growth <= FLAT,
+            }
+        )
     return rows
 
 

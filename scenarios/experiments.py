@@ -22,7 +22,8 @@ import tempfile
 import textwrap
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pools
 from pools.testing import find_leaks, snapshot
@@ -34,11 +35,29 @@ from .spec import Case
 
 def _result(case: Case, **fields: Any) -> dict[str, Any]:
     base = {
-        "jobs": case.scenario.jobs, "completed": 0, "failed": 0, "timed_out": 0, "cancelled": 0,
-        "rejected": 0, "retried": 0, "wall_s": None, "throughput": None, "lat_p50_ms": None,
-        "lat_p95_ms": None, "lat_p99_ms": None, "lat_max_ms": None, "queue_wait_ms": None,
-        "dispatch_ms": None, "run_ms": None, "return_ms": None, "cpu_s": None, "peak_rss_mb": None,
-        "offered_rate": None, "achieved_rate": None, "generator_cpu": None, "generator_bound": False,
+        "jobs": case.scenario.jobs,
+        "completed": 0,
+        "failed": 0,
+        "timed_out": 0,
+        "cancelled": 0,
+        "rejected": 0,
+        "retried": 0,
+        "wall_s": None,
+        "throughput": None,
+        "lat_p50_ms": None,
+        "lat_p95_ms": None,
+        "lat_p99_ms": None,
+        "lat_max_ms": None,
+        "queue_wait_ms": None,
+        "dispatch_ms": None,
+        "run_ms": None,
+        "return_ms": None,
+        "cpu_s": None,
+        "peak_rss_mb": None,
+        "offered_rate": None,
+        "achieved_rate": None,
+        "generator_cpu": None,
+        "generator_bound": False,
         "extra": {},
     }
     base.update(fields)
@@ -64,14 +83,18 @@ def cancel_latency(case: Case, backend: str, seed: int) -> dict[str, Any]:
                 if i % 2 == 0:
                     job = pool.submit(stop, latch)
                     latch.wait(latch.count + 1, 30)
-                    job.add_done_callback(lambda _: (seen.append(time.monotonic()), ended.set()))
+                    job.add_done_callback(
+                        lambda _, seen=seen, ended=ended: (seen.append(time.monotonic()), ended.set())
+                    )
                     t_cancel = time.monotonic()
                     job.cancel()
                     if ended.wait(30) and seen:
                         cancels.append(seen[0] - t_cancel)
                 else:
                     job = pool.submit(stop, None, timeout=0.02)  # may be stopped before it starts
-                    job.add_done_callback(lambda _: (seen.append(time.monotonic()), ended.set()))
+                    job.add_done_callback(
+                        lambda _, seen=seen, ended=ended: (seen.append(time.monotonic()), ended.set())
+                    )
                     # a job stopped before a worker took it has no start: no overshoot to measure
                     if ended.wait(30) and seen and job.started_at:
                         overshoots.append(seen[0] - (job.started_at + 0.02))
@@ -90,7 +113,9 @@ def cancel_latency(case: Case, backend: str, seed: int) -> dict[str, Any]:
         extra={
             "cancel_ms": {"p50": ms(percentile(cancels, 0.5)), "p99": ms(percentile(cancels, 0.99)), "n": len(cancels)},
             "timeout_overshoot_ms": {
-                "p50": ms(percentile(overshoots, 0.5)), "p99": ms(percentile(overshoots, 0.99)), "n": len(overshoots),
+                "p50": ms(percentile(overshoots, 0.5)),
+                "p99": ms(percentile(overshoots, 0.99)),
+                "n": len(overshoots),
             },
             "stops_running_jobs": pool.stops_running_jobs,
         },
@@ -162,6 +187,7 @@ def primitives(case: Case, backend: str, seed: int) -> dict[str, Any]:
             for _ in range(n):
                 with lock:
                     shared[0] += 1
+
         return body
 
     results["Lock (Mutex)"] = _ops_per_second(threads, ops, with_lock(threading.Lock()))
@@ -196,6 +222,7 @@ def primitives(case: Case, backend: str, seed: int) -> dict[str, Any]:
 
     results["Event set/is_set"] = _ops_per_second(threads, ops, event_body)
     for name, q in (("queue.Queue put/get (channel)", queue.Queue()), ("SimpleQueue put/get", queue.SimpleQueue())):
+
         def q_body(n, q=q):
             for i in range(n):
                 q.put(i)
@@ -242,18 +269,17 @@ def leaks(case: Case, backend: str, seed: int) -> dict[str, Any]:
     caught["pool never shut down"] = find_leaks(before, timeout=0.2)
     pool.shutdown()
     before = snapshot()
-    with tjobs.Gate() as gate:
-        with pools.create_pool(backend, workers=1) as pool:
-            fn = _astubborn if pool.runs == "coroutines" else _stubborn
-            if backend == "process":
-                fn = tjobs.hold
-            job = pool.submit(fn, gate, timeout=0.05)
-            try:
-                job.result(30)
-            except pools.JobTimeout:
-                pass
-            report = pool.shutdown(timeout=0.1)
-            caught["job ignoring its timeout"] = find_leaks(before, timeout=0.2)
+    with tjobs.Gate() as gate, pools.create_pool(backend, workers=1) as pool:
+        fn = _astubborn if pool.runs == "coroutines" else _stubborn
+        if backend == "process":
+            fn = tjobs.hold
+        job = pool.submit(fn, gate, timeout=0.05)
+        try:
+            job.result(30)
+        except pools.JobTimeout:
+            pass
+        report = pool.shutdown(timeout=0.1)
+        caught["job ignoring its timeout"] = find_leaks(before, timeout=0.2)
     caught["after cleanup"] = find_leaks(before, timeout=5)
     return _result(
         case,
@@ -292,13 +318,13 @@ class RacyPool(ThreadPool):
 pools.register_backend("racy", RacyPool)
 '''
 
-_RACY_TEST = '''
+_RACY_TEST = """
 from pools.testing.conformance import PoolConformance
 
 
 class TestRacy(PoolConformance):
     backends = ("racy",)
-'''
+"""
 
 
 def racy_pool(case: Case, backend: str, seed: int) -> dict[str, Any]:
@@ -308,11 +334,33 @@ def racy_pool(case: Case, backend: str, seed: int) -> dict[str, Any]:
         with open(os.path.join(tmp, "test_racy.py"), "w") as f:
             f.write(textwrap.dedent(_RACY_TEST))
         proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", tmp, tmp, "-rf",
-             "-o", "addopts=", "--timeout", "60"],
-            capture_output=True, text=True, timeout=300, cwd=tmp,
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "--rootdir",
+                tmp,
+                tmp,
+                "-rf",
+                "-o",
+                "addopts=",
+                "--timeout",
+                "60",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp,
         )
-    failed = sorted({line.split("::")[-1].split(" ")[0].split("[")[0] for line in proc.stdout.splitlines()
-                     if line.startswith("FAILED")})
+    failed = sorted(
+        {
+            line.split("::")[-1].split(" ")[0].split("[")[0]
+            for line in proc.stdout.splitlines()
+            if line.startswith("FAILED")
+        }
+    )
     summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-300:]
     return _result(case, completed=1, failed=len(failed), extra={"caught_by": failed, "summary": summary})

@@ -20,7 +20,6 @@ Reads a JSON request on stdin, writes one JSON line of metrics on stdout.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import math
@@ -149,7 +148,7 @@ def _plan(sc, n: int, rng: random.Random) -> list[tuple[str, dict, int]]:
     prio_weights = [w for w, _ in sc.priorities]
     jobs = rng.choices(sc.mix, weights, k=n)
     prios = rng.choices([p for _, p in sc.priorities], prio_weights, k=n)
-    return [(name, jobtypes.validate(name, params), prio) for (_, name, params), prio in zip(jobs, prios)]
+    return [(name, jobtypes.validate(name, params), prio) for (_, name, params), prio in zip(jobs, prios, strict=False)]
 
 
 def run_load(case: Case, backend: str, seed: int = 0) -> dict[str, Any]:
@@ -206,7 +205,9 @@ def run_load(case: Case, backend: str, seed: int = 0) -> dict[str, Any]:
         stats = pool.stats()
 
     measured = [j for j in jobs if j is not None]
-    counts = {state: sum(j.status == state for j in measured) for state in ("succeeded", "failed", "timed_out", "cancelled")}
+    counts = {
+        state: sum(j.status == state for j in measured) for state in ("succeeded", "failed", "timed_out", "cancelled")
+    }
     latencies, waits, dispatch, runs, returns = [], [], [], [], []
     wait_by_prio: dict[int, list[float]] = {}
     for i, job in enumerate(jobs):

@@ -21,8 +21,9 @@ import platform
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pools
 
@@ -52,7 +53,10 @@ class RunOptions:
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
             cwd=os.path.dirname(os.path.abspath(__file__)),
         )
         return out.stdout.strip() or None
@@ -75,8 +79,20 @@ def _packages() -> dict[str, str]:
     from importlib import metadata
 
     out = {}
-    for name in ("poolbench", "dask", "distributed", "fastapi", "uvicorn", "locust", "pandas", "scipy",
-                 "matplotlib", "pytest-benchmark", "psutil", "rich"):
+    for name in (
+        "poolbench",
+        "dask",
+        "distributed",
+        "fastapi",
+        "uvicorn",
+        "locust",
+        "pandas",
+        "scipy",
+        "matplotlib",
+        "pytest-benchmark",
+        "psutil",
+        "rich",
+    ):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -86,7 +102,7 @@ def _packages() -> dict[str, str]:
 
 def metadata(opts: RunOptions) -> dict[str, Any]:
     return {
-        "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "quick": opts.quick,
         "repeats": opts.repeats,
         "backends": list(opts.backends),
@@ -107,8 +123,13 @@ def measure_in_subprocess(request: dict[str, Any]) -> tuple[dict[str, Any] | Non
     # Its own session: on a timeout the whole group goes (its fork server and workers
     # too), so that no orphan keeps a core busy during the measurements after it.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "scenarios.measure"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+        [sys.executable, "-m", "scenarios.measure"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
     )
     try:
         out, err = proc.communicate(json.dumps(request), timeout=MEASURE_TIMEOUT)
@@ -184,8 +205,16 @@ def run(opts: RunOptions, *, progress: Callable[[str], None] | None = None) -> i
                 request = {"case": case.to_json(), "backend": backend, "seed": opts.seed + rep}
                 result, err = measure_in_subprocess(request)
                 store.add_measurement(
-                    conn, run_id, scenario=case.scenario.name, variant=case.variant, backend=backend,
-                    repeat=rep, seq=seq, result=result, error=err, params=asdict(case.scenario),
+                    conn,
+                    run_id,
+                    scenario=case.scenario.name,
+                    variant=case.variant,
+                    backend=backend,
+                    repeat=rep,
+                    seq=seq,
+                    result=result,
+                    error=err,
+                    params=asdict(case.scenario),
                 )
                 seq += 1
                 done += 1
@@ -207,9 +236,7 @@ def run(opts: RunOptions, *, progress: Callable[[str], None] | None = None) -> i
                 f"the control workload drifted by {drift:.0%} during the run (limit {DRIFT_LIMIT:.0%}): "
                 "the machine's speed changed; compare backends within this run, and runs only after normalizing"
             )
-    failures = conn.execute(
-        "SELECT count(*) FROM measurements WHERE run_id = ? AND ok = 0", (run_id,)
-    ).fetchone()[0]
+    failures = conn.execute("SELECT count(*) FROM measurements WHERE run_id = ? AND ok = 0", (run_id,)).fetchone()[0]
     if failures:
         flags.append(f"{failures} measurement(s) failed (see measurements.error)")
     bound = conn.execute(
@@ -218,9 +245,13 @@ def run(opts: RunOptions, *, progress: Callable[[str], None] | None = None) -> i
     if bound:
         flags.append(f"in {bound} measurement(s) the load generator, not the pool, was the bottleneck")
     store.finish_run(
-        conn, run_id,
-        finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        loadavg_end=load_end, control_median_s=median, control_drift=drift, flags=flags,
+        conn,
+        run_id,
+        finished_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        loadavg_end=load_end,
+        control_median_s=median,
+        control_drift=drift,
+        flags=flags,
     )
     conn.close()
     return run_id

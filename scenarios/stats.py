@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 import random
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
-__all__ = ["Estimate", "Comparison", "median_ci", "compare", "ALPHA"]
+__all__ = ["ALPHA", "Comparison", "Estimate", "compare", "median_ci"]
 
 ALPHA = 0.05  # two-sided significance level of compare()
 
@@ -38,8 +38,8 @@ def median_ci(values: Sequence[float], *, confidence: float = 0.95, resamples: i
     n = len(data)
     boots = sorted(statistics.median(rng.choices(data, k=n)) for _ in range(resamples))
     tail = (1 - confidence) / 2
-    low = boots[int(math.floor(tail * (resamples - 1)))]
-    high = boots[int(math.ceil((1 - tail) * (resamples - 1)))]
+    low = boots[math.floor(tail * (resamples - 1))]
+    high = boots[math.ceil((1 - tail) * (resamples - 1))]
     return Estimate(med, low, high, n)
 
 
@@ -57,7 +57,9 @@ class Comparison:
         return f"{self.verdict}: {self.ratio:.2f}x (p={self.p_value:.3f})"
 
 
-def compare(a: Sequence[float], b: Sequence[float], *, higher_is_better: bool = True, alpha: float = ALPHA) -> Comparison:
+def compare(
+    a: Sequence[float], b: Sequence[float], *, higher_is_better: bool = True, alpha: float = ALPHA
+) -> Comparison:
     """Is ``a`` better than ``b``? Two-sided Mann-Whitney U test on the repeats.
     With 5 repeats each the smallest possible p is 0.008, so 5 is the least that
     can show a difference at 5%; 3 against 3 never can (p >= 0.1)."""

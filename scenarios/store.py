@@ -58,9 +58,29 @@ CREATE INDEX IF NOT EXISTS measurements_run ON measurements(run_id, scenario, va
 """
 
 METRICS = (
-    "jobs", "completed", "failed", "timed_out", "cancelled", "rejected", "retried", "wall_s", "throughput",
-    "lat_p50_ms", "lat_p95_ms", "lat_p99_ms", "lat_max_ms", "queue_wait_ms", "dispatch_ms", "run_ms",
-    "return_ms", "cpu_s", "peak_rss_mb", "offered_rate", "achieved_rate", "generator_cpu", "generator_bound",
+    "jobs",
+    "completed",
+    "failed",
+    "timed_out",
+    "cancelled",
+    "rejected",
+    "retried",
+    "wall_s",
+    "throughput",
+    "lat_p50_ms",
+    "lat_p95_ms",
+    "lat_p99_ms",
+    "lat_max_ms",
+    "queue_wait_ms",
+    "dispatch_ms",
+    "run_ms",
+    "return_ms",
+    "cpu_s",
+    "peak_rss_mb",
+    "offered_rate",
+    "achieved_rate",
+    "generator_cpu",
+    "generator_bound",
 )
 
 
@@ -76,9 +96,18 @@ def create_run(conn: sqlite3.Connection, meta: dict[str, Any]) -> int:
         "INSERT INTO runs (started_at, quick, repeats, backends, scenarios, python, platform, cpu_count, "
         "cpu_model, loadavg_start, git_commit, packages) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         (
-            meta["started_at"], int(meta["quick"]), meta["repeats"], json.dumps(meta["backends"]),
-            json.dumps(meta["scenarios"]), meta["python"], meta["platform"], meta["cpu_count"],
-            meta["cpu_model"], meta["loadavg_start"], meta["git_commit"], json.dumps(meta["packages"]),
+            meta["started_at"],
+            int(meta["quick"]),
+            meta["repeats"],
+            json.dumps(meta["backends"]),
+            json.dumps(meta["scenarios"]),
+            meta["python"],
+            meta["platform"],
+            meta["cpu_count"],
+            meta["cpu_model"],
+            meta["loadavg_start"],
+            meta["git_commit"],
+            json.dumps(meta["packages"]),
         ),
     )
     conn.commit()
@@ -86,16 +115,34 @@ def create_run(conn: sqlite3.Connection, meta: dict[str, Any]) -> int:
 
 
 def add_measurement(
-    conn: sqlite3.Connection, run_id: int, *, scenario: str, variant: str, backend: str, repeat: int, seq: int,
-    result: dict[str, Any] | None, error: str | None, params: dict[str, Any],
+    conn: sqlite3.Connection,
+    run_id: int,
+    *,
+    scenario: str,
+    variant: str,
+    backend: str,
+    repeat: int,
+    seq: int,
+    result: dict[str, Any] | None,
+    error: str | None,
+    params: dict[str, Any],
 ) -> None:
     values = [None] * len(METRICS) if result is None else [result.get(m) for m in METRICS]
     conn.execute(
         f"INSERT INTO measurements (run_id, scenario, variant, backend, repeat, seq, ok, error, "
         f"{', '.join(METRICS)}, extra, params) VALUES ({', '.join('?' * (10 + len(METRICS)))})",
         (
-            run_id, scenario, variant, backend, repeat, seq, int(result is not None), error, *values,
-            json.dumps(None if result is None else result.get("extra")), json.dumps(params),
+            run_id,
+            scenario,
+            variant,
+            backend,
+            repeat,
+            seq,
+            int(result is not None),
+            error,
+            *values,
+            json.dumps(None if result is None else result.get("extra")),
+            json.dumps(params),
         ),
     )
     conn.commit()

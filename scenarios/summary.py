@@ -68,15 +68,28 @@ def summarize(db: str, run_id: int) -> tuple[dict, list[Row]]:
             if "caught_by" in extra:
                 notes.append(f"conformance kit caught the racy pool in {len(extra['caught_by'])} tests")
             if "queue_wait_ms_by_priority" in extra:
-                notes.append("queue wait p99 by priority: " + ", ".join(
-                    f"{p}: {v['p99']:.1f} ms" for p, v in extra["queue_wait_ms_by_priority"].items() if v["p99"] is not None
-                ))
+                notes.append(
+                    "queue wait p99 by priority: "
+                    + ", ".join(
+                        f"{p}: {v['p99']:.1f} ms"
+                        for p, v in extra["queue_wait_ms_by_priority"].items()
+                        if v["p99"] is not None
+                    )
+                )
             # an experiment's timeouts and cancels are what it measures, not errors
             errors = int(g.failed.fillna(0).sum()) + (0 if "cancel_ms" in extra else int(g.timed_out.fillna(0).sum()))
-            rows.append(Row(
-                _key(scenario, variant), backend, est, float(p99.median()) if len(p99) else None,
-                errors, verdict, backend == best and len(with_tp) > 1, " | ".join(notes),
-            ))
+            rows.append(
+                Row(
+                    _key(scenario, variant),
+                    backend,
+                    est,
+                    float(p99.median()) if len(p99) else None,
+                    errors,
+                    verdict,
+                    backend == best and len(with_tp) > 1,
+                    " | ".join(notes),
+                )
+            )
     failed = df[df.ok == 0]
     for _, r in failed.iterrows():
         rows.append(Row(_key(r.scenario, r.variant), r.backend, None, None, 0, "", False, f"FAILED: {r.error}"))
@@ -105,10 +118,19 @@ def print_summary(db: str, run_id: int) -> None:
         table.add_column(col, overflow="fold")
     last = None
     for r in rows:
-        tp = "—" if r.throughput is None else f"{r.throughput.median:,.0f} [{r.throughput.low:,.0f}, {r.throughput.high:,.0f}]"
+        tp = (
+            "—"
+            if r.throughput is None
+            else f"{r.throughput.median:,.0f} [{r.throughput.low:,.0f}, {r.throughput.high:,.0f}]"
+        )
         table.add_row(
-            escape(r.case) if r.case != last else "", ("★ " if r.best else "") + r.backend, tp,
-            "—" if r.p99_ms is None else f"{r.p99_ms:.2f}", str(r.errors), escape(r.verdict), escape(r.notes),
+            escape(r.case) if r.case != last else "",
+            ("★ " if r.best else "") + r.backend,
+            tp,
+            "—" if r.p99_ms is None else f"{r.p99_ms:.2f}",
+            str(r.errors),
+            escape(r.verdict),
+            escape(r.notes),
         )
         last = r.case
     console.print(table)

@@ -12,11 +12,31 @@ from pools import exceptions
 def test_public_api_is_explicit():
     assert sorted(pools.__all__) == sorted(
         [
-            "BackendUnavailable", "InvalidArgument", "InvalidCallable", "Job", "JobCancelled",
-            "JobContext", "JobTimeout", "Leaked", "NoCurrentJob", "Pool", "PoolBroken", "PoolClosed",
-            "PoolError", "PoolStats", "QueueFull", "RemoteTraceback", "Retry", "ShutdownReport",
-            "UnknownBackend", "WorkerCrashed", "available_backends", "create_pool", "current_context",
-            "register_backend", "registered_backends",
+            "BackendUnavailable",
+            "InvalidArgument",
+            "InvalidCallable",
+            "Job",
+            "JobCancelled",
+            "JobContext",
+            "JobTimeout",
+            "Leaked",
+            "NoCurrentJob",
+            "Pool",
+            "PoolBroken",
+            "PoolClosed",
+            "PoolError",
+            "PoolStats",
+            "QueueFull",
+            "RemoteTraceback",
+            "Retry",
+            "ShutdownReport",
+            "UnknownBackend",
+            "WorkerCrashed",
+            "available_backends",
+            "create_pool",
+            "current_context",
+            "register_backend",
+            "registered_backends",
         ]
     )
     for name in pools.__all__:
@@ -74,7 +94,7 @@ def test_a_registered_backend_is_created_by_name():
 
 
 @pytest.mark.parametrize(
-    "kwargs, words",
+    ("kwargs", "words"),
     [
         ({"attempts": 0}, ["attempts", "0"]),
         ({"backoff": -1}, ["backoff", "-1"]),

@@ -138,13 +138,15 @@ def test_a_retry_pending_when_the_loop_ends_is_cancelled(make_pool):
 
     async def main():
         pool.start()
-        held.append(pool.submit(jobs.afail_until, 2, retry=pools.Retry(attempts=2, backoff=600, max_backoff=600, jitter=False)))
+        held.append(
+            pool.submit(jobs.afail_until, 2, retry=pools.Retry(attempts=2, backoff=600, max_backoff=600, jitter=False))
+        )
         while held[0].status != "retrying":
             await asyncio.sleep(0)
 
     asyncio.run(main())
     assert held[0].cancelled()
-    with pytest.raises(pools.PoolClosed, match="asyncio.run"):
+    with pytest.raises(pools.PoolClosed, match=r"asyncio\.run"):
         pool.submit(jobs.aecho, 1)
 
 
@@ -198,7 +200,9 @@ def test_a_timed_out_attempt_is_stopped_even_when_its_retry_already_runs_elsewhe
                 started.release()
                 await go.wait()  # its next step is queued right behind the staller's
 
-            job = await pool.asubmit(forever, "J", timeout=0.2, retry=pools.Retry(attempts=2, backoff=0.0, jitter=False))
+            job = await pool.asubmit(
+                forever, "J", timeout=0.2, retry=pools.Retry(attempts=2, backoff=0.0, jitter=False)
+            )
             await pool.asubmit(staller)
             await pool.asubmit(quick)
             await started.acquire()

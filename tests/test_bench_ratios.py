@@ -18,11 +18,13 @@ def _bench(group, backend, jobs, median):
 
 
 def test_each_backend_is_divided_by_its_contender_in_the_same_group():
-    lines = bench_conftest.throughput_ratios([
-        _bench("noop", "thread", 500, 0.010),  # 50,000 jobs/s
-        _bench("noop", "ThreadPoolExecutor", 500, 0.005),  # 100,000 jobs/s
-        _bench("noop", "process", 500, 0.050),
-        _bench("sleep_1ms", "ThreadPoolExecutor", 200, 0.05),  # no thread row in this group
-        _bench("map", "thread", 500, 0.01),  # no contender in this group
-    ])
+    lines = bench_conftest.throughput_ratios(
+        [
+            _bench("noop", "thread", 500, 0.010),  # 50,000 jobs/s
+            _bench("noop", "ThreadPoolExecutor", 500, 0.005),  # 100,000 jobs/s
+            _bench("noop", "process", 500, 0.050),
+            _bench("sleep_1ms", "ThreadPoolExecutor", 200, 0.05),  # no thread row in this group
+            _bench("map", "thread", 500, 0.01),  # no contender in this group
+        ]
+    )
     assert lines == ["noop: thread 50,000 jobs/s / ThreadPoolExecutor 100,000 jobs/s = 0.50x"]

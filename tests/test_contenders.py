@@ -14,7 +14,9 @@ def _run(tmp_path, *args):
     out_json = tmp_path / "contenders.json"
     proc = subprocess.run(
         [sys.executable, "-m", "pools.cli", "contenders", "--repeats", "1", "--json", str(out_json), *args],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return proc.stdout, json.loads(out_json.read_text())

@@ -29,7 +29,7 @@ from pools.testing.jobs import Gate, Latch
 
 pytest.importorskip("distributed")
 
-from pools.dask import _LocalClusterProcess  # noqa: E402 - only with the extra installed
+from pools.dask import _LocalClusterProcess
 
 T = 30.0
 THREADS = 4  # of the shared cluster
@@ -79,7 +79,7 @@ def test_without_the_extra_it_says_what_to_install(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "options, words",
+    ("options", "words"),
     [
         ({"address": 8786}, ["address", "8786", "tcp://"]),
         ({"address": ""}, ["address", "''"]),
@@ -113,7 +113,7 @@ def test_callables_cross_by_cloudpickle(make_pool, cluster):
     assert pool.submit(lambda x: x + offset, 2).result(T) == 42  # a closure: fine with cloudpickle
     with pytest.raises(InvalidCallable, match="cannot be pickled"):
         pool.submit(jobs.echo, threading.Lock())  # refused at submit, not on the cluster
-    with pytest.raises(InvalidCallable, match="asyncio.run"):
+    with pytest.raises(InvalidCallable, match=r"asyncio\.run"):
         pool.submit(jobs.aecho, 1)
     with pytest.raises(pickle.PicklingError):
         pool.submit(jobs.unpicklable_result).result(T)  # fails its own job only
@@ -550,8 +550,12 @@ def test_a_crash_in_a_packed_task_is_charged_to_the_job_that_crashed(tmp_path):
             marker = str(tmp_path / f"ran-{rnd}")
             with Latch() as latch:
                 first_gate, ok, (crasher,) = _packed_behind(
-                    pool, latch, _record, (marker,),
-                    lambda i: pool.submit(jobs.crash_until, 2, "survived", retry=retry), 1,
+                    pool,
+                    latch,
+                    _record,
+                    (marker,),
+                    lambda i: pool.submit(jobs.crash_until, 2, "survived", retry=retry),
+                    1,
                 )
                 with first_gate:
                     assert ok.result(T) == marker  # its outcome, not its worker's death

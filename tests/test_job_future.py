@@ -101,7 +101,7 @@ def test_many_jobs_settle_while_other_threads_wait_on_them(pool):
     threads = [threading.Thread(target=collect, args=(jobs[k::4],)) for k in range(4)]
     for t in threads:
         t.start()
-    done, not_done = concurrent.futures.wait(jobs, timeout=30)
+    _done, not_done = concurrent.futures.wait(jobs, timeout=30)
     for t in threads:
         t.join(30)
     assert not not_done

@@ -11,7 +11,7 @@ T = 30.0
 
 
 @pytest.mark.parametrize(
-    "name, data, words",
+    ("name", "data", "words"),
     [
         ("sleep", {}, ["'ms'", "required"]),
         ("sleep", {"ms": -1}, ["'ms'", "[0", "-1"]),
@@ -66,8 +66,12 @@ def test_every_type_runs_on_every_backend(make_pool, pool_backend):
 @pytest.mark.parametrize("name", ["sleep", "cpu", "heavy_tail", "fail"])
 def test_thread_jobs_give_their_thread_back_when_timed_out(make_pool, name):
     pool = make_pool("thread", workers=1)
-    data = {"sleep": {"ms": 60000}, "cpu": {"ms": 60000}, "fail": {"ms": 60000, "probability": 0},
-            "heavy_tail": {"scale_ms": 60000, "max_ms": 60000}}[name]
+    data = {
+        "sleep": {"ms": 60000},
+        "cpu": {"ms": 60000},
+        "fail": {"ms": 60000, "probability": 0},
+        "heavy_tail": {"scale_ms": 60000, "max_ms": 60000},
+    }[name]
     job = pool.submit(jobtypes.job_for(pool, name), jobtypes.validate(name, data), timeout=0.05)
     with pytest.raises(pools.JobTimeout):
         job.result(T)

@@ -25,10 +25,12 @@ def test_a_mix_names_types_and_weights():
     assert profiles.mix_from_env(profiles.mix_to_env(custom)) == custom
 
 
-@pytest.mark.parametrize("spec, words", [("nope:1", ["'nope'", "noop"]), ("noop:x", ["weight", "'x'"]),
-                                         ("noop:0", ["> 0"]), ("", ["empty"])])
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [("nope:1", ["'nope'", "noop"]), ("noop:x", ["weight", "'x'"]), ("noop:0", ["> 0"]), ("", ["empty"])],
+)
 def test_a_bad_mix_is_refused_with_the_reason(spec, words):
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError, match=r"\S") as info:  # the words are checked below
         profiles.parse_mix(spec)
     assert all(w in str(info.value) for w in words), str(info.value)
 
@@ -50,7 +52,7 @@ def test_capacity_follows_workers_sleeps_and_the_gil():
     assert 2.5 < profiles.mean_ms(tail[0])[0] < 3.0  # 3 * (1 - 1000 ** -0.5) + 1000 ** -0.5, plus overhead
 
 
-@pytest.mark.parametrize("text, seconds", [("30", 30), ("30s", 30), ("2m", 120), ("1m30s", 90), ("1h", 3600)])
+@pytest.mark.parametrize(("text", "seconds"), [("30", 30), ("30s", 30), ("2m", 120), ("1m30s", 90), ("1h", 3600)])
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 
@@ -59,10 +61,32 @@ def test_a_short_distributed_run_counts_503s_as_back_pressure(tmp_path):
     """One master and two locust workers overload a tiny pool (1 worker, 100 ms jobs,
     5 waiting: ~10 jobs/s) at twice its capacity for 6 s: the queue fills, the service
     answers 503, and nothing fails."""
-    cmd = [sys.executable, "-m", "pools.cli", "loadtest", "--backend", "thread", "--workers", "1",
-           "--queue-size", "5", "--mix", '[{"type": "sleep", "data": {"ms": 100}}]', "--shape", "overload",
-           "--users", "4", "--spawn-rate", "4", "--duration", "6s", "--locust-workers", "2",
-           "--results-dir", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pools.cli",
+        "loadtest",
+        "--backend",
+        "thread",
+        "--workers",
+        "1",
+        "--queue-size",
+        "5",
+        "--mix",
+        '[{"type": "sleep", "data": {"ms": 100}}]',
+        "--shape",
+        "overload",
+        "--users",
+        "4",
+        "--spawn-rate",
+        "4",
+        "--duration",
+        "6s",
+        "--locust-workers",
+        "2",
+        "--results-dir",
+        str(tmp_path),
+    ]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     (out,) = tmp_path.iterdir()
     assert out.name.endswith("-thread")

@@ -61,7 +61,7 @@ def test_worker_traceback_is_the_cause(make_pool):
         pool.submit(jobs.fail, "remote").result(T)
     cause = info.value.__cause__
     assert isinstance(cause, pools.RemoteTraceback)
-    assert 'in fail' in cause.tb and "JobFailure: remote" in cause.tb
+    assert "in fail" in cause.tb and "JobFailure: remote" in cause.tb
 
 
 def test_a_hundred_crashes_in_a_row(make_pool):
@@ -154,7 +154,7 @@ def _held_with_backlog(pool, gate, latch, first_fn, backlog_fn, args_of, n, **fi
 def test_cancelled_backlog_jobs_never_run_and_stay_counted_as_waiting(make_pool, tmp_path):
     pool = make_pool("process", workers=1, queue_size=100)
     with jobs.Gate() as gate, jobs.Latch() as latch:
-        first, later = _held_with_backlog(
+        _first, later = _held_with_backlog(
             pool, gate, latch, jobs.hold, record, lambda i: (str(tmp_path / str(i)),), 10
         )
         s = pool.stats()

@@ -45,7 +45,9 @@ def _submit(pool, gate, kind, priority, timeout):
         return pool.submit(job_for(pool, jobs.until_stopped), priority=priority, timeout=timeout)
     if kind == "retry":
         retry = pools.Retry(attempts=2, backoff=0.001)
-        return pool.submit(job_for(pool, jobs.fail_until), 2, "retried", priority=priority, timeout=timeout, retry=retry)
+        return pool.submit(
+            job_for(pool, jobs.fail_until), 2, "retried", priority=priority, timeout=timeout, retry=retry
+        )
     return pool.submit(jobs.crash_until, 2, "crashed", priority=priority, timeout=timeout)
 
 
@@ -93,8 +95,11 @@ def test_random_interleavings_conserve_jobs(pool_backend):
                     if op[0] == "submit":
                         try:
                             # a blocking submit must not wait for a held gate forever
-                            accepted.append(_submit(pool, gate, *op[1:]) if overflow == "reject" else
-                                            _submit_bounded(pool, gate, *op[1:]))
+                            accepted.append(
+                                _submit(pool, gate, *op[1:])
+                                if overflow == "reject"
+                                else _submit_bounded(pool, gate, *op[1:])
+                            )
                         except (pools.QueueFull, pools.PoolClosed):
                             pass
                     elif op[0] == "cancel" and accepted:
@@ -114,8 +119,16 @@ def test_random_interleavings_conserve_jobs(pool_backend):
         s = pool.stats()
         assert s.conserved() and (s.queued, s.busy, s.retrying) == (0, 0, 0)
         assert s.submitted == len(accepted)
-        by_state = {state: sum(j.status == state for j in accepted) for state in ("succeeded", "failed", "cancelled", "timed_out")}
-        assert by_state == {"succeeded": s.succeeded, "failed": s.failed, "cancelled": s.cancelled, "timed_out": s.timed_out}
+        by_state = {
+            state: sum(j.status == state for j in accepted)
+            for state in ("succeeded", "failed", "cancelled", "timed_out")
+        }
+        assert by_state == {
+            "succeeded": s.succeeded,
+            "failed": s.failed,
+            "cancelled": s.cancelled,
+            "timed_out": s.timed_out,
+        }
         assert report.abandoned_threads == 0
 
     run()

@@ -58,7 +58,7 @@ def report(tiny_run):
 class PageParser(HTMLParser):
     """Collects sections, images, links and scripts; checks that tags balance."""
 
-    VOID = {"meta", "link", "img", "br", "hr", "input"}
+    VOID = frozenset({"meta", "link", "img", "br", "hr", "input"})
 
     def __init__(self) -> None:
         super().__init__()
@@ -146,15 +146,17 @@ def test_report_from_a_real_run(tiny_run, report):
     # the per-repeat throughput ratios of the fastest backend to each other one
     df = store.load_measurements(db, run_id)
     cpu = df[(df.scenario == "cpu") & (df.ok == 1)]
-    per = {b: dict(zip(g.repeat, g.throughput)) for b, g in cpu.groupby("backend")}
+    per = {b: dict(zip(g.repeat, g.throughput, strict=False)) for b, g in cpu.groupby("backend")}
     winner = max(per, key=lambda b: statistics.median(per[b].values()))
     cpu_answer = answer(text, "q-cpu")
     assert f"{winner} served 1 ms CPU jobs fastest" in cpu_answer
     for other in set(per) - {winner}:
         point = statistics.median(per[winner].values()) / statistics.median(per[other].values())
         est = median_ci([per[winner][r] / per[other][r] for r in sorted(per[winner])])
-        assert (f"{winner} was {point:.2f}× as fast as {other} (95% CI of the per-repeat ratios "
-                f"{est.low:.2f}×–{est.high:.2f}×, 2 paired repeats;") in cpu_answer
+        assert (
+            f"{winner} was {point:.2f}× as fast as {other} (95% CI of the per-repeat ratios "
+            f"{est.low:.2f}×–{est.high:.2f}×, 2 paired repeats;"
+        ) in cpu_answer
     assert "too few repeats (2 and 2)" in cpu_answer  # honest about 2 repeats
     for qid in ("q-io", "q-workers", "q-saturation", "q-priority", "q-cancel", "q-primitives", "q-breakdown"):
         assert not answer(text, qid).startswith("Not answered"), qid
@@ -170,7 +172,10 @@ def test_report_from_a_real_run(tiny_run, report):
     assert {"case", "backend", "tp_median", "tp_low", "tp_high", "p99_ms", "winner"} <= set(table.columns)
     assert set(table[table.case == "cpu"].backend) == set(BACKENDS)
     assert table[table.case == "cpu"].winner.sum() == 1
-    assert set(table[table.scenario == "workers_sweep"].case) == {"workers_sweep[workers=1]", "workers_sweep[workers=4]"}
+    assert set(table[table.scenario == "workers_sweep"].case) == {
+        "workers_sweep[workers=1]",
+        "workers_sweep[workers=4]",
+    }
     with open(path[:-5] + ".md", encoding="utf-8") as f:
         md = f.read()
     assert md.startswith(f"# poolbench run {run_id}") and "| case | backend | jobs/s |" in md
@@ -180,7 +185,7 @@ def test_report_from_a_real_run(tiny_run, report):
 def test_cli_writes_the_last_run_deterministically(tiny_run, report, tmp_path, capsys):
     from pools.cli import main
 
-    db, run_id = tiny_run
+    db, _run_id = tiny_run
     out = tmp_path / "cli.html"
     assert main(["report", "--db", db, "--last", "-o", str(out)]) == 0
     assert capsys.readouterr().out.strip() == f"report: {out}"
@@ -200,8 +205,10 @@ def test_missing_and_partial_data_is_reported_not_fatal(tiny_run, tmp_path):
     run_id = tiny_run[1]
     with sqlite3.connect(db) as conn:
         conn.execute("DELETE FROM measurements WHERE scenario = 'cpu' AND backend = 'asyncio'")
-        conn.execute("UPDATE measurements SET ok = 0, error = 'RuntimeError: boom', throughput = NULL "
-                     "WHERE scenario = 'cpu' AND backend = 'process' AND repeat = 1")
+        conn.execute(
+            "UPDATE measurements SET ok = 0, error = 'RuntimeError: boom', throughput = NULL "
+            "WHERE scenario = 'cpu' AND backend = 'process' AND repeat = 1"
+        )
         conn.execute("UPDATE measurements SET ok = 0, error = 'MemoryError' WHERE scenario = 'priority'")
         conn.execute("DELETE FROM controls")
     path = write_report(db, run_id, out=str(tmp_path / "partial.html"))
@@ -226,16 +233,21 @@ def test_missing_and_partial_data_is_reported_not_fatal(tiny_run, tmp_path):
 def _write_locust(root, backend: str) -> None:
     d = root / f"20250101T000000Z-{backend}"
     d.mkdir(parents=True)
-    head = ("Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,Min Response Time,"
-            "Max Response Time,Average Content Size,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,"
-            "99.99%,100%\n")
+    head = (
+        "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,Min Response Time,"
+        "Max Response Time,Average Content Size,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,"
+        "99.99%,100%\n"
+    )
     (d / "locust_stats.csv").write_text(
         head + "POST,POST /jobs,900,0,8,10,1,120,35,90,0,8,11,12,14,18,23,34,45,120,130,130\n"
         "POST,POST /jobs [503 back-pressure],100,0,2,3,1,20,30,10,0,2,2,3,3,4,5,6,8,20,20,20\n"
-        ",Aggregated,1000,0,8,9,1,120,34,100,0,8,10,12,13,17,22,30,40,110,130,130\n")
-    hist = ("Timestamp,User Count,Type,Name,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%,"
-            "Total Request Count,Total Failure Count,Total Median Response Time,Total Average Response Time,"
-            "Total Min Response Time,Total Max Response Time,Total Average Content Size\n")
+        ",Aggregated,1000,0,8,9,1,120,34,100,0,8,10,12,13,17,22,30,40,110,130,130\n"
+    )
+    hist = (
+        "Timestamp,User Count,Type,Name,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%,"
+        "Total Request Count,Total Failure Count,Total Median Response Time,Total Average Response Time,"
+        "Total Min Response Time,Total Max Response Time,Total Average Content Size\n"
+    )
     hist += "1735689600,0,,Aggregated,0.000000,0.000000,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,0,0,0,0.0,0,0,0\n"
     for t in range(1, 8):
         hist += f"{1735689600 + t},10,,Aggregated,{95 + t}.0,0.5,8,10,12,13,17,22,30,40,110,130,130,{t * 100},0,8,9.0,1,120,34\n"
@@ -251,16 +263,28 @@ def test_locust_and_benchmark_data(tiny_run, tmp_path):
     partial.mkdir()
     (partial / "locust_stats.csv").write_text("not,a\nlocust,file,at all\n")
     bench = {
-        "datetime": "2025-01-01T00:00:00", "version": "5.1.0", "commit_info": {"id": "abc", "dirty": False},
+        "datetime": "2025-01-01T00:00:00",
+        "version": "5.1.0",
+        "commit_info": {"id": "abc", "dirty": False},
         "benchmarks": [
-            {"group": "noop", "name": n, "param": None, "extra_info": {"backend": b, "jobs": 500},
-             "stats": {"median": m, "rounds": 5, "data": [m * (1 + i / 100) for i in range(5)]}}
+            {
+                "group": "noop",
+                "name": n,
+                "param": None,
+                "extra_info": {"backend": b, "jobs": 500},
+                "stats": {"median": m, "rounds": 5, "data": [m * (1 + i / 100) for i in range(5)]},
+            }
             for n, b, m in (("test_noop[thread]", "thread", 0.006), ("test_tpe", "ThreadPoolExecutor", 0.004))
         ],
     }
     (tmp_path / "bench.json").write_text(json.dumps(bench))
-    path = write_report(db, run_id, out=str(tmp_path / "ext.html"), loadtests_dir=str(tmp_path / "loadtests"),
-                        benchmarks_path=str(tmp_path / "bench.json"))
+    path = write_report(
+        db,
+        run_id,
+        out=str(tmp_path / "ext.html"),
+        loadtests_dir=str(tmp_path / "loadtests"),
+        benchmarks_path=str(tmp_path / "bench.json"),
+    )
     page, text = parse(path)
     for uri in page.images:
         decode_png(uri)
@@ -278,25 +302,47 @@ def test_compare_marks_significant_changes(tmp_path):
     conn = store.connect(db)
     meta = runner.metadata(runner.RunOptions(scenarios=("cpu",), db=db))
     runs = []
-    for i, (model, control, scale) in enumerate((("CPU A", 0.30, {"thread": 1, "process": 1, "asyncio": 1}),
-                                                 ("CPU B", 0.40, {"thread": 2, "process": 0.5, "asyncio": 1}))):
+    for _i, (model, control, scale) in enumerate(
+        (
+            ("CPU A", 0.30, {"thread": 1, "process": 1, "asyncio": 1}),
+            ("CPU B", 0.40, {"thread": 2, "process": 0.5, "asyncio": 1}),
+        )
+    ):
         run_id = store.create_run(conn, {**meta, "cpu_model": model})
         for rep in range(5):
             for b, s in scale.items():
                 tp = 1000.0 * s * (1 + rep / 100)
-                result = {m: None for m in store.METRICS} | {"throughput": tp, "lat_p99_ms": 100.0 / s * (1 + rep / 50),
-                                                             "jobs": 100, "completed": 100, "extra": {}}
-                store.add_measurement(conn, run_id, scenario="cpu", variant="", backend=b, repeat=rep, seq=rep,
-                                      result=result, error=None, params=dataclasses.asdict(spec.SCENARIOS["cpu"]))
+                result = dict.fromkeys(store.METRICS) | {
+                    "throughput": tp,
+                    "lat_p99_ms": 100.0 / s * (1 + rep / 50),
+                    "jobs": 100,
+                    "completed": 100,
+                    "extra": {},
+                }
+                store.add_measurement(
+                    conn,
+                    run_id,
+                    scenario="cpu",
+                    variant="",
+                    backend=b,
+                    repeat=rep,
+                    seq=rep,
+                    result=result,
+                    error=None,
+                    params=dataclasses.asdict(spec.SCENARIOS["cpu"]),
+                )
         store.add_control(conn, run_id, 0, control)
-        store.finish_run(conn, run_id, finished_at="2025-01-01T00:00:00+00:00", control_median_s=control,
-                         control_drift=0.0, flags=[])
+        store.finish_run(
+            conn, run_id, finished_at="2025-01-01T00:00:00+00:00", control_median_s=control, control_drift=0.0, flags=[]
+        )
         runs.append(run_id)
     conn.close()
     path = write_comparison(db, *runs, out=str(tmp_path / "cmp.html"))
     page, text = parse(path)
     assert page.sections == [sid for sid, _ in COMPARE_SECTIONS]
-    rows = {m.group(1): m.group(0) for m in re.finditer(r'<tr(?: class="[^"]*")?><td>cpu</td><td>(\w+)</td>.*?</tr>', text)}
+    rows = {
+        m.group(1): m.group(0) for m in re.finditer(r'<tr(?: class="[^"]*")?><td>cpu</td><td>(\w+)</td>.*?</tr>', text)
+    }
     assert 'class="improvement"' in rows["thread"] and ">improvement<" in rows["thread"] and "2.00×" in rows["thread"]
     assert 'class="regression"' in rows["process"] and ">regression<" in rows["process"]
     assert ">no significant difference<" in rows["asyncio"]
@@ -370,12 +416,15 @@ def test_report_in_headless_chromium(report, tmp_path):
 def test_the_browser_check_sees_errors(tmp_path):
     """The check itself can fail: console errors, exceptions and broken images are seen."""
     bad = tmp_path / "bad.html"
-    bad.write_text("<!DOCTYPE html><html><body><p>x</p><img src='data:image/png;base64,AAAA'>"
-                   "<script>console.error('bad thing'); undefinedFunction();</script></body></html>")
-    result = check_page(str(bad), str(tmp_path / "bad.png"), width=400, height=300,
-                        expressions={"broken": CHECKS["broken_images"]})
+    bad.write_text(
+        "<!DOCTYPE html><html><body><p>x</p><img src='data:image/png;base64,AAAA'>"
+        "<script>console.error('bad thing'); undefinedFunction();</script></body></html>"
+    )
+    result = check_page(
+        str(bad), str(tmp_path / "bad.png"), width=400, height=300, expressions={"broken": CHECKS["broken_images"]}
+    )
     assert any("bad thing" in e for e in result.errors)
     assert any("undefinedFunction" in e for e in result.errors)
     assert result.results["broken"] == 1
-    with pytest.raises(BrowserError, match="not installed|No such file|did not answer|closed"):
+    with pytest.raises(BrowserError, match=r"not installed|No such file|did not answer|closed"):
         check_page(str(bad), str(tmp_path / "x.png"), executable="/nonexistent/chromium", timeout=10)

@@ -66,7 +66,9 @@ def test_runner_rejects_bad_names(tmp_path):
 
 
 def test_a_failing_measurement_is_recorded_not_fatal(tmp_path):
-    result, err = runner.measure_in_subprocess({"case": {"scenario": {"name": "broken"}, "variant": ""}, "backend": "x"})
+    result, err = runner.measure_in_subprocess(
+        {"case": {"scenario": {"name": "broken"}, "variant": ""}, "backend": "x"}
+    )
     assert result is None and "KeyError: 'mix'" in err
 
 
@@ -119,8 +121,15 @@ def test_open_loop_latency_on_a_saturated_pool_includes_queueing():
     # 1 worker, 5 ms jobs offered at 3x capacity: each job waits behind the earlier ones,
     # and latency counted from the intended start must show it.
     sc = Scenario(
-        "saturated", "", ((1.0, "sleep", {"ms": 5.0}),), jobs=60, arrival="fixed", load=3.0,
-        workers=1, queue_size=1000, overflow="block",
+        "saturated",
+        "",
+        ((1.0, "sleep", {"ms": 5.0}),),
+        jobs=60,
+        arrival="fixed",
+        load=3.0,
+        workers=1,
+        queue_size=1000,
+        overflow="block",
     )
     result = run_load(Case(sc, ""), "thread")
     assert result["completed"] == 60
@@ -135,8 +144,15 @@ def test_open_loop_latency_counts_from_the_intended_start_when_submit_blocks():
     # queue_size=0 and block: the generator itself is held back; without counting from
     # the intended start this queueing would vanish (coordinated omission)
     sc = Scenario(
-        "held_back", "", ((1.0, "sleep", {"ms": 5.0}),), jobs=40, arrival="fixed", load=4.0,
-        workers=1, queue_size=0, overflow="block",
+        "held_back",
+        "",
+        ((1.0, "sleep", {"ms": 5.0}),),
+        jobs=40,
+        arrival="fixed",
+        load=4.0,
+        workers=1,
+        queue_size=0,
+        overflow="block",
     )
     result = run_load(Case(sc, ""), "thread")
     assert result["queue_wait_ms"] < 5  # each job started as soon as it was accepted...

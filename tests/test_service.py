@@ -35,10 +35,12 @@ class Server:
 
     def __init__(self, tmp_path, *args: str, env: dict[str, str] | None = None, token: str | None = None) -> None:
         self.log = tmp_path / f"server-{time.monotonic_ns()}.log"
-        self._err = open(self.log, "w")
+        self._err = open(self.log, "w")  # noqa: SIM115 - the server's stderr for its life
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pools.service", "--host", "127.0.0.1", "--port", "0", *args],
-            stdout=subprocess.PIPE, stderr=self._err, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._err,
+            stdin=subprocess.DEVNULL,
             env={**os.environ, **(env or {})},
         )
         try:
@@ -104,9 +106,20 @@ def server(tmp_path_factory):
     a 2 KiB body limit and 8 retained results."""
     srv = Server(
         tmp_path_factory.mktemp("service"),
-        "--backend", "thread", "--workers", "2", "--queue-size", "2", "--max-body", "2048",
-        "--retain-jobs", "8", "--drain-timeout", "1",
-        env={"POOLBENCH_TOKEN": TOKEN}, token=TOKEN,
+        "--backend",
+        "thread",
+        "--workers",
+        "2",
+        "--queue-size",
+        "2",
+        "--max-body",
+        "2048",
+        "--retain-jobs",
+        "8",
+        "--drain-timeout",
+        "1",
+        env={"POOLBENCH_TOKEN": TOKEN},
+        token=TOKEN,
     )
     yield srv
     assert srv.stop() == 0, srv.output()
@@ -130,8 +143,10 @@ def test_probes_answer_without_a_token(server):
         assert ready.status_code == 200 and ready.json()["status"] == "ready"
 
 
-@pytest.mark.parametrize("path, method", [("/jobs", "POST"), ("/jobs/1", "GET"), ("/jobs/1", "DELETE"),
-                                          ("/metrics", "GET"), ("/openapi.json", "GET")])
+@pytest.mark.parametrize(
+    ("path", "method"),
+    [("/jobs", "POST"), ("/jobs/1", "GET"), ("/jobs/1", "DELETE"), ("/metrics", "GET"), ("/openapi.json", "GET")],
+)
 @pytest.mark.parametrize("auth", [None, "Bearer wrong", f"Basic {TOKEN}", TOKEN])
 def test_everything_else_needs_the_token(server, path, method, auth):
     headers = {"Authorization": auth} if auth else {}
@@ -151,7 +166,7 @@ def test_openapi_describes_the_api_and_its_auth(server):
 
 
 @pytest.mark.parametrize(
-    "body, check",
+    ("body", "check"),
     [
         ({"type": "noop"}, lambda r: r is None),
         ({"type": "echo", "data": {"value": {"a": [1, "x"]}}}, lambda r: r == {"a": [1, "x"]}),
@@ -209,7 +224,7 @@ def test_a_full_queue_answers_503_with_retry_after(server):
 
 
 @pytest.mark.parametrize(
-    "body, status, words",
+    ("body", "status", "words"),
     [
         ({"type": "sleep", "data": {"ms": -1}}, 422, ["data.ms", "[0", "-1"]),
         ({"type": "sleep"}, 422, ["data.ms", "required"]),
@@ -260,7 +275,9 @@ def test_a_body_over_the_limit_gets_413(server):
 
     r = server.http.post("/jobs", content=chunks(), headers={"content-type": "application/json"})
     assert r.status_code == 413
-    small = server.http.post("/jobs", content=iter([b'{"type": ', b'"noop"}']), headers={"content-type": "application/json"})
+    small = server.http.post(
+        "/jobs", content=iter([b'{"type": ', b'"noop"}']), headers={"content-type": "application/json"}
+    )
     assert small.status_code == 202, small.text
 
 
@@ -324,8 +341,19 @@ def test_every_backend_serves_jobs(tmp_path, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_sigterm_drains_without_losing_an_accepted_job(tmp_path, backend):
     report = tmp_path / "drain.json"
-    srv = Server(tmp_path, "--backend", backend, "--workers", "4", "--queue-size", "10",
-                 "--drain-timeout", "3", "--drain-report", str(report))
+    srv = Server(
+        tmp_path,
+        "--backend",
+        backend,
+        "--workers",
+        "4",
+        "--queue-size",
+        "10",
+        "--drain-timeout",
+        "3",
+        "--drain-report",
+        str(report),
+    )
     try:
         long = [srv.submit({"type": "sleep", "data": {"ms": 60000}}) for _ in range(2)]
         short = [srv.submit({"type": "sleep", "data": {"ms": 50}}) for _ in range(4)]
@@ -384,7 +412,12 @@ def test_the_store_forgets_finished_jobs_by_age(make_pool):
     clock.now += 31  # old finished 61 s ago, new 31 s ago
     assert store.describe(old.job_id) is None
     assert json.loads(store.describe(new.job_id))["result"] == "v"
-    assert store.counts() == {"live": 0, "retained": 1, "retained_bytes": store.counts()["retained_bytes"], "evicted": 1}
+    assert store.counts() == {
+        "live": 0,
+        "retained": 1,
+        "retained_bytes": store.counts()["retained_bytes"],
+        "evicted": 1,
+    }
 
 
 def test_the_store_bounds_the_bytes_of_results(make_pool):
@@ -416,14 +449,31 @@ def test_the_store_keeps_live_jobs_whatever_the_bounds(make_pool):
 @pytest.fixture(scope="module")
 def open_server(tmp_path_factory):
     """No token; room for every generated job, so that a 503 would be a real fault."""
-    srv = Server(tmp_path_factory.mktemp("schemathesis"), "--backend", "thread", "--workers", "4",
-                 "--queue-size", "10000", "--drain-timeout", "1", "--max-body", "4096")
+    srv = Server(
+        tmp_path_factory.mktemp("schemathesis"),
+        "--backend",
+        "thread",
+        "--workers",
+        "4",
+        "--queue-size",
+        "10000",
+        "--drain-timeout",
+        "1",
+        "--max-body",
+        "4096",
+    )
     yield srv
     assert srv.stop() == 0, srv.output()
 
 
-OPERATIONS = [("/jobs", "POST"), ("/jobs/{job_id}", "GET"), ("/jobs/{job_id}", "DELETE"),
-              ("/metrics", "GET"), ("/healthz", "GET"), ("/readyz", "GET")]
+OPERATIONS = [
+    ("/jobs", "POST"),
+    ("/jobs/{job_id}", "GET"),
+    ("/jobs/{job_id}", "DELETE"),
+    ("/metrics", "GET"),
+    ("/healthz", "GET"),
+    ("/readyz", "GET"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -441,7 +491,9 @@ def test_the_schema_has_the_operations_fuzzed_below(api_schema):
 # schemathesis's pytest plugin does not run under this pytest (9), so the cases are
 # drawn with hypothesis directly: valid and invalid inputs, a bounded number, derandomized.
 # Invalid inputs exist only where the schema constrains something: the body of POST /jobs.
-@pytest.mark.parametrize("path, method, mode", [(*op, "positive") for op in OPERATIONS] + [("/jobs", "POST", "negative")])
+@pytest.mark.parametrize(
+    ("path", "method", "mode"), [(*op, "positive") for op in OPERATIONS] + [("/jobs", "POST", "negative")]
+)
 def test_generated_requests_never_get_a_5xx(api_schema, open_server, path, method, mode):
     from hypothesis import HealthCheck, given, settings
     from schemathesis.generation import GenerationMode
@@ -449,8 +501,13 @@ def test_generated_requests_never_get_a_5xx(api_schema, open_server, path, metho
     operation = api_schema[path][method]
     seen: list[int] = []
 
-    @settings(max_examples=40 if method == "POST" else 10, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=40 if method == "POST" else 10,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=operation.as_strategy(generation_mode=GenerationMode(mode)))
     def check(case):
         response = case.call(base_url=open_server.url, timeout=10)

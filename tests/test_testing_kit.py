@@ -6,8 +6,7 @@ import threading
 import pytest
 
 import pools
-from pools.testing import check_leaks, find_leaks, no_leaks, snapshot
-from pools.testing import jobs
+from pools.testing import check_leaks, find_leaks, jobs, no_leaks, snapshot
 
 pytest_plugins = ["pytester"]
 
@@ -42,9 +41,8 @@ def test_leak_checker_catches_a_pool_left_open_and_its_workers():
 
 
 def test_no_leaks_context_manager_passes_clean_code():
-    with no_leaks(timeout=5):
-        with pools.create_pool("thread", workers=2) as pool:
-            assert pool.submit(pow, 3, 3).result(30) == 27
+    with no_leaks(timeout=5), pools.create_pool("thread", workers=2) as pool:
+        assert pool.submit(pow, 3, 3).result(30) == 27
 
 
 def test_a_new_backend_passes_the_conformance_suite_with_one_class(pytester):

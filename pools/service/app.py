@@ -108,7 +108,10 @@ def _problem(description: str) -> dict[str, Any]:
 
 _AUTH = {401: _problem("missing or wrong bearer token (only when the service has one)")}
 _SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
-    202: {"description": "accepted", "headers": {"Location": {"schema": {"type": "string"}, "description": "/jobs/{job_id}"}}},
+    202: {
+        "description": "accepted",
+        "headers": {"Location": {"schema": {"type": "string"}, "description": "/jobs/{job_id}"}},
+    },
     400: _problem("the body is not JSON"),
     413: _problem("the body is larger than the limit"),
     415: _problem("the body is not application/json"),
@@ -160,8 +163,13 @@ class Service:
 
     async def start(self) -> None:
         cfg = self.config
-        pool = pools.create_pool(cfg.backend, workers=cfg.workers, queue_size=cfg.queue_size,
-                                 overflow="reject", name=f"poolbench-service-{cfg.backend}")
+        pool = pools.create_pool(
+            cfg.backend,
+            workers=cfg.workers,
+            queue_size=cfg.queue_size,
+            overflow="reject",
+            name=f"poolbench-service-{cfg.backend}",
+        )
         if pool.runs == "coroutines":
             pool.start()  # here, on the server's loop: jobs submitted from it pay no thread hop
         else:
@@ -175,7 +183,9 @@ class Service:
         if not _is_json(content_type):
             return _not_json(content_type)
         if not body:
-            return _problem_reply(422, "the body is required: a JSON object with fields type, data, priority, timeout, retries", "body")
+            return _problem_reply(
+                422, "the body is required: a JSON object with fields type, data, priority, timeout, retries", "body"
+            )
         try:
             request = JobRequest.model_validate_json(body)
         except ValidationError as e:
@@ -186,8 +196,11 @@ class Service:
         pool = self.pool
         if self.draining or pool is None:
             self.refused["draining"] += 1
-            return _problem_reply(503, "the server is draining (shutting down) and takes no new jobs",
-                                  headers=[(b"retry-after", self.retry_after().encode())])
+            return _problem_reply(
+                503,
+                "the server is draining (shutting down) and takes no new jobs",
+                headers=[(b"retry-after", self.retry_after().encode())],
+            )
         try:
             params = jobtypes.validate(req.type, req.data)
         except InvalidArgument as e:
@@ -197,20 +210,30 @@ class Service:
             return _problem_reply(422, "data.value: must be plain JSON: no NaN or Infinity", "data.value")
         if self.too_many_abandoned():
             self.refused["threads"] += 1
-            return _problem_reply(503, "too many threads still run stopped jobs (thread backend); try again later",
-                                  headers=[(b"retry-after", b"1")])
+            return _problem_reply(
+                503,
+                "too many threads still run stopped jobs (thread backend); try again later",
+                headers=[(b"retry-after", b"1")],
+            )
         retry = pools.Retry(attempts=req.retries + 1, backoff=RETRY_BACKOFF) if req.retries else None
         try:
-            job = await pool.asubmit(jobtypes.job_for(pool, req.type), params, priority=req.priority,
-                                     timeout=req.timeout, retry=retry)
+            job = await pool.asubmit(
+                jobtypes.job_for(pool, req.type), params, priority=req.priority, timeout=req.timeout, retry=retry
+            )
         except QueueFull:
             self.refused["queue_full"] += 1
-            return _problem_reply(503, f"the queue is full ({pool.queue_size} waiting, {pool.workers} workers busy)",
-                                  headers=[(b"retry-after", self.retry_after().encode())])
+            return _problem_reply(
+                503,
+                f"the queue is full ({pool.queue_size} waiting, {pool.workers} workers busy)",
+                headers=[(b"retry-after", self.retry_after().encode())],
+            )
         except PoolClosed:
             self.refused["draining"] += 1
-            return _problem_reply(503, "the server is draining (shutting down) and takes no new jobs",
-                                  headers=[(b"retry-after", self.retry_after().encode())])
+            return _problem_reply(
+                503,
+                "the server is draining (shutting down) and takes no new jobs",
+                headers=[(b"retry-after", self.retry_after().encode())],
+            )
         self.store.add(job, req.type)
         job.add_done_callback(self.store.finish)
         return 202, b'{"job_id":%d,"status":"accepted"}' % job.job_id, [(b"location", b"/jobs/%d" % job.job_id)]
@@ -242,8 +265,11 @@ class Service:
         if pool is None:
             self.drain_result = {"accepted": 0, "lost": 0}
             return self.drain_result
-        log.warning("draining: %d job(s) in flight, deadline %gs", pool.stats().submitted - pool.stats().finished,
-                    cfg.drain_timeout)
+        log.warning(
+            "draining: %d job(s) in flight, deadline %gs",
+            pool.stats().submitted - pool.stats().finished,
+            cfg.drain_timeout,
+        )
         report = await pool.ashutdown(timeout=cfg.drain_timeout)
         s = pool.stats()
         self.drain_result = {
@@ -262,7 +288,7 @@ class Service:
         }
         log.warning("drained: %s", json.dumps(self.drain_result))
         if cfg.drain_report:
-            with open(cfg.drain_report, "w") as f:
+            with open(cfg.drain_report, "w") as f:  # noqa: ASYNC230 - once, at exit, after the drain
                 json.dump(self.drain_result, f, indent=1)
         return self.drain_result
 
@@ -330,12 +356,17 @@ class _Edge:
                 length = value
             elif name == b"content-type":
                 content_type = value
-        if self.expected is not None and scope["path"] not in OPEN_PATHS:
-            if auth is None or not hmac.compare_digest(auth, self.expected):
-                challenge = b'Bearer realm="poolbench"' + (b', error="invalid_token"' if auth else b"")
-                what = "a wrong bearer token" if auth else "no bearer token"
-                reply = _problem_reply(401, f"this service requires 'Authorization: Bearer <token>'; the request had {what}")
-                return (reply[0], reply[1], [(b"www-authenticate", challenge)]), None, ""
+        if (
+            self.expected is not None
+            and scope["path"] not in OPEN_PATHS
+            and (auth is None or not hmac.compare_digest(auth, self.expected))
+        ):
+            challenge = b'Bearer realm="poolbench"' + (b', error="invalid_token"' if auth else b"")
+            what = "a wrong bearer token" if auth else "no bearer token"
+            reply = _problem_reply(
+                401, f"this service requires 'Authorization: Bearer <token>'; the request had {what}"
+            )
+            return (reply[0], reply[1], [(b"www-authenticate", challenge)]), None, ""
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
             return self._too_large(), None, ""
         if scope["method"] != "POST" or scope["path"] != "/jobs":
@@ -389,7 +420,11 @@ def _describe_error(err: dict) -> tuple[int, str, str]:
     msg = err.get("msg", "is invalid")
     msg = msg[0].lower() + msg[1:] if msg else msg
     if field == "body":
-        return 422, field, f"the body must be a JSON object with fields type, data, priority, timeout, retries: {msg}, got {_short(err.get('input'))}"
+        return (
+            422,
+            field,
+            f"the body must be a JSON object with fields type, data, priority, timeout, retries: {msg}, got {_short(err.get('input'))}",
+        )
     return 422, field, f"field {field!r}: {msg}, got {_short(err.get('input'))}"
 
 
@@ -411,8 +446,9 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> Response
     return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
 
-def _problem_reply(status: int, detail: str, field: str | None = None,
-                   headers: list[tuple[bytes, bytes]] | None = None) -> Reply:
+def _problem_reply(
+    status: int, detail: str, field: str | None = None, headers: list[tuple[bytes, bytes]] | None = None
+) -> Reply:
     body: dict[str, Any] = {"detail": detail}
     if field is not None:
         body["errors"] = [{"field": field, "message": detail}]
@@ -431,7 +467,9 @@ def _validation_reply(errors: list[dict]) -> Reply:
     return status, json.dumps({"detail": "; ".join(e["message"] for e in listed), "errors": listed}).encode(), []
 
 
-def _error(status: int, detail: str, *, field: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+def _error(
+    status: int, detail: str, *, field: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     body: dict[str, Any] = {"detail": detail}
     if field is not None:
         body["errors"] = [{"field": field, "message": detail}]
@@ -489,19 +527,19 @@ def create_app(config: ServiceConfig) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_middleware(_Edge, service=service)
 
-    gone = (
-        f"finished jobs are kept {config.retain_seconds:g}s, and at most the latest "
-        f"{config.retain_jobs} of them"
-    )
+    gone = f"finished jobs are kept {config.retain_seconds:g}s, and at most the latest {config.retain_jobs} of them"
 
-    @app.post("/jobs", status_code=202, response_model=Accepted, responses=_SUBMIT_RESPONSES,
-              summary="Submit a job")
+    @app.post("/jobs", status_code=202, response_model=Accepted, responses=_SUBMIT_RESPONSES, summary="Submit a job")
     async def submit_job(body: JobRequest) -> Response:
         # Documents the operation; requests are answered by _Edge's fast path, which
         # ends in the same Service.submit (this body runs only without _Edge).
         status, payload, headers = await service.submit(body)
-        return Response(payload, status_code=status, media_type="application/json",
-                        headers={k.decode(): v.decode() for k, v in headers})
+        return Response(
+            payload,
+            status_code=status,
+            media_type="application/json",
+            headers={k.decode(): v.decode() for k, v in headers},
+        )
 
     @app.get("/jobs/{job_id}", response_model=JobInfo, responses=_JOB_RESPONSES, summary="A job's status and result")
     async def get_job(job_id: str) -> Response:
@@ -511,8 +549,12 @@ def create_app(config: ServiceConfig) -> FastAPI:
             return _error(404, f"no job {job_id!r}: never accepted here, or its record expired ({gone})")
         return Response(body, media_type="application/json")
 
-    @app.delete("/jobs/{job_id}", response_model=JobInfo,
-                responses={**_JOB_RESPONSES, 409: _problem("the job had already finished")}, summary="Cancel a job")
+    @app.delete(
+        "/jobs/{job_id}",
+        response_model=JobInfo,
+        responses={**_JOB_RESPONSES, 409: _problem("the job had already finished")},
+        summary="Cancel a job",
+    )
     async def cancel_job(job_id: str) -> Response:
         n = _parse_id(job_id)
         job = None if n is None else service.store.live_job(n)
@@ -523,12 +565,21 @@ def create_app(config: ServiceConfig) -> FastAPI:
             return _error(404, f"no job {job_id!r}: never accepted here, or its record expired ({gone})")
         info = json.loads(body)
         if job is None or info["status"] != "cancelled":
-            return JSONResponse({"detail": f"job {n} had already finished ({info['status']}): nothing to cancel",
-                                 "job": info}, status_code=409)
+            return JSONResponse(
+                {"detail": f"job {n} had already finished ({info['status']}): nothing to cancel", "job": info},
+                status_code=409,
+            )
         return Response(body, media_type="application/json")
 
-    @app.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}},
-             "description": "Prometheus text format"}, **_AUTH}, summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={
+            200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}, "description": "Prometheus text format"},
+            **_AUTH,
+        },
+        summary="Prometheus metrics",
+    )
     async def metrics() -> Response:
         return Response(generate_latest(service.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -536,19 +587,36 @@ def create_app(config: ServiceConfig) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="Readiness: 503 while draining",
-             responses={503: {"model": Problem, "description": "draining", "headers": {"Retry-After": {"schema": {"type": "integer"}}}}})
+    @app.get(
+        "/readyz",
+        summary="Readiness: 503 while draining",
+        responses={
+            503: {
+                "model": Problem,
+                "description": "draining",
+                "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+            }
+        },
+    )
     async def readyz() -> Response:
         if service.draining or service.pool is None:
             return _error(503, "draining: this server is shutting down", headers={"Retry-After": service.retry_after()})
-        return JSONResponse({"status": "ready", "backend": config.backend, "workers": service.pool.workers,
-                             "queue_size": service.pool.queue_size})
+        return JSONResponse(
+            {
+                "status": "ready",
+                "backend": config.backend,
+                "workers": service.pool.workers,
+                "queue_size": service.pool.queue_size,
+            }
+        )
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             if config.token:
-                schema.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+                schema.setdefault("components", {})["securitySchemes"] = {
+                    "bearer": {"type": "http", "scheme": "bearer"}
+                }
                 for path, ops in schema["paths"].items():
                     if path not in OPEN_PATHS:
                         for op in ops.values():

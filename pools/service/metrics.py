@@ -3,7 +3,8 @@ request counts and latencies, counted by the edge middleware."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -33,12 +34,17 @@ class RequestMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self._requests = Counter(
-            "poolbench_http_requests", "HTTP requests answered, by route and status",
-            ("method", "route", "status"), registry=registry,
+            "poolbench_http_requests",
+            "HTTP requests answered, by route and status",
+            ("method", "route", "status"),
+            registry=registry,
         )
         self._latency = Histogram(
-            "poolbench_http_request_duration_seconds", "Time to answer an HTTP request",
-            ("method", "route"), buckets=_BUCKETS, registry=registry,
+            "poolbench_http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            ("method", "route"),
+            buckets=_BUCKETS,
+            registry=registry,
         )
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
@@ -98,9 +104,15 @@ class PoolCollector:
                 c = CounterMetricFamily(f"poolbench_pool_{name}", doc, labels=labels)
                 c.add_metric((s.backend,), getattr(s, name))
                 yield c
-            for name, doc in (("queue_wait", "Queue wait of recent attempts"), ("run_time", "Run time of recent attempts")):
-                g = GaugeMetricFamily(f"poolbench_pool_{name}_seconds", f"{doc} (latest 8192), by quantile",
-                                      labels=("backend", "quantile"))
+            for name, doc in (
+                ("queue_wait", "Queue wait of recent attempts"),
+                ("run_time", "Run time of recent attempts"),
+            ):
+                g = GaugeMetricFamily(
+                    f"poolbench_pool_{name}_seconds",
+                    f"{doc} (latest 8192), by quantile",
+                    labels=("backend", "quantile"),
+                )
                 for q in ("50", "95", "99"):
                     value = getattr(s, f"{name}_p{q}")
                     if value is not None:

@@ -86,22 +86,36 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def serve(config: ServiceConfig) -> int:
-    logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=config.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
-        pools.create_pool(config.backend, workers=config.workers, queue_size=config.queue_size,
-                          overflow="reject").shutdown()  # checks the options before binding anything
+        pools.create_pool(
+            config.backend, workers=config.workers, queue_size=config.queue_size, overflow="reject"
+        ).shutdown()  # checks the options before binding anything
     except pools.PoolError as e:
         print(f"poolbench serve: {e}", file=sys.stderr)
         return 2
     if config.host not in LOOPBACK and not config.token:
-        log.warning("listening on %s without a token: anyone who reaches this address can run jobs; "
-                    "set %s (or --token)", config.host, TOKEN_ENV)
+        log.warning(
+            "listening on %s without a token: anyone who reaches this address can run jobs; set %s (or --token)",
+            config.host,
+            TOKEN_ENV,
+        )
     app = create_app(config)
     uv_config = uvicorn.Config(
-        app, loop="uvloop", http="httptools", ws="none", lifespan="on", log_config=None,
-        log_level=config.log_level, access_log=config.access_log, server_header=False,
-        proxy_headers=False, backlog=2048, timeout_graceful_shutdown=5,
+        app,
+        loop="uvloop",
+        http="httptools",
+        ws="none",
+        lifespan="on",
+        log_config=None,
+        log_level=config.log_level,
+        access_log=config.access_log,
+        server_header=False,
+        proxy_headers=False,
+        backlog=2048,
+        timeout_graceful_shutdown=5,
     )
     server = _DrainingServer(uv_config, app.state.service)
     sock = _bind(config.host, config.port)

@@ -19,17 +19,25 @@ import collections
 import json
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .._base import CANCELLED, FAILED, QUEUED, RETRYING, RUNNING, SUCCEEDED, TIMED_OUT, Job
 
-__all__ = ["JobRecord", "JobStore", "STATUSES"]
+__all__ = ["STATUSES", "JobRecord", "JobStore"]
 
 #: What GET /jobs/{id} reports. A job waiting out a retry back-off is "queued": it
 #: waits for its next attempt, and "attempts" says how many it has had.
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "timed_out")
-_PUBLIC = {QUEUED: "queued", RETRYING: "queued", RUNNING: "running", SUCCEEDED: "succeeded",
-           FAILED: "failed", CANCELLED: "cancelled", TIMED_OUT: "timed_out"}
+_PUBLIC = {
+    QUEUED: "queued",
+    RETRYING: "queued",
+    RUNNING: "running",
+    SUCCEEDED: "succeeded",
+    FAILED: "failed",
+    CANCELLED: "cancelled",
+    TIMED_OUT: "timed_out",
+}
 _OVERHEAD = 400  # bytes a finished record costs besides its result (slots, strings)
 _MAX_ERROR = 1000  # characters of an error message kept
 
@@ -39,8 +47,22 @@ def _round(seconds: float | None) -> float | None:
 
 
 class JobRecord:
-    __slots__ = ("job_id", "type", "priority", "job", "status", "result_json", "error", "attempts",
-                 "accepted_at", "queue_wait", "run_time", "finished_mono", "finished_at", "size")
+    __slots__ = (
+        "accepted_at",
+        "attempts",
+        "error",
+        "finished_at",
+        "finished_mono",
+        "job",
+        "job_id",
+        "priority",
+        "queue_wait",
+        "result_json",
+        "run_time",
+        "size",
+        "status",
+        "type",
+    )
 
     def __init__(self, job: Job, type_name: str) -> None:
         self.job_id = job.job_id
@@ -169,7 +191,12 @@ class JobStore:
                 result, error, finished_at = b"null", None, None
             else:
                 status, queue_wait, run_time = record.status, record.queue_wait, record.run_time
-                attempts, result, error, finished_at = record.attempts, record.result_json, record.error, record.finished_at
+                attempts, result, error, finished_at = (
+                    record.attempts,
+                    record.result_json,
+                    record.error,
+                    record.finished_at,
+                )
             head = {
                 "job_id": record.job_id,
                 "type": record.type,
@@ -187,5 +214,9 @@ class JobStore:
 
     def counts(self) -> dict[str, Any]:
         with self._lock:
-            return {"live": len(self._live), "retained": len(self._finished),
-                    "retained_bytes": self._bytes, "evicted": self.evicted}
+            return {
+                "live": len(self._live),
+                "retained": len(self._finished),
+                "retained_bytes": self._bytes,
+                "evicted": self.evicted,
+            }

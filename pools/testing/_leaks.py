@@ -14,13 +14,13 @@ import os
 import select
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from .._base import _live_pools
 from ..exceptions import Leaked
 
-__all__ = ["Snapshot", "snapshot", "find_leaks", "check_leaks", "no_leaks", "process_alive", "wait_process_gone"]
+__all__ = ["Snapshot", "check_leaks", "find_leaks", "no_leaks", "process_alive", "snapshot", "wait_process_gone"]
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,8 @@ def check_leaks(before: Snapshot, *, timeout: float = 10.0) -> None:
     leaks = find_leaks(before, timeout=timeout)
     if leaks:
         raise Leaked(
-            f"{len(leaks)} leak(s) after {timeout}s: " + "; ".join(leaks)
+            f"{len(leaks)} leak(s) after {timeout}s: "
+            + "; ".join(leaks)
             + ". Shut every pool down (use 'with pool:'), and make thread jobs watch "
             "pools.current_context() so that a cancelled or timed-out job can end.",
             leaks=tuple(leaks),

@@ -95,7 +95,7 @@ class PoolConformance:
             pool.submit(hold, gate, latch)
             assert latch.wait(1, T)
             pool.submit(echo, "queued")
-            with pytest.raises(QueueFull, match="wait=0.05"):
+            with pytest.raises(QueueFull, match=r"wait=0\.05"):
                 pool.submit(echo, "late", wait=0.05)
             assert pool.stats().rejected == 1
             assert pool.stats().submitted == 2
@@ -275,7 +275,7 @@ class PoolConformance:
     # ------------------------------------------------------ 6. crash recovery
 
     @pytest.mark.parametrize(
-        "crash, check",
+        ("crash", "check"),
         [
             (jobs.exit_now, lambda e: e.exitcode == 3 and "os._exit" in e.cause),
             (jobs.kill_self, lambda e: e.signal_name == "SIGKILL" and "out-of-memory" in e.cause),
@@ -387,7 +387,7 @@ class PoolConformance:
         ok, bad = job_for(pool, jobs.echo), job_for(pool, jobs.fail)
         done = [pool.submit(ok, i) for i in range(6)] + [pool.submit(bad) for _ in range(2)]
         slow = pool.submit(job_for(pool, jobs.until_stopped), timeout=0.1)
-        concurrent.futures.wait(done + [slow], T)
+        concurrent.futures.wait([*done, slow], T)
         s = pool.stats()
         assert (s.submitted, s.succeeded, s.failed, s.timed_out) == (9, 6, 2, 1)
         assert s.conserved() and s.finished == 9
@@ -424,7 +424,7 @@ class PoolConformance:
     # ------------------------------------------------------ 10. bad arguments
 
     @pytest.mark.parametrize(
-        "options, words",
+        ("options", "words"),
         [
             ({"workers": 0}, ["workers", "0"]),
             ({"workers": -2}, ["workers", "-2"]),
@@ -439,7 +439,7 @@ class PoolConformance:
         assert all(w in str(info.value) for w in words), str(info.value)
 
     @pytest.mark.parametrize(
-        "options, words",
+        ("options", "words"),
         [
             ({"timeout": -1}, ["timeout", "-1"]),
             ({"timeout": 0}, ["timeout", "> 0"]),
@@ -500,10 +500,10 @@ class PoolConformance:
                     assert await first == "first"
                     second = await asyncio.wait_for(waiting, T)
                     assert await second == "second"
-                with pytest.raises(QueueFull):
-                    with Gate() as gate, Latch() as latch:
-                        await pool.asubmit(hold, gate, latch)
-                        await asyncio.to_thread(latch.wait, 1, T)
+                with Gate() as gate, Latch() as latch:
+                    await pool.asubmit(hold, gate, latch)
+                    await asyncio.to_thread(latch.wait, 1, T)
+                    with pytest.raises(QueueFull):
                         await pool.asubmit(echo, "x", wait=0.01)
             return pool.stats()
 
@@ -515,7 +515,7 @@ class PoolConformance:
         js = [pool.submit(job_for(pool, jobs.echo), i) for i in range(5)]
         assert all(isinstance(j, concurrent.futures.Future) for j in js)
         assert sorted(j.result() for j in concurrent.futures.as_completed(js, T)) == [0, 1, 2, 3, 4]
-        assert len(set(j.job_id for j in js)) == 5
+        assert len({j.job_id for j in js}) == 5
 
 
 __all__ = ["PoolConformance"]
