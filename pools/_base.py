@@ -25,7 +25,6 @@ jobs, statistics, shutdown, ``map``, the async API) is here, once.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import collections
 import concurrent.futures
 import contextvars
@@ -33,6 +32,7 @@ import functools
 import heapq
 import itertools
 import math
+import os
 import random
 import threading
 import time
@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from ._callbacks import CallbackRunner, on_internal_thread
 from ._timer import Timer
 from .exceptions import (
     InvalidArgument,
@@ -303,8 +304,19 @@ class Job(concurrent.futures.Future):
             self._aw_future = None
             _wake_awaiter(self._aw_loop, woken, self)
             self._aw_loop = None
-        if self._callbacks:
-            super()._invoke_callbacks()
+        callbacks = self._callbacks
+        if not callbacks:
+            return
+        if on_internal_thread():
+            # Settled by the timer or a manager thread, which deliver every job's
+            # deadline and result: user code runs on the callback thread instead (see
+            # _callbacks); other awaiters are woken here, as the first one was.
+            _call_each(self, [cb for cb in callbacks if _is_waker(cb)])
+            later = [cb for cb in callbacks if not _is_waker(cb)]
+            if later:
+                self._pool._callback_runner.run_later(functools.partial(_call_each, self, later))
+        else:
+            _call_each(self, callbacks)
 
     @property
     def _done_callbacks(self) -> list[Callable[[Job], Any]] | tuple:  # type: ignore[override]
@@ -546,6 +558,18 @@ _F_CANCELLED = frozenset({concurrent.futures._base.CANCELLED, concurrent.futures
 _F_DONE = _F_CANCELLED | {_F_FINISHED}
 
 
+def _call_each(job: Job, callbacks: list[Callable[[Job], Any]]) -> None:
+    for callback in callbacks:
+        try:
+            callback(job)
+        except Exception:  # noqa: BLE001 - logged and lost, as concurrent.futures does
+            concurrent.futures._base.LOGGER.exception("exception calling callback for %r", job)
+
+
+def _is_waker(callback: Callable[[Job], Any]) -> bool:
+    return type(callback) is functools.partial and callback.func is _wake_awaiter
+
+
 def _wake_awaiter(loop: asyncio.AbstractEventLoop, woken: asyncio.Future, _job: Job) -> None:
     if asyncio._get_running_loop() is loop:  # ended on the awaiting loop's thread: wake it directly
         if not woken.done():
@@ -609,6 +633,8 @@ class Pool(ABC):
         self._runs: collections.deque[float] = collections.deque(maxlen=_RESERVOIR)
         self._started_at = time.monotonic()
         self._timer = Timer(f"{self.name}-timer")
+        self._callback_runner = CallbackRunner(f"{self.name}-callbacks")
+        self._callbacks_deadline: float | None = None  # set by shutdown: how long they may still take
         self._shutdown_lock = threading.Lock()
         self._report: ShutdownReport | None = None
         self._closer: threading.Thread | None = None
@@ -622,8 +648,6 @@ class Pool(ABC):
 
     @classmethod
     def default_workers(cls) -> int:
-        import os
-
         return os.cpu_count() or 1
 
     @abstractmethod
@@ -666,6 +690,15 @@ class Pool(ABC):
                 return self
             if self._state is not _NEW:
                 raise PoolClosed(f"pool {self.name} was shut down; create a new pool")
+            if _exiting:
+                # Its workers would never run the job: the exit hook that finishes
+                # the pools' jobs has run already (concurrent.futures refuses too).
+                with self._lock:
+                    self._state = _CLOSED
+                raise PoolClosed(
+                    f"pool {self.name} cannot start after interpreter shutdown began: submit "
+                    "before the main thread ends, or shut the pool down in your own exit hook"
+                )
             self._started_at = time.monotonic()
             try:
                 self._start_workers()
@@ -1044,16 +1077,26 @@ class Pool(ABC):
                 self._failed += 1
         if delay is None:
             del self._live[job.job_id]
-            if not preempted:
-                # Ended for good: let go of what only a running attempt needs. The
-                # caller may keep the job for long, and many of them: fewer objects
-                # for the garbage collector to walk again and again.
-                job._ctxvars = job._payload = job.backend_slot = None
+            self._release_locked(job, keep_slot=preempted)
         if self._room._waiters or self._async_room:  # type: ignore[attr-defined]
             self._wake_room_locked()
         if self._state is not _OPEN:
             self._check_drained_locked()
         return outcome, value, delay
+
+    @staticmethod
+    def _release_locked(job: Job, *, keep_slot: bool) -> None:
+        """The job ended for good: let go of the user's callable, arguments and
+        contextvars (as a ``concurrent.futures`` future holds no reference to its
+        call: a pool must not extend the life of the user's objects past their job),
+        and of what only a running attempt needs: the caller may keep many jobs for
+        long, and the garbage collector would walk them again and again. A backend
+        still stopping the attempt (``keep_slot``) reads its ``backend_slot`` after
+        this; a worker that took the job reads ``fn`` and ``args`` before it
+        checks that the job is still running (see the thread backend)."""
+        job.fn = job.args = job._ctxvars = None
+        if not keep_slot:
+            job._payload = job.backend_slot = None
 
     def _settle_ended(self, job: Job, outcome: str, value: Any, delay: float | None) -> None:
         """The other half (lock not held): resolve the future, or arm the retry."""
@@ -1120,6 +1163,7 @@ class Pool(ABC):
             else:
                 self._failed += 1
             del self._live[job.job_id]
+            self._release_locked(job, keep_slot=True)
             attempt = job.attempt
             self._wake_room_locked()
             self._check_drained_locked()
@@ -1282,6 +1326,14 @@ class Pool(ABC):
                     return
 
     def _shutdown(self, timeout: float | None, cancel_pending: bool) -> ShutdownReport:
+        report = self._shut_down(timeout, cancel_pending)
+        # The done-callbacks of the last jobs run before shutdown returns. Waited for
+        # outside the shutdown lock: a callback that calls shutdown() gets the report
+        # instead of waiting for the lock that this wait holds.
+        self._callback_runner.stop(self._callbacks_deadline)
+        return report
+
+    def _shut_down(self, timeout: float | None, cancel_pending: bool) -> ShutdownReport:
         with self._shutdown_lock:
             if self._report is not None:
                 return self._report
@@ -1305,6 +1357,7 @@ class Pool(ABC):
             grace = None if deadline is None else max(deadline, time.monotonic()) + CANCEL_GRACE
             self._timer.stop(None if grace is None else max(0.0, grace - time.monotonic()))
             abandoned = self._stop_workers(grace)
+            self._callbacks_deadline = grace
             with self._lock:
                 self._state = _CLOSED
                 report = ShutdownReport(
@@ -1378,10 +1431,37 @@ def _tag(exc: BaseException, job_id: int) -> None:
         exc.add_note(note)
 
 
-@atexit.register
+_exiting = False  # the interpreter is exiting: no pool starts any more
+
+
 def _shutdown_live_pools() -> None:
     # Like concurrent.futures: a program that ends without shutting its pools down
     # still finishes their jobs. Ctrl-C here interrupts the wait; every worker
     # thread is a daemon and every worker process is killed, so exit never hangs.
-    for pool in list(_live_pools):
+    global _exiting
+    _exiting = True
+    live = list(_live_pools)
+    for pool in live:  # all stop taking jobs first: one pool's job may not feed another for ever
+        with pool._lock:
+            pool._close_reason = pool._close_reason or (
+                f"pool {pool.name} was shut down when the interpreter began to exit, and takes no new jobs"
+            )
+            pool._close_intake_locked()
+    for pool in live:
         pool.shutdown(wait=True)
+
+
+# As concurrent.futures does: registered with threading, not atexit, so that it runs
+# when the main thread ends and before every atexit hook — multiprocessing's among
+# them, which would otherwise stop the forkserver and terminate the workers under
+# running jobs (atexit runs its hooks last in, first out, and multiprocessing is
+# imported after pools, when the first process pool starts).
+try:
+    threading._register_atexit(_shutdown_live_pools)  # type: ignore[attr-defined]
+except RuntimeError:  # imported while the interpreter exits (in an atexit hook)
+    _exiting = True
+
+# A forked child (a "fork" worker process, or the user's own os.fork()) inherits copies
+# of this process's pools, whose threads did not come along and whose worker processes
+# are its siblings: at its exit the hook above must not drain or kill them.
+os.register_at_fork(after_in_child=_live_pools.clear)

@@ -25,6 +25,7 @@ import signal
 import sys
 import time
 import traceback
+from typing import Any
 
 from ._context import JobContext, _current
 
@@ -50,17 +51,44 @@ def _die_with_parent() -> None:
             pass
 
 
+def _describe(obj: object) -> str:
+    try:
+        return repr(obj)
+    except BaseException:  # noqa: BLE001 - a broken __repr__ must not lose the outcome
+        return f"<{type(obj).__name__} object>"
+
+
 def _dump_failure(job_id: int, attempt: int, exc: BaseException) -> bytes:
-    tb = "".join(traceback.format_exception(exc))
+    """The outcome of a job that raised ``exc``. Whatever the exception does when
+    formatted or pickled (a ``__reduce__`` that raises, even ``SystemExit``), this
+    returns an outcome, so that the job fails and the worker lives on."""
+    try:
+        tb = "".join(traceback.format_exception(exc))
+    except BaseException:  # noqa: BLE001
+        tb = f"{type(exc).__name__} (its traceback could not be formatted)"
     try:
         exc_bytes = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
         pickle.loads(exc_bytes)  # some exceptions pickle but cannot be rebuilt
-    except Exception as err:  # noqa: BLE001
+    except BaseException as err:  # noqa: BLE001
         exc_bytes = pickle.dumps(
-            RuntimeError(f"{exc!r} (its exception could not be sent back: {err!r})"),
+            RuntimeError(f"{_describe(exc)} (its exception could not be sent back: {_describe(err)})"),
             protocol=pickle.HIGHEST_PROTOCOL,
         )
     return pickle.dumps((job_id, attempt, False, exc_bytes, tb), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def dump_result(job_id: int, attempt: int, value: Any) -> bytes:
+    """The outcome of a job that returned ``value``; a failure if it cannot be pickled."""
+    try:
+        return pickle.dumps((job_id, attempt, True, value, None), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as err:  # noqa: BLE001
+        failure = pickle.PicklingError(
+            f"job {job_id} returned {type(value).__name__} that cannot be pickled: {_describe(err)}"
+        )
+        failure.__cause__ = err
+        return _dump_failure(job_id, attempt, failure)
+    except BaseException as exc:  # noqa: BLE001 - SystemExit from a __reduce__: the job's error, as if raised
+        return _dump_failure(job_id, attempt, exc)
 
 
 def worker_main(conn, lock, states, starts) -> None:
@@ -104,15 +132,6 @@ def worker_main(conn, lock, states, starts) -> None:
         except BaseException as exc:  # noqa: BLE001 - sent to the job's caller
             out = _dump_failure(job_id, attempt, exc)
         else:
-            try:
-                out = dumps((job_id, attempt, True, value, None), protocol=proto)
-            except Exception as err:  # noqa: BLE001
-                out = _dump_failure(
-                    job_id,
-                    attempt,
-                    pickle.PicklingError(
-                        f"job {job_id} returned {type(value).__name__!s} that cannot be pickled: {err}"
-                    ),
-                )
+            out = dump_result(job_id, attempt, value)
         del value, fn, args, payload
         send(out)

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ._callbacks import mark_internal
+
 
 class Timer:
     def __init__(self, name: str) -> None:
@@ -63,6 +65,7 @@ class Timer:
                 self._cancelled = 0
 
     def _run(self) -> None:
+        mark_internal()  # what it settles runs its done-callbacks elsewhere
         cv = self._cv
         with cv:
             while not self._stopped:

@@ -244,6 +244,9 @@ class AsyncioPool(Pool):
 
     async def _run_one(self, me: _Consumer, job: Job, attempt: int) -> tuple[str | None, Any]:
         """Run one attempt; return its (outcome, value) for the caller to settle."""
+        fn, args = job.fn, job.args  # read before the check: see _release_locked
+        if fn is None or job._status is not _base.RUNNING or job.attempt != attempt:
+            return None, None  # cancelled (from another thread) between the take and here: settled
         me.job, me.attempt, me.cancel_requested = job, attempt, False
         job.backend_slot = me
         deadline = None if job.timeout is None else job._started_at + job.timeout
@@ -254,7 +257,7 @@ class AsyncioPool(Pool):
             # asyncio.timeout_at scope, which arms and cancels a loop timer each time.
             self._deadlines.arm(me, deadline, job, attempt, me)
         try:
-            value = await job.fn(*job.args)
+            value = await fn(*args)
             outcome = OK
         except asyncio.CancelledError:
             if me.cancel_requested:  # our own job.cancel(): the job is settled already

@@ -113,9 +113,10 @@ from distributed.scheduler import KilledWorker
 
 from . import _base
 from ._base import CRASH, ERROR, OK, Job, Pool
+from ._callbacks import mark_internal
 from ._context import JobContext, _current
 from ._loop import run_private_loop
-from ._process_worker import _dump_failure
+from ._process_worker import _dump_failure, dump_result
 from ._timer import DeadlineWatch
 from .exceptions import InvalidArgument, InvalidCallable, PoolBroken, PoolError, RemoteTraceback, WorkerCrashed
 
@@ -347,14 +348,7 @@ def _job_outcome(key: str, entry: tuple, ctx: JobContext) -> bytes:
         finally:
             _current.reset(token)
             del fn, args
-        try:
-            return pickle.dumps((job_id, attempt, True, value, None), protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as err:  # noqa: BLE001
-            return _dump_failure(
-                job_id,
-                attempt,
-                pickle.PicklingError(f"job {job_id} returned {type(value).__name__!s} that cannot be pickled: {err}"),
-            )
+        return dump_result(job_id, attempt, value)
     finally:
         with _registry_lock:
             _running.pop((key, job_id), None)
@@ -667,6 +661,7 @@ class DaskPool(Pool):
             raise
 
     def _run_loop(self, ready: threading.Event) -> None:
+        mark_internal()  # jobs it settles run their done-callbacks on the callback thread
         run_private_loop(self._loop, ready)
 
     async def _connect(self, address: str) -> None:
@@ -710,15 +705,14 @@ class DaskPool(Pool):
         if threading.current_thread() is self._thread:
             raise PoolError(
                 "the queue is full, and blocking here would stall the thread that delivers this pool's "
-                "results (done-callbacks run on it): pass overflow='reject' or wait=0, or submit from "
-                "another thread"
+                "results: pass overflow='reject' or wait=0, or submit from another thread"
             )
 
     def _check_blocking_shutdown(self, wait: bool) -> None:
         if wait and self._report is None and threading.current_thread() is getattr(self, "_thread", None):
             raise PoolError(
-                "shutdown(wait=True) in a done-callback would block the thread that delivers this "
-                "pool's results: call shutdown(wait=False) there"
+                "shutdown(wait=True) here would block the thread that delivers this pool's results: "
+                "call shutdown(wait=False) there"
             )
 
     # ------------------------------------------------------------ dispatch (loop)
@@ -1113,8 +1107,8 @@ class DaskPool(Pool):
         if isinstance(slot, _Attempt) and slot.state is _PACKED and threading.current_thread() is not self._thread:
             # Cancelled while it waited in its task: it must never begin. Return once
             # every worker holds its tombstone (a worker that began it already, a moment
-            # ago, cancels its context instead). On the loop thread itself (a
-            # done-callback) this cannot wait: the tombstone is sent, no more.
+            # ago, cancels its context instead). On the loop thread itself this
+            # cannot wait: the tombstone is sent, no more.
             try:
                 asyncio.run_coroutine_threadsafe(self._stop_packed(slot), self._loop).result(_CLOSE_TIMEOUT)
             except Exception:  # noqa: BLE001 - loop closed, scheduler gone: the task ends with its worker

@@ -44,11 +44,13 @@ import signal
 import struct
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from . import _base
 from ._base import CRASH, ERROR, OK, Job, Pool
+from ._callbacks import mark_internal
 from ._process_worker import CANCELLED, EXIT_MEMORY_ERROR, FREE, PENDING, READY, REVOKED, STARTED, worker_main
 from .exceptions import InvalidArgument, InvalidCallable, RemoteTraceback, WorkerCrashed
 
@@ -249,7 +251,8 @@ class ProcessPool(Pool):
             )
         self.start_method = method
         self._mp = multiprocessing.get_context(method)
-        self._fn_cache: tuple[Any, bytes] = (None, b"")  # the last callable and its pickle
+        # The last callable (a weak reference: the pool must not keep it alive) and its pickle.
+        self._fn_cache: tuple[Callable[[], Any] | None, bytes] = (None, b"")
 
     # ------------------------------------------------------------------ hooks
 
@@ -258,11 +261,14 @@ class ProcessPool(Pool):
         for most jobs, is pickled once (a function pickles by reference, a lookup
         that costs more than a small job's arguments) and unpickled once per worker."""
         _base.check_plain_callable(self.backend, fn)
-        cached_fn, fn_bytes = self._fn_cache
+        cached, fn_bytes = self._fn_cache
         try:
-            if fn is not cached_fn:
+            if cached is None or cached() is not fn:
                 fn_bytes = pickle.dumps(fn, protocol=pickle.HIGHEST_PROTOCOL)
-                self._fn_cache = (fn, fn_bytes)
+                try:
+                    self._fn_cache = (weakref.ref(fn), fn_bytes)
+                except TypeError:  # a builtin: pickled by name each time, cheaply
+                    self._fn_cache = (None, b"")
             return fn_bytes, (pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL) if args else b"")
         except Exception as err:
             raise InvalidCallable(
@@ -318,6 +324,7 @@ class ProcessPool(Pool):
         return _Worker(process, parent_conn, lock, states, starts)
 
     def _manage(self) -> None:
+        mark_internal()  # jobs it settles run their done-callbacks on the callback thread
         try:
             self._manage_loop()
         except BaseException as exc:

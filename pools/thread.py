@@ -86,20 +86,24 @@ class ThreadPool(Pool):
             attempt = job.attempt
             deadline = None if job.timeout is None else job._started_at + job.timeout
             ctx = job.backend_slot = JobContext(job.job_id, attempt, deadline)
-            if job._status is not RUNNING or job.attempt != attempt:
-                # Cancelled between the take and here: the canceller may have looked
-                # for this context before it existed, so cancel it ourselves.
+            fn, args, ctxvars = job.fn, job.args, job._ctxvars  # read before the check: see _release_locked
+            if fn is None or job._status is not RUNNING or job.attempt != attempt:
+                # Cancelled between the take and here: it must not run (its outcome
+                # will not count). The canceller may have looked for this context
+                # before it existed, so cancel it ourselves.
                 ctx._cancel()
-            elif deadline is not None:
-                self._deadlines.arm(ctx, deadline, job, attempt)
-            ctxvars = job._ctxvars if attempt == 1 else job._ctxvars.copy()
-            try:
-                value = ctxvars.run(_call_in_job, ctx, job.fn, job.args)
-                outcome = OK
-            except BaseException as exc:  # noqa: BLE001 - the job's error goes to its caller
-                value, outcome = exc, ERROR
-            if deadline is not None:
-                self._deadlines.disarm(ctx)  # else the watch keeps the job alive until its deadline
+                value, outcome = None, ERROR
+            else:
+                if deadline is not None:
+                    self._deadlines.arm(ctx, deadline, job, attempt)
+                try:
+                    value = (ctxvars if attempt == 1 else ctxvars.copy()).run(_call_in_job, ctx, fn, args)
+                    outcome = OK
+                except BaseException as exc:  # noqa: BLE001 - the job's error goes to its caller
+                    value, outcome = exc, ERROR
+                if deadline is not None:
+                    self._deadlines.disarm(ctx)  # else the watch keeps the job alive until its deadline
+            del fn, args, ctxvars
             # Finish this job and take the next in one round of the lock.
             counted, job = self._finish_and_take(job, attempt, outcome, value)
             del value

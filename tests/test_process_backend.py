@@ -1,7 +1,10 @@
 """What only the process backend does: pickling, killing, crash storms."""
 
+import functools
+import gc
 import os
 import time
+import weakref
 
 import pytest
 
@@ -31,6 +34,30 @@ def test_unpicklable_result_fails_the_job_not_the_pool(make_pool):
     with pytest.raises(Exception, match="cannot be pickled"):
         pool.submit(jobs.unpicklable_result).result(T)
     assert pool.submit(jobs.echo, 1).result(T) == 1
+
+
+def test_a_result_whose_pickling_raises_system_exit_fails_the_job_not_the_worker(make_pool):
+    # As if the function had raised SystemExit itself: the job's error, and the
+    # worker lives on (it used to die, and the job was reported as a crash).
+    pool = make_pool("process", workers=1)
+    pid = pool.submit(jobs.context_info).result(T)["pid"]
+    err = pool.submit(jobs.returns_exit_at_pickle).exception(T)
+    assert type(err) is SystemExit and isinstance(err.__cause__, pools.RemoteTraceback)
+    assert pool.submit(jobs.context_info).result(T)["pid"] == pid
+    s = pool.stats()
+    assert (s.crashed, s.failed, s.succeeded) == (0, 1, 2)
+
+
+def test_the_pool_does_not_keep_the_last_callable_alive(make_pool):
+    # The pool pickles a callable once for the jobs that follow; it must not keep
+    # the callable (and a bound method's object) alive once its jobs ended.
+    pool = make_pool("process", workers=1)
+    owner = jobs.Token()
+    ref = weakref.ref(owner)
+    assert pool.submit(functools.partial(jobs.ignore, owner)).result(T) is None
+    del owner
+    gc.collect()
+    assert ref() is None
 
 
 def test_timeout_kills_a_job_that_never_looks_at_its_context(make_pool):

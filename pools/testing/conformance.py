@@ -17,9 +17,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import functools
+import gc
 import itertools
 import threading
+import time
 import traceback
+import weakref
 from typing import Any
 
 import pytest
@@ -509,6 +513,62 @@ class PoolConformance:
 
         s = asyncio.run(main())
         assert s.succeeded == 4 and s.rejected == 1 and pool.closed
+
+    # ------------------------------------------------------ what a pool keeps, and callbacks
+
+    def test_an_ended_job_keeps_none_of_the_callers_objects(self, make_pool):
+        # As a concurrent.futures future, which drops its call once it ran.
+        pool = make_pool(workers=1)
+        ignore, hold = job_for(pool, jobs.ignore), job_for(pool, jobs.hold)
+        owner, arg, waiting_arg = jobs.Token(), jobs.Token(), jobs.Token()
+        refs = [weakref.ref(owner), weakref.ref(arg), weakref.ref(waiting_arg)]
+        done = pool.submit(functools.partial(ignore, owner), arg)  # the callable holds `owner`
+        assert done.result(T) is None
+        with Gate() as gate, Latch() as latch:
+            blocker = pool.submit(hold, gate, latch)
+            assert latch.wait(1, T)
+            waiting = pool.submit(ignore, waiting_arg)
+            assert waiting.cancel()
+            gate.open()
+            blocker.result(T)
+        del owner, arg, waiting_arg
+        gc.collect()
+        kept = [i for i, ref in enumerate(refs) if ref() is not None]
+        assert not kept, (
+            f"objects {kept} (0: in the callable, 1: an argument, 2: of a cancelled job) outlived their job"
+        )
+        assert done.done() and waiting.cancelled()  # the jobs themselves are still here
+
+    def test_a_blocking_done_callback_delays_no_other_deadline_or_retry(self, make_pool):
+        # A done-callback is user code: while one blocks, the pool's own threads must
+        # still deliver every other job's timeout and retry (the callback stays blocked
+        # until the end of the test, so a delay would show as a hang, not a slow test).
+        pool = make_pool(workers=3)
+        hold = job_for(pool, jobs.hold)
+        entered, release = threading.Event(), threading.Event()
+
+        def blocking(_job):
+            entered.set()
+            release.wait(T)
+
+        with Gate() as gate:
+            try:
+                first = pool.submit(hold, gate, timeout=0.05)
+                first.add_done_callback(blocking)
+                assert entered.wait(T), "the first job did not time out"
+                second = pool.submit(hold, gate, timeout=0.3)
+                with pytest.raises(JobTimeout):
+                    second.result(T)
+                late = time.monotonic() - (second.started_at + 0.3)
+                assert late < 5.0, f"a timeout was reported {late:.1f} s after its deadline"
+                retried = pool.submit(
+                    job_for(pool, jobs.fail_until), 2, "ok", retry=Retry(attempts=2, backoff=0.05, jitter=False)
+                )
+                assert retried.result(T) == ("ok", 2)
+                assert not release.is_set() and first.status == "timed_out"
+            finally:
+                release.set()
+                gate.open()
 
     def test_job_is_a_future(self, make_pool):
         pool = make_pool(workers=2)

@@ -305,6 +305,31 @@ def unpicklable_result() -> Any:
     return threading.Lock()
 
 
+class ExitAtPickle:
+    """Raises ``SystemExit`` when pickled: the result of a job that must fail, not
+    end its worker process."""
+
+    def __reduce__(self) -> Any:
+        raise SystemExit(1)
+
+
+def returns_exit_at_pickle() -> ExitAtPickle:
+    return ExitAtPickle()
+
+
+class Token:
+    """A picklable object that can be weakly referenced: for tests that a pool lets
+    go of the caller's objects once their job ended."""
+
+
+def ignore(*args: Any) -> None:
+    """Take any arguments, return None."""
+
+
+async def aignore(*args: Any) -> None:
+    pass
+
+
 _ASYNC = {
     echo: aecho,
     add: aadd,
@@ -314,6 +339,7 @@ _ASYNC = {
     until_stopped: auntil_stopped,
     context_info: acontext_info,
     sleep: asleep,
+    ignore: aignore,
 }
 
 
