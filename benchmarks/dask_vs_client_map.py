@@ -28,7 +28,7 @@ import statistics
 import time
 
 import pools
-from pools.dask import _LocalClusterProcess
+from pools.dask._cluster import LocalClusterProcess
 
 
 def noop(i):
@@ -90,7 +90,7 @@ def main() -> None:
 
     from distributed import Client
 
-    cluster = _LocalClusterProcess(args.threads, processes=False)
+    cluster = LocalClusterProcess(args.threads, processes=False)
     try:
         client = Client(cluster.address, set_as_default=False)
         made = [("default", pools.create_pool("dask", address=cluster.address).start())]

@@ -5,12 +5,15 @@
 ...     pool.submit(pow, 2, 10).result()
 1024
 
-Backends load lazily: importing ``pools`` imports no backend module.
+Backends load lazily: importing ``pools`` imports no backend module. What backend
+authors need is in ``pools.lowlevel``; the testing kit in ``pools.testing``.
 """
 
-from ._base import Job, Pool, PoolStats, Retry, ShutdownReport
 from ._context import JobContext, current_context
+from ._core import Pool
+from ._job import Job
 from ._registry import available_backends, create_pool, register_backend, registered_backends
+from ._types import Capabilities, JobStatus, PoolStats, Retry, ShutdownReport
 from .exceptions import (
     BackendUnavailable,
     InvalidArgument,
@@ -30,11 +33,13 @@ from .exceptions import (
 
 __all__ = [
     "BackendUnavailable",
+    "Capabilities",
     "InvalidArgument",
     "InvalidCallable",
     "Job",
     "JobCancelled",
     "JobContext",
+    "JobStatus",
     "JobTimeout",
     "Leaked",
     "NoCurrentJob",

@@ -88,6 +88,22 @@ class JobContext:
         )
 
 
+def set_current_context(ctx: JobContext) -> contextvars.Token[JobContext]:
+    """Make ``ctx`` what ``current_context()`` returns in this thread or task, until
+    ``reset_current_context(token)`` (for backends: around each attempt)."""
+    return _current.set(ctx)
+
+
+def reset_current_context(token: contextvars.Token[JobContext]) -> None:
+    _current.reset(token)
+
+
+def cancel_context(ctx: JobContext) -> None:
+    """Tell a running attempt that it should stop: ``ctx.cancelled()`` turns true and
+    ``ctx.wait()`` returns (for backends: on cancel or timeout)."""
+    ctx._cancel()
+
+
 def current_context() -> JobContext:
     """Return the context of the job that is running in the caller's thread, task or
     process. Raises :class:`~pools.NoCurrentJob` outside a job."""

@@ -4,8 +4,8 @@ Kept apart from ``process.py`` so that a worker imports as little as possible.
 Protocol over the worker's own pipe (pickled): worker → parent ``b"ready"`` once,
 at start; parent → worker a list of jobs ``(job_id, attempt, timeout, payload,
 slot)``, where ``payload`` is ``(pickled fn, pickled args or b"")``, or ``b""`` to stop;
-worker → parent, for each job in order, ``(job_id, attempt, ok, value,
-traceback_text)``, with ``ok=None`` for a job it skipped.
+worker → parent, for each job in order, its outcome message (``pools.remote``:
+a result, a failure, or "skipped").
 
 The list may hold more than the job to run now: the next ones wait here so that
 the worker never idles for a round trip. Whether each may still start is decided
@@ -24,10 +24,9 @@ import pickle
 import signal
 import sys
 import time
-import traceback
-from typing import Any
 
-from ._context import JobContext, _current
+from ._context import JobContext, set_current_context
+from .remote import encode_failure, encode_result, encode_skipped
 
 #: what a new worker sends once it can take jobs
 READY = b"ready"
@@ -51,51 +50,11 @@ def _die_with_parent() -> None:
             pass
 
 
-def _describe(obj: object) -> str:
-    try:
-        return repr(obj)
-    except BaseException:  # noqa: BLE001 - a broken __repr__ must not lose the outcome
-        return f"<{type(obj).__name__} object>"
-
-
-def _dump_failure(job_id: int, attempt: int, exc: BaseException) -> bytes:
-    """The outcome of a job that raised ``exc``. Whatever the exception does when
-    formatted or pickled (a ``__reduce__`` that raises, even ``SystemExit``), this
-    returns an outcome, so that the job fails and the worker lives on."""
-    try:
-        tb = "".join(traceback.format_exception(exc))
-    except BaseException:  # noqa: BLE001
-        tb = f"{type(exc).__name__} (its traceback could not be formatted)"
-    try:
-        exc_bytes = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
-        pickle.loads(exc_bytes)  # some exceptions pickle but cannot be rebuilt
-    except BaseException as err:  # noqa: BLE001
-        exc_bytes = pickle.dumps(
-            RuntimeError(f"{_describe(exc)} (its exception could not be sent back: {_describe(err)})"),
-            protocol=pickle.HIGHEST_PROTOCOL,
-        )
-    return pickle.dumps((job_id, attempt, False, exc_bytes, tb), protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def dump_result(job_id: int, attempt: int, value: Any) -> bytes:
-    """The outcome of a job that returned ``value``; a failure if it cannot be pickled."""
-    try:
-        return pickle.dumps((job_id, attempt, True, value, None), protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as err:  # noqa: BLE001
-        failure = pickle.PicklingError(
-            f"job {job_id} returned {type(value).__name__} that cannot be pickled: {_describe(err)}"
-        )
-        failure.__cause__ = err
-        return _dump_failure(job_id, attempt, failure)
-    except BaseException as exc:  # noqa: BLE001 - SystemExit from a __reduce__: the job's error, as if raised
-        return _dump_failure(job_id, attempt, exc)
-
-
 def worker_main(conn, lock, states, starts) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _die_with_parent()
     recv, send = conn.recv_bytes, conn.send_bytes
-    dumps, loads, proto = pickle.dumps, pickle.loads, pickle.HIGHEST_PROTOCOL
+    loads = pickle.loads
     monotonic = time.monotonic
     backlog: collections.deque = collections.deque()
     last_fn_bytes, last_fn = None, None  # most jobs of a pool run the same function
@@ -116,9 +75,9 @@ def worker_main(conn, lock, states, starts) -> None:
                 states[slot] = STARTED
                 starts[slot] = now = monotonic()
         if state != PENDING:  # cancelled or revoked before it began
-            send(dumps((job_id, attempt, None, None, None), protocol=proto))
+            send(encode_skipped(job_id, attempt))
             continue
-        _current.set(JobContext(job_id, attempt, None if timeout is None else now + timeout))
+        set_current_context(JobContext(job_id, attempt, None if timeout is None else now + timeout))
         fn = args = value = None
         try:
             fn_bytes, args_bytes = payload
@@ -130,8 +89,8 @@ def worker_main(conn, lock, states, starts) -> None:
         except MemoryError:
             os._exit(EXIT_MEMORY_ERROR)
         except BaseException as exc:  # noqa: BLE001 - sent to the job's caller
-            out = _dump_failure(job_id, attempt, exc)
+            out = encode_failure(job_id, attempt, exc)
         else:
-            out = dump_result(job_id, attempt, value)
+            out = encode_result(job_id, attempt, value)
         del value, fn, args, payload
         send(out)

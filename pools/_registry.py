@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .exceptions import BackendUnavailable, UnknownBackend
+from ._backend import Backend
+from .exceptions import BackendUnavailable, InvalidArgument, UnknownBackend
+
+if TYPE_CHECKING:
+    from ._core import Pool
 
 __all__ = ["available_backends", "backend_class", "create_pool", "register_backend", "registered_backends"]
 
@@ -20,7 +23,7 @@ __all__ = ["available_backends", "backend_class", "create_pool", "register_backe
 @dataclass(frozen=True)
 class _Entry:
     name: str
-    target: str | Callable[..., Any]  # "module:Class", or a factory
+    target: str | type[Backend]  # "module:Class", imported on first use, or the class
     requires: tuple[str, ...] = ()  # top-level modules that must be importable
     extra: str | None = None  # the pip extra that brings them
 
@@ -30,22 +33,28 @@ _REGISTRY: dict[str, _Entry] = {}
 
 def register_backend(
     name: str,
-    target: str | Callable[..., Any],
+    target: str | type[Backend],
     *,
     requires: tuple[str, ...] = (),
     extra: str | None = None,
 ) -> None:
-    """Register a backend: ``target`` is ``"package.module:PoolClass"`` (imported
-    lazily) or a callable that takes the pool options and returns a Pool."""
+    """Register a backend: ``target`` is a ``pools.lowlevel.Backend`` subclass, or
+    ``"package.module:BackendClass"`` (imported on first use). ``requires`` names the
+    top-level modules it needs, ``extra`` the pip extra that brings them."""
     if not isinstance(name, str) or not name:
-        raise ValueError(f"backend name must be a non-empty str, got {name!r}")
+        raise InvalidArgument(f"backend name must be a non-empty str, got {name!r}")
+    if isinstance(target, str):
+        if target.count(":") != 1:
+            raise InvalidArgument(f"backend target must look like 'package.module:BackendClass', got {target!r}")
+    elif not (isinstance(target, type) and issubclass(target, Backend)):
+        raise InvalidArgument(f"backend target must be a pools.lowlevel.Backend subclass or its path, got {target!r}")
     _REGISTRY[name] = _Entry(name, target, tuple(requires), extra)
 
 
-register_backend("thread", "pools.thread:ThreadPool")
-register_backend("process", "pools.process:ProcessPool")
-register_backend("asyncio", "pools.aio:AsyncioPool")
-register_backend("dask", "pools.dask:DaskPool", requires=("distributed",), extra="dask")
+register_backend("thread", "pools.thread:ThreadBackend")
+register_backend("process", "pools.process:ProcessBackend")
+register_backend("asyncio", "pools.aio:AsyncioBackend")
+register_backend("dask", "pools.dask:DaskBackend", requires=("distributed",), extra="dask")
 
 
 def registered_backends() -> tuple[str, ...]:
@@ -61,8 +70,8 @@ def available_backends() -> tuple[str, ...]:
     return tuple(name for name, entry in _REGISTRY.items() if not _missing(entry))
 
 
-def backend_class(name: str) -> Callable[..., Any]:
-    """The pool class (or factory) registered as ``name``."""
+def backend_class(name: str) -> type[Backend]:
+    """The backend class registered as ``name``."""
     entry = _REGISTRY.get(name)
     if entry is None:
         valid = ", ".join(repr(n) for n in _REGISTRY)
@@ -73,16 +82,21 @@ def backend_class(name: str) -> Callable[..., Any]:
         raise BackendUnavailable(
             f"backend {name!r} is not available: {', '.join(missing)} not installed. Install it with: {extra}"
         )
-    if callable(entry.target):
+    if not isinstance(entry.target, str):
         return entry.target
     module, _, attr = entry.target.partition(":")
-    return getattr(importlib.import_module(module), attr)
+    cls = getattr(importlib.import_module(module), attr)
+    if not (isinstance(cls, type) and issubclass(cls, Backend)):
+        raise InvalidArgument(f"backend {name!r}: {entry.target} is {cls!r}, not a pools.lowlevel.Backend subclass")
+    return cls
 
 
-def create_pool(backend: str = "thread", **options: Any):
+def create_pool(backend: str = "thread", **options: Any) -> Pool:
     """Make a pool of the named backend; options are keyword-only: ``workers``,
     ``queue_size`` (default 1000), ``overflow`` ("block" or "reject"), ``name``,
     and the backend's own (see its class)."""
     if not isinstance(backend, str):
         raise UnknownBackend(f"backend must be a name (str), got {backend!r}; valid: {registered_backends()}")
-    return backend_class(backend)(**options)
+    from ._core import Pool
+
+    return Pool(backend, **options)

@@ -9,9 +9,9 @@ Data flow::
                                                  gone when the heap is empty)
                                                    │ await fn(*args)
                                                    ▼
-                                             _finish_attempt()
+                                             finish_and_take()
     Timer thread ── earliest deadline (DeadlineWatch) ──▶ JobTimeout, then as a cancel
-    job.cancel() ─▶ _stop_running ─(call_soon_threadsafe)─▶ task.cancel() on the consumer
+    job.cancel() ─▶ stop_attempt ─(call_soon_threadsafe)─▶ task.cancel() on the consumer
                                                             that runs that very attempt
 
 The loop is the one running where the pool is started (``async with pool`` or
@@ -34,14 +34,25 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import _base
-from ._base import CANCELLED, ERROR, OK, Job, Pool
-from ._context import JobContext, _current
-from ._loop import run_private_loop
-from ._timer import DeadlineWatch
 from .exceptions import InvalidCallable, PoolClosed, PoolError
+from .lowlevel import (
+    Backend,
+    Capabilities,
+    DeadlineWatch,
+    Dispatcher,
+    Job,
+    JobContext,
+    Outcome,
+    is_coroutine_function,
+    reset_current_context,
+    run_private_loop,
+    set_current_context,
+)
 
-__all__ = ["AsyncioPool"]
+__all__ = ["AsyncioBackend"]
+
+OK, ERROR = Outcome.OK, Outcome.ERROR
+CANCELLED = "cancelled"  # how _run_one says that the job cancelled itself
 
 
 class _Consumer:
@@ -54,21 +65,31 @@ class _Consumer:
         self.cancel_requested = False
 
 
-class AsyncioPool(Pool):
-    backend = "asyncio"
-    runs = "coroutines"
-    stops_running_jobs = True
-    survives_crashes = False
-    carries_contextvars = False  # jobs run in consumer tasks, not in the submitter's context
+class AsyncioBackend(Backend):
+    name = "asyncio"
+    capabilities = Capabilities(
+        runs="coroutines",
+        stops_running_jobs=True,
+        survives_crashes=False,
+        carries_contextvars=False,  # jobs run in consumer tasks, not in the submitter's context
+        no_crash_recovery=(
+            "the 'asyncio' backend runs jobs inside this process: a crashing job (os._exit, a segfault) "
+            "ends the whole program, so crash recovery does not apply"
+        ),
+    )
+
+    def __init__(self, dispatcher: Dispatcher, *, workers: int | None = None) -> None:
+        super().__init__(dispatcher)
+        self._lock = dispatcher.lock
 
     @classmethod
     def default_workers(cls) -> int:
         return 100
 
-    def _prepare(self, fn: Callable[..., Any], args: tuple) -> None:
+    def prepare(self, fn: Callable[..., Any], args: tuple) -> None:
         if not callable(fn):
             raise InvalidCallable(f"fn must be callable, got {fn!r}")
-        if not _base.is_coroutine_function(fn):
+        if not is_coroutine_function(fn):
             raise InvalidCallable(
                 f"the 'asyncio' backend runs coroutine functions (async def), but {fn!r} is not one: "
                 "a plain blocking call would stall every job on the event loop. Wrap it "
@@ -77,9 +98,9 @@ class AsyncioPool(Pool):
 
     # ------------------------------------------------------------------ loop
 
-    def _start_workers(self) -> None:
+    def start(self) -> None:
         self._consumers: dict[asyncio.Task, _Consumer] = {}
-        self._deadlines = DeadlineWatch(self._timer, self._on_deadline)
+        self._deadlines = DeadlineWatch(self.dispatcher.timer, self._on_deadline)
         self._n_consumers = 0  # consumer tasks alive
         self._busy_consumers = 0  # of which running a job (or still unwinding a cancelled one)
         self._pump_scheduled = False
@@ -93,11 +114,13 @@ class AsyncioPool(Pool):
             self._thread: threading.Thread | None = None
             # asyncio.run() cancels every task on its way out: this one's cancellation
             # tells the pool that its loop is ending, even when no job is running.
-            self._watchdog = self._loop.create_task(self._watch(), name=f"{self.name}-watchdog")
+            self._watchdog = self._loop.create_task(self._watch(), name=f"{self.dispatcher.name}-watchdog")
             return
         ready = threading.Event()
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run_loop, args=(ready,), name=f"{self.name}-loop", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run_loop, args=(ready,), name=f"{self.dispatcher.name}-loop", daemon=True
+        )
         self._thread.start()
         ready.wait()
 
@@ -124,10 +147,7 @@ class AsyncioPool(Pool):
 
     def _loop_ending(self) -> None:
         """The loop the pool runs on is going away: no job of it can run any more."""
-        with self._lock:
-            self._close_reason = self._loop_gone_message()
-            self._close_intake_locked()
-        self._cancel_jobs((_base.QUEUED, _base.RETRYING, _base.RUNNING), record=False)
+        self.dispatcher.close(self._loop_gone_message())
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -146,20 +166,20 @@ class AsyncioPool(Pool):
 
     def _loop_gone_message(self) -> str:
         return (
-            f"the event loop that pool {self.name} ran on has stopped (its asyncio.run() "
+            f"the event loop that pool {self.dispatcher.name} ran on has stopped (its asyncio.run() "
             "ended): start the pool inside that loop with 'async with pool', or from "
             "synchronous code to give it a loop of its own"
         )
 
-    def _check_accept_locked(self) -> None:
+    def check_open_locked(self) -> None:
         if asyncio._get_running_loop() is self._loop:
             return  # submitted from the pool's own loop, which is therefore running
         if self._loop_gone():
             raise PoolClosed(self._loop_gone_message())
 
-    def _before_drain(self) -> None:
+    def before_drain(self) -> None:
         if self._loop_gone():  # nothing can run the jobs any more
-            self._cancel_jobs((_base.QUEUED, _base.RETRYING, _base.RUNNING), record=False)
+            self.dispatcher.close(self._loop_gone_message())
 
     def _call_in_loop(self, fn: Callable[..., Any], *args: Any) -> None:
         if self._in_loop():
@@ -167,27 +187,26 @@ class AsyncioPool(Pool):
         else:
             try:
                 self._loop.call_soon_threadsafe(fn, *args)
-            except RuntimeError:  # loop closed: shutdown's _before_drain cancels what is left
+            except RuntimeError:  # loop closed: shutdown's before_drain cancels what is left
                 pass
 
-    def _check_blocking_allowed(self) -> None:
-        if self._in_loop():
+    def refuse_blocking(self, call: str) -> None:
+        if not self._in_loop():
+            return
+        if call == "submit":
             raise PoolError(
                 "the queue is full and this pool runs on the calling event loop, so blocking "
                 "here would stall it: use 'await pool.asubmit(...)', pass overflow='reject', "
                 "or give the queue more room"
             )
-
-    def _check_blocking_shutdown(self, wait: bool) -> None:
-        if wait and self._report is None and self._in_loop():
-            raise PoolError(
-                "shutdown(wait=True) would block the event loop that runs this pool's jobs: "
-                "use 'await pool.ashutdown()' or 'async with pool', not 'with pool'"
-            )
+        raise PoolError(
+            "shutdown(wait=True) would block the event loop that runs this pool's jobs: "
+            "use 'await pool.ashutdown()' or 'async with pool', not 'with pool'"
+        )
 
     # ------------------------------------------------------------------ consumers
 
-    def _on_enqueued_locked(self) -> None:
+    def wake_locked(self) -> None:
         if not self._pump_scheduled:
             self._pump_scheduled = True
             self._call_in_loop(self._pump)
@@ -199,7 +218,7 @@ class AsyncioPool(Pool):
             if self._stopping:
                 return
             idle = self._n_consumers - self._busy_consumers  # between two jobs: will take one
-            spawn = min(self._queued - idle, self.workers - self._n_consumers)
+            spawn = min(self.dispatcher.queued - idle, self.dispatcher.workers - self._n_consumers)
             if spawn <= 0:
                 return
             self._n_consumers += spawn
@@ -218,7 +237,7 @@ class AsyncioPool(Pool):
                     if busy:
                         self._busy_consumers -= 1
                         busy = False
-                    job = self._take_locked()
+                    job = self.dispatcher.take_locked()
                     if job is None:
                         self._n_consumers -= 1
                         alive = False
@@ -230,7 +249,7 @@ class AsyncioPool(Pool):
                     outcome, value = await self._run_one(me, job, attempt)
                     if outcome is OK or outcome is ERROR:
                         # Finish and take the next job in one round of the lock.
-                        job = self._finish_and_take(job, attempt, outcome, value)[1]
+                        job = self.dispatcher.finish_and_take(job, attempt, outcome, value)[1]
                     else:
                         self._settle_other(job, attempt, outcome, value)
                         job = None
@@ -245,12 +264,12 @@ class AsyncioPool(Pool):
     async def _run_one(self, me: _Consumer, job: Job, attempt: int) -> tuple[str | None, Any]:
         """Run one attempt; return its (outcome, value) for the caller to settle."""
         fn, args = job.fn, job.args  # read before the check: see _release_locked
-        if fn is None or job._status is not _base.RUNNING or job.attempt != attempt:
+        if fn is None or not self.dispatcher.is_current(job, attempt):
             return None, None  # cancelled (from another thread) between the take and here: settled
         me.job, me.attempt, me.cancel_requested = job, attempt, False
         job.backend_slot = me
-        deadline = None if job.timeout is None else job._started_at + job.timeout
-        token = _current.set(JobContext(job.job_id, attempt, deadline))
+        deadline = None if job.timeout is None else job.started_at + job.timeout
+        token = set_current_context(JobContext(job.job_id, attempt, deadline))
         if deadline is not None:
             # Watched from the pool's timer thread, which settles the timeout and
             # cancels this task (as job.cancel() does): cheaper per job than an
@@ -277,13 +296,13 @@ class AsyncioPool(Pool):
         except (KeyboardInterrupt, SystemExit) as exc:
             if self._thread is None:  # the caller's own loop: let it see them, as asyncio does
                 me.job = None
-                self._finish_attempt(job, attempt, ERROR, exc)
+                self.dispatcher.finish(job, attempt, ERROR, exc)
                 raise
             value, outcome = exc, ERROR  # our private loop: just this job's error
         except BaseException as exc:  # noqa: BLE001 - the job's error goes to its caller
             value, outcome = exc, ERROR
         finally:
-            _current.reset(token)
+            reset_current_context(token)
             if deadline is not None:
                 self._deadlines.disarm(me)
         me.job = None
@@ -302,13 +321,13 @@ class AsyncioPool(Pool):
         # The consumer that runs this attempt is named here, not looked up when the
         # cancel reaches the loop: by then a retry of the job may be running on
         # another consumer (job.backend_slot), and this attempt would run on.
-        if self._settle_timeout(job, attempt, preempted=True):
+        if self.dispatcher.timed_out(job, attempt, preempted=True):
             if self._in_loop():
                 self._cancel_consumer(me, job, attempt)
             else:
                 self._call_in_loop(self._cancel_consumer, me, job, attempt)
 
-    def _stop_running(self, job: Job, attempt: int) -> None:
+    def stop_attempt(self, job: Job, attempt: int) -> None:
         if self._in_loop():
             self._cancel_attempt(job, attempt)
         else:
@@ -338,7 +357,7 @@ class AsyncioPool(Pool):
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _stop_workers(self, deadline: float | None) -> int:
+    def stop(self, deadline: float | None) -> int:
         with self._lock:
             self._stopping = True
         if self._loop.is_closed():

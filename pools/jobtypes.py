@@ -241,7 +241,8 @@ def validate(name: str, data: Any = None) -> dict:
 
 
 def job_for(pool_or_runs: Any, name: str) -> Callable[[dict], Any]:
-    """The form of job type ``name`` that a pool (or its ``runs`` value) takes."""
+    """The form of job type ``name`` that a pool (or its ``capabilities.runs`` value) takes."""
     jt = _get(name)
-    runs = getattr(pool_or_runs, "runs", pool_or_runs)
+    caps = getattr(pool_or_runs, "capabilities", None)
+    runs = pool_or_runs if caps is None else caps.runs
     return jt.coro if runs == "coroutines" else jt.sync

@@ -9,7 +9,7 @@ Data flow::
                                                             │    nearest job deadline
                        ┌──── send_bytes([job, next jobs…]) ─┤
                        ▼                                    │
-             worker process 1..W  ── send_bytes(result) ───▶│ _finish_attempt(), then the
+             worker process 1..W  ── send_bytes(result) ───▶│ dispatcher.finish(), then the
                        ▲    ▲                               │ worker's next job is running
                        │    └── shared slot states (lock) ──┤ cancel a job still waiting there
                        └── SIGKILL + replace ◀── deadline passed / job cancelled / worker died
@@ -22,8 +22,8 @@ which is why ``ProcessPoolExecutor`` breaks as a whole on a crash and this
 pool does not.
 
 When more jobs wait than there are workers, a worker is sent its next few jobs
-with the current one (a backlog of at most ``PREFETCH`` jobs, ``PREFETCH_BYTES`` of
-payload and ``PREFETCH_COVER`` seconds of work), so that it does not idle for a round trip
+with the current one (a backlog, by the shared policy ``pools.remote.Backlog``: at most
+``PREFETCH`` jobs, 32 KiB of payload and 5 ms of work), so that it does not idle for a round trip
 between jobs. They stay *queued* in every sense: counted as waiting, their
 clock not started, cancellable without touching the worker (a shared slot state,
 see ``_process_worker``), and put back on the heap if their worker dies or is
@@ -48,13 +48,15 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from . import _base
-from ._base import CRASH, ERROR, OK, Job, Pool
-from ._callbacks import mark_internal
 from ._process_worker import CANCELLED, EXIT_MEMORY_ERROR, FREE, PENDING, READY, REVOKED, STARTED, worker_main
-from .exceptions import InvalidArgument, InvalidCallable, RemoteTraceback, WorkerCrashed
+from .exceptions import InvalidArgument, InvalidCallable, WorkerCrashed
+from .lowlevel import Backend, Capabilities, Dispatcher, Job, JobStatus, Outcome, check_plain_callable, mark_internal
+from .remote import LATE, SKIPPED, Backlog, decode, payload_size
 
-__all__ = ["ProcessPool"]
+__all__ = ["ProcessBackend"]
+
+OK, ERROR, CRASH = Outcome.OK, Outcome.ERROR, Outcome.CRASH
+_QUEUED = JobStatus.QUEUED
 
 _STOP = b""
 
@@ -94,13 +96,15 @@ def _default_start_method() -> str:
 
 #: most jobs a worker holds at once: the running one and its backlog
 PREFETCH = 16
-#: most bytes of job payload waiting in a worker's backlog (below a pipe's buffer,
-#: so that sending to a busy worker never blocks the manager)
-PREFETCH_BYTES = 32 * 1024
-#: seconds of work (by the recent average run time) to keep queued in a backlog:
-#: enough to hide the round trip to the manager, and no more, since the end of a run
-#: waits for the longest backlog (5 ms: 16 no-ops, but 5 jobs of 1 ms)
-PREFETCH_COVER = 0.005
+
+
+#: the backlog policy: at most 32 KiB of payload waiting in a worker's backlog (below
+#: a pipe's buffer, so that sending to a busy worker never blocks the manager), and
+#: 5 ms of work by the recent run times: enough to hide the round trip to the manager,
+#: and no more, since the end of a run waits for the longest backlog (16 no-ops, but
+#: 5 jobs of 1 ms)
+def _backlog_policy() -> Backlog:
+    return Backlog(most_jobs=PREFETCH, most_bytes=32 * 1024, cover=0.005)
 
 
 class _Inbox:
@@ -224,26 +228,18 @@ class _Worker:
 START_FAILURES_LIMIT = 5
 
 
-class ProcessPool(Pool):
+class ProcessBackend(Backend):
     """Worker processes; ``start_method`` is "forkserver" (default on Linux),
     "spawn" or "fork". Jobs and results cross by pickle."""
 
-    backend = "process"
-    runs = "callables"
-    stops_running_jobs = True
-    survives_crashes = True
-    carries_contextvars = False
+    name = "process"
+    capabilities = Capabilities(
+        runs="callables", stops_running_jobs=True, survives_crashes=True, carries_contextvars=False
+    )
 
-    def __init__(
-        self,
-        *,
-        workers: int | None = None,
-        queue_size: int = 1000,
-        overflow: str = "block",
-        name: str | None = None,
-        start_method: str | None = None,
-    ) -> None:
-        super().__init__(workers=workers, queue_size=queue_size, overflow=overflow, name=name)
+    def __init__(self, dispatcher: Dispatcher, *, workers: int | None = None, start_method: str | None = None) -> None:
+        super().__init__(dispatcher)
+        self._lock = dispatcher.lock
         method = start_method or _default_start_method()
         if method not in multiprocessing.get_all_start_methods():
             raise InvalidArgument(
@@ -256,11 +252,11 @@ class ProcessPool(Pool):
 
     # ------------------------------------------------------------------ hooks
 
-    def _prepare(self, fn: Callable[..., Any], args: tuple) -> tuple[bytes, bytes]:
+    def prepare(self, fn: Callable[..., Any], args: tuple) -> tuple[bytes, bytes]:
         """The payload: ``fn`` and ``args`` pickled apart, so that ``fn``, the same
         for most jobs, is pickled once (a function pickles by reference, a lookup
         that costs more than a small job's arguments) and unpickled once per worker."""
-        _base.check_plain_callable(self.backend, fn)
+        check_plain_callable(self.name, fn)
         cached, fn_bytes = self._fn_cache
         try:
             if cached is None or cached() is not fn:
@@ -277,7 +273,7 @@ class ProcessPool(Pool):
                 "the top level of a module (not a lambda or a nested function) and picklable arguments"
             ) from err
 
-    def _start_workers(self) -> None:
+    def start(self) -> None:
         if self.start_method == "forkserver":
             # Import the worker loop once in the server, not in every new worker.
             self._mp.set_forkserver_preload(["__main__", "pools._process_worker"])
@@ -287,23 +283,23 @@ class ProcessPool(Pool):
         self._pipe_closed = False
         self._start_failures = 0
         self._steals = 0  # backlog jobs taken back for an idle worker (for tests)
-        self._backlog_cancels = False  # set by _stop_running: _enforce looks at the backlogs
-        self._run_avg = 0.0  # seconds: moving average of the recent jobs' run times
+        self._backlog_cancels = False  # set by stop_attempt: _enforce looks at the backlogs
+        self._backlog = _backlog_policy()
         self._stopping = False
-        self._workers: list[_Worker] = [self._spawn() for _ in range(self.workers)]
-        self._manager = threading.Thread(target=self._manage, name=f"{self.name}-manager", daemon=True)
+        self._workers: list[_Worker] = [self._spawn() for _ in range(self.dispatcher.workers)]
+        self._manager = threading.Thread(target=self._manage, name=f"{self.dispatcher.name}-manager", daemon=True)
         self._manager.start()
 
-    def _on_enqueued_locked(self) -> None:
+    def wake_locked(self) -> None:
         if not self._wake_pending and not self._pipe_closed:
             self._wake_pending = True
             os.write(self._wake_w, b"\0")
 
     def _wake(self) -> None:
         with self._lock:
-            self._on_enqueued_locked()
+            self.wake_locked()
 
-    def _stop_running(self, job: Job, attempt: int) -> None:
+    def stop_attempt(self, job: Job, attempt: int) -> None:
         # The manager sees the job settled and kills its worker, or, for a job still
         # in a worker's backlog, marks it there so that the worker skips it.
         self._backlog_cancels = True
@@ -317,7 +313,10 @@ class ProcessPool(Pool):
         states = self._mp.RawArray("b", PREFETCH)
         starts = self._mp.RawArray("d", PREFETCH)
         process = self._mp.Process(
-            target=worker_main, args=(child_conn, lock, states, starts), name=f"{self.name}-worker", daemon=True
+            target=worker_main,
+            args=(child_conn, lock, states, starts),
+            name=f"{self.dispatcher.name}-worker",
+            daemon=True,
         )
         process.start()
         child_conn.close()
@@ -328,7 +327,7 @@ class ProcessPool(Pool):
         try:
             self._manage_loop()
         except BaseException as exc:
-            self._break(exc)
+            self.dispatcher.broken(exc)
             raise
 
     def _manage_loop(self) -> None:
@@ -399,16 +398,10 @@ class ProcessPool(Pool):
             self._receive(w, data)
 
     def _receive(self, w: _Worker, data: bytes) -> None:
-        try:
-            job_id, attempt, ok, value, tb = pickle.loads(data)
-        except Exception as err:  # noqa: BLE001 - a result this process cannot rebuild fails its job only
-            job_id, attempt, ok = None, None, False
-            value = pickle.UnpicklingError(f"a job returned a result that cannot be unpickled here: {err!r}")
-            value.__cause__ = err
-            tb = None
-        if ok is None:  # the worker skipped a job of its backlog
+        msg = decode(data)
+        if msg.outcome is SKIPPED or msg.outcome is LATE:  # the worker skipped a job of its backlog
             for k, (job, slot, size) in enumerate(w.backlog):
-                if job.job_id == job_id:
+                if job.job_id == msg.job_id:
                     del w.backlog[k]
                     w.backlog_bytes -= size  # a revoked job was requeued when revoked
                     w.free.append(slot)
@@ -416,32 +409,19 @@ class ProcessPool(Pool):
                     break
             self._advance(w)
             return
-        if w.job is None or (job_id is not None and w.job.job_id != job_id):
+        if w.job is None or w.job.job_id != msg.job_id:
             self._advance(w)  # it ran a backlog job faster than we looked: that one is running
         job = w.job
-        if job is None or (job_id is not None and job.job_id != job_id):
+        if job is None or job.job_id != msg.job_id:
             return  # from an attempt settled and stopped meanwhile
-        if job_id is None:
-            attempt = w.attempt
-        self._run_avg += (time.monotonic() - job._started_at - self._run_avg) * 0.1
+        self._backlog.observe(time.monotonic() - job.started_at)
         w.job = None
         w.deadline = None
         w.states[w.slot] = FREE
         w.free.append(w.slot)
         # This job ends before the next one of the backlog counts as running, so that
         # busy never exceeds workers, not even between the two.
-        if job_id is None:  # could not be unpickled
-            value.args = (f"job {job.job_id} returned a result that cannot be unpickled here: {value.__cause__!r}",)
-            self._finish_attempt(job, attempt, ERROR, value)
-        elif ok:
-            self._finish_attempt(job, attempt, OK, value)
-        else:
-            try:
-                exc = pickle.loads(value)
-            except Exception as err:  # noqa: BLE001
-                exc = RuntimeError(f"job {job.job_id} failed, and its exception could not be rebuilt here: {err!r}")
-            exc.__cause__ = RemoteTraceback(tb)
-            self._finish_attempt(job, attempt, ERROR, exc)
+        self.dispatcher.finish(job, msg.attempt, msg.outcome, msg.value)
         self._advance(w)
 
     def _advance(self, w: _Worker) -> None:
@@ -450,7 +430,7 @@ class ProcessPool(Pool):
             job, slot, size = w.backlog[0]
             with w.lock:
                 state = w.states[slot]
-                if state == PENDING and job._status is not _base.QUEUED:
+                if state == PENDING and job.status is not _QUEUED:
                     w.states[slot] = state = CANCELLED  # cancelled before the worker got to it
             if state in (CANCELLED, REVOKED):
                 return  # the worker will skip it and say so
@@ -459,7 +439,7 @@ class ProcessPool(Pool):
             # STARTED: the worker wrote when. PENDING: it is between the two jobs.
             started_at = w.starts[slot] if state == STARTED else time.monotonic()
             with self._lock:
-                started = self._start_prefetched_locked(job, started_at)
+                started = self.dispatcher.started_locked(job, started_at)
             # Not started: cancelled, yet the worker got there first. It runs as w.job
             # with a status that is no longer RUNNING, so _enforce stops it for real.
             w.job, w.attempt, w.slot = job, job.attempt, slot
@@ -480,7 +460,7 @@ class ProcessPool(Pool):
             # It died before it began this job (between two jobs, say): the job was
             # counted as running, but never ran. Waiting again, its attempt unused.
             with self._lock:
-                self._unstart_locked(job, attempt)
+                self.dispatcher.unstart_locked(job, attempt)
         elif died and job is not None:
             exitcode = w.process.exitcode
             sig, cause = describe_exit(exitcode)
@@ -492,7 +472,7 @@ class ProcessPool(Pool):
                 signal_name=sig,
                 cause=cause,
             )
-            self._finish_attempt(job, attempt, CRASH, err)
+            self.dispatcher.finish(job, attempt, CRASH, err)
         # Never begun there: back on the heap, in their order (revoked ones already are).
         self._give_back([job for job, slot, _ in w.backlog if w.states[slot] == PENDING])
         if died and not w.ready:
@@ -515,7 +495,7 @@ class ProcessPool(Pool):
         for i, w in enumerate(self._workers):
             job = w.job
             if job is not None:
-                if job._status is not _base.RUNNING or job.attempt != w.attempt:
+                if not self.dispatcher.is_current(job, w.attempt):
                     self._stop_current(i, timed_out=False)  # settled elsewhere (cancel)
                 elif w.deadline is not None and now >= w.deadline:
                     self._stop_current(i, timed_out=True)
@@ -525,7 +505,7 @@ class ProcessPool(Pool):
                 if w.backlog:
                     with w.lock:
                         for queued, slot, _ in w.backlog:
-                            if queued._status is not _base.QUEUED and w.states[slot] == PENDING:
+                            if queued.status is not _QUEUED and w.states[slot] == PENDING:
                                 w.states[slot] = CANCELLED
 
     def _stop_current(self, i: int, *, timed_out: bool) -> None:
@@ -540,7 +520,7 @@ class ProcessPool(Pool):
             w.job = None  # its end is the timeout, not the crash of the worker we kill
         self._replace(i, died=False)
         if timed_out:
-            self._settle_timeout(job, attempt, preempted=False)
+            self.dispatcher.timed_out(job, attempt, preempted=False)
 
     @staticmethod
     def _revoke_locked(w: _Worker, n: int) -> list[Job]:
@@ -560,56 +540,61 @@ class ProcessPool(Pool):
         if revoked:
             with self._lock:
                 for job in revoked:
-                    self._unprefetch_locked(job)
+                    self.dispatcher.give_back_locked(job)
 
     def _steal(self) -> bool:
-        """A worker is idle and the heap is empty: take back the last not-yet-begun
-        job of the longest backlog, so that no job waits behind a long one while a
-        worker could run it."""
-        victim = max(self._workers, key=lambda w: len(w.backlog) if w.ready else -1)
-        if not victim.backlog:
+        """A worker is idle and no job waits on the queue: take back the last job not
+        yet begun of the longest backlog, so that no job waits behind a long one
+        while a worker could run it."""
+        # Not begun, nor already taken back (a revoked job stays listed until the worker skips it).
+        waiting = [[(w, e) for e in w.backlog if w.states[e[1]] == PENDING] for w in self._workers if w.ready]
+        picked = Backlog.take_back(waiting, 1)
+        if not picked:
             return False
+        victim, (job, slot, _) = picked[0]
         with victim.lock:
-            revoked = self._revoke_locked(victim, 1)
-        self._give_back(revoked)
-        self._steals += len(revoked)
-        return bool(revoked)
+            if victim.states[slot] != PENDING:
+                return False  # it began meanwhile
+            victim.states[slot] = REVOKED
+        self._give_back([job])
+        self._steals += 1
+        return True
 
     def _dispatch(self) -> None:
-        depth = min(PREFETCH, 1 + int(PREFETCH_COVER / max(self._run_avg, 1e-6)))
+        policy, dispatcher = self._backlog, self.dispatcher
         for w in self._workers:
             if not w.ready or w.held() >= PREFETCH:
                 continue
             idle = w.job is None and not w.backlog
-            if not idle and (not self._heap or 2 * len(w.backlog) >= depth):
+            waiting = dispatcher.waiting_locked()  # a hint, read without the lock
+            if not idle and (not waiting or not policy.wants_more(len(w.backlog))):
                 continue  # busy, and nothing to add to its backlog now: no lock taken
             batch = []
-            if idle and not self._heap and self._steal():
-                pass  # a job is back on the heap for this idle worker
+            if idle and not waiting and self._steal():
+                pass  # a job is back on the queue for this idle worker
             with self._lock:
                 if w.job is None and not w.backlog:
-                    job = self._take_locked()
+                    job = dispatcher.take_locked()
                     if job is None:
                         return
                     w.job, w.attempt, w.slot = job, job.attempt, w.free.pop()
-                    w.deadline = None if job.timeout is None else job._started_at + job.timeout
-                    batch.append((job.job_id, job.attempt, job.timeout, job._payload, w.slot))
-                # Prefetch only a share of a deep queue: with fewer waiting jobs than
-                # workers, each goes to whichever worker frees up first.
-                if batch or 2 * len(w.backlog) < depth:
-                    share = min(depth - w.held(), len(self._heap) // self.workers)
-                else:
-                    share = 0  # refill once half the backlog is gone: one message for several jobs
+                    w.deadline = None if job.timeout is None else job.started_at + job.timeout
+                    batch.append((job.job_id, job.attempt, job.timeout, job.payload, w.slot))
+                # A share of a deep queue (see Backlog); a busy worker's backlog is
+                # refilled once half of it is gone: one message for several jobs.
+                share = 0
+                if batch or policy.wants_more(len(w.backlog)):
+                    share = policy.share(w.held(), dispatcher.waiting_locked(), dispatcher.workers)
                 for _ in range(share):
-                    room = PREFETCH_BYTES - w.backlog_bytes
-                    nxt = self._take_prefetch_locked(lambda j, room=room: _size(j) <= room)
+                    used = w.backlog_bytes
+                    nxt = dispatcher.prefetch_locked(lambda j, used=used: policy.fits(payload_size(j.payload), used))
                     if nxt is None:
                         break
                     slot = w.free.pop()
-                    size = _size(nxt)
+                    size = payload_size(nxt.payload)
                     w.backlog.append((nxt, slot, size))
                     w.backlog_bytes += size
-                    batch.append((nxt.job_id, nxt.attempt + 1, nxt.timeout, nxt._payload, slot))
+                    batch.append((nxt.job_id, nxt.attempt + 1, nxt.timeout, nxt.payload, slot))
             if not batch:
                 continue
             for entry in batch:
@@ -619,10 +604,10 @@ class ProcessPool(Pool):
             except OSError:
                 pass  # the worker died: its sentinel reports the crash on the next round
 
-    def _stop_workers(self, deadline: float | None) -> int:
+    def stop(self, deadline: float | None) -> int:
         with self._lock:
             self._stopping = True
-            self._on_enqueued_locked()
+            self.wake_locked()
         grace = 5.0 if deadline is None else max(0.0, deadline - time.monotonic())
         if self._manager is not threading.current_thread():
             self._manager.join(grace + 5.0)
@@ -647,11 +632,6 @@ class ProcessPool(Pool):
         os.close(self._wake_r)
         os.close(self._wake_w)
         return 0
-
-
-def _size(job: Job) -> int:
-    payload = job._payload
-    return 0 if payload is None else len(payload[0]) + len(payload[1])
 
 
 class _Dead:

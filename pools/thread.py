@@ -2,11 +2,11 @@
 
 Data flow::
 
-    submit() ─push─▶ Pool heap ─notify one─▶ worker threads (W, wait on Pool._lock)
+    submit() ─push─▶ Pool heap ─notify one─▶ worker threads (W, wait on the pool's lock)
                                                  │ take ─ run fn in the submitter's contextvars
                                                  ▼
-                                           _finish_attempt()
-    Timer thread ── earliest deadline ──▶ DeadlineWatch sweep ──▶ _settle_timeout(): JobTimeout,
+                                           finish_and_take()
+    Timer thread ── earliest deadline ──▶ DeadlineWatch sweep ──▶ timed_out(): JobTimeout,
                                         its context is cancelled, its thread is
                                         *abandoned* and a replacement thread starts
 
@@ -24,74 +24,103 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import _base
-from ._base import ERROR, OK, RUNNING, Job, Pool
-from ._context import JobContext, _current
-from ._timer import DeadlineWatch
+from .lowlevel import (
+    Backend,
+    Capabilities,
+    DeadlineWatch,
+    Dispatcher,
+    Job,
+    JobContext,
+    Outcome,
+    cancel_context,
+    check_plain_callable,
+    set_current_context,
+)
 
-__all__ = ["ThreadPool"]
+__all__ = ["ThreadBackend"]
+
+OK, ERROR = Outcome.OK, Outcome.ERROR
 
 
 def _call_in_job(ctx: JobContext, fn: Callable[..., Any], args: tuple) -> Any:
-    _current.set(ctx)  # runs inside the job's own copy of the submitter's context
+    set_current_context(ctx)  # runs inside the job's own copy of the submitter's context
     return fn(*args)
 
 
-class ThreadPool(Pool):
-    backend = "thread"
-    runs = "callables"
-    stops_running_jobs = False  # cooperative: the job's context is cancelled
-    survives_crashes = False
+class ThreadBackend(Backend):
+    name = "thread"
+    capabilities = Capabilities(
+        runs="callables",
+        stops_running_jobs=False,  # cooperative: the job's context is cancelled
+        survives_crashes=False,
+        carries_contextvars=True,
+        no_crash_recovery=(
+            "the 'thread' backend runs jobs inside this process: a crashing job (os._exit, a segfault) "
+            "ends the whole program, so crash recovery does not apply"
+        ),
+    )
+
+    def __init__(self, dispatcher: Dispatcher, *, workers: int | None = None) -> None:
+        super().__init__(dispatcher)
+        self._lock = dispatcher.lock
+        self._work = threading.Condition(dispatcher.lock)  # idle workers wait here
+        self._threads: set[threading.Thread] = set()
+        self._stopping = False
+        self._thread_ids = iter(range(1, 1 << 62))
 
     @classmethod
     def default_workers(cls) -> int:
         return min(32, (os.cpu_count() or 1) + 4)  # as ThreadPoolExecutor
 
-    def _prepare(self, fn: Callable[..., Any], args: tuple) -> None:
-        _base.check_plain_callable(self.backend, fn)
+    def prepare(self, fn: Callable[..., Any], args: tuple) -> None:
+        check_plain_callable(self.name, fn)
 
-    def _start_workers(self) -> None:
-        self._work = threading.Condition(self._lock)
-        self._deadlines = DeadlineWatch(self._timer, self._on_deadline)
-        self._threads: set[threading.Thread] = set()
-        self._stopping = False
-        self._thread_ids = iter(range(1, 1 << 62))
+    def start(self) -> None:
+        self._deadlines = DeadlineWatch(self.dispatcher.timer, self._on_deadline)
         with self._lock:
-            for _ in range(self.workers):
+            for _ in range(self.dispatcher.workers):
                 self._spawn_locked()
 
     def _spawn_locked(self) -> None:
-        thread = threading.Thread(target=self._worker, name=f"{self.name}-worker-{next(self._thread_ids)}", daemon=True)
+        thread = threading.Thread(
+            target=self._worker, name=f"{self.dispatcher.name}-worker-{next(self._thread_ids)}", daemon=True
+        )
         self._threads.add(thread)
         thread.start()
 
-    def _on_enqueued_locked(self) -> None:
+    def wake_locked(self) -> None:
         if self._work._waiters:  # type: ignore[attr-defined]  # only a sleeping worker needs waking
             self._work.notify()
 
     def _worker(self) -> None:
         me = threading.current_thread()
         lock = self._lock
+        dispatcher = self.dispatcher
+        take_locked, finish_and_take, is_current = (
+            dispatcher.take_locked,
+            dispatcher.finish_and_take,
+            dispatcher.is_current,
+        )
         job: Job | None = None
         while True:
             if job is None:
                 with lock:
-                    job = self._take_locked()
+                    job = take_locked()
                     while job is None:
                         if self._stopping:
                             self._threads.discard(me)
                             return
                         self._work.wait()
-                        job = self._take_locked()
+                        job = take_locked()
             attempt = job.attempt
-            deadline = None if job.timeout is None else job._started_at + job.timeout
+            deadline = None if job.timeout is None else job.started_at + job.timeout
             ctx = job.backend_slot = JobContext(job.job_id, attempt, deadline)
-            fn, args, ctxvars = job.fn, job.args, job._ctxvars  # read before the check: see _release_locked
-            if fn is None or job._status is not RUNNING or job.attempt != attempt:
+            fn, args, ctxvars = job.fn, job.args, job.submitter_context  # read before the check (see Job)
+            if fn is None or not is_current(job, attempt):
                 # Cancelled between the take and here: it must not run (its outcome
                 # will not count). The canceller may have looked for this context
                 # before it existed, so cancel it ourselves.
-                ctx._cancel()
+                cancel_context(ctx)
                 value, outcome = None, ERROR
             else:
                 if deadline is not None:
@@ -105,31 +134,31 @@ class ThreadPool(Pool):
                     self._deadlines.disarm(ctx)  # else the watch keeps the job alive until its deadline
             del fn, args, ctxvars
             # Finish this job and take the next in one round of the lock.
-            counted, job = self._finish_and_take(job, attempt, outcome, value)
+            counted, job = finish_and_take(job, attempt, outcome, value)
             del value
             if not counted:
                 # The attempt was settled from outside while it ran: this thread was
                 # abandoned and replaced, so it leaves now that the function returned.
                 with lock:
-                    self._abandoned -= 1
+                    dispatcher.add_abandoned_locked(-1)
                     self._threads.discard(me)
                 return
 
     def _on_deadline(self, job: Job, attempt: int) -> None:
-        if self._settle_timeout(job, attempt, preempted=True):
-            self._stop_running(job, attempt)
+        if self.dispatcher.timed_out(job, attempt, preempted=True):
+            self.stop_attempt(job, attempt)
 
-    def _preempted_locked(self, job: Job) -> None:
-        self._abandoned += 1
+    def preempted_locked(self, job: Job) -> None:
+        self.dispatcher.add_abandoned_locked(1)
         if not self._stopping:
             self._spawn_locked()
 
-    def _stop_running(self, job: Job, attempt: int) -> None:
+    def stop_attempt(self, job: Job, attempt: int) -> None:
         ctx = job.backend_slot
         if isinstance(ctx, JobContext) and ctx.attempt == attempt:
-            ctx._cancel()
+            cancel_context(ctx)
 
-    def _stop_workers(self, deadline: float | None) -> int:
+    def stop(self, deadline: float | None) -> int:
         with self._lock:
             self._stopping = True
             self._work.notify_all()

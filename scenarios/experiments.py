@@ -117,7 +117,7 @@ def cancel_latency(case: Case, backend: str, seed: int) -> dict[str, Any]:
                 "p99": ms(percentile(overshoots, 0.99)),
                 "n": len(overshoots),
             },
-            "stops_running_jobs": pool.stops_running_jobs,
+            "stops_running_jobs": pool.capabilities.stops_running_jobs,
         },
     )
 
@@ -270,7 +270,7 @@ def leaks(case: Case, backend: str, seed: int) -> dict[str, Any]:
     pool.shutdown()
     before = snapshot()
     with tjobs.Gate() as gate, pools.create_pool(backend, workers=1) as pool:
-        fn = _astubborn if pool.runs == "coroutines" else _stubborn
+        fn = _astubborn if pool.capabilities.runs == "coroutines" else _stubborn
         if backend == "process":
             fn = tjobs.hold
         job = pool.submit(fn, gate, timeout=0.05)

@@ -155,7 +155,7 @@ def run_load(case: Case, backend: str, seed: int = 0) -> dict[str, Any]:
     sc = case.scenario
     rng = random.Random(seed)
     pool = pools.create_pool(backend, workers=sc.workers, queue_size=sc.queue_size, overflow=sc.overflow)
-    fn = atimed if pool.runs == "coroutines" else timed
+    fn = atimed if pool.capabilities.runs == "coroutines" else timed
     retry = pools.Retry(attempts=1 + sc.retries, backoff=0.001, max_backoff=0.01) if sc.retries else None
     plan = _plan(sc, sc.jobs, rng)
     offsets = _arrivals(sc, sc.jobs, rng)

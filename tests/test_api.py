@@ -13,11 +13,13 @@ def test_public_api_is_explicit():
     assert sorted(pools.__all__) == sorted(
         [
             "BackendUnavailable",
+            "Capabilities",
             "InvalidArgument",
             "InvalidCallable",
             "Job",
             "JobCancelled",
             "JobContext",
+            "JobStatus",
             "JobTimeout",
             "Leaked",
             "NoCurrentJob",
@@ -78,19 +80,45 @@ def test_missing_extra_says_what_to_install():
 
 
 def test_a_registered_backend_is_created_by_name():
-    from pools.thread import ThreadPool
+    from pools.thread import ThreadBackend
 
-    class Tiny(ThreadPool):
-        backend = "tiny"
+    class Tiny(ThreadBackend):
+        name = "tiny"
 
     pools.register_backend("tiny", Tiny)
     try:
         with pools.create_pool("tiny", workers=1) as pool:
             assert pool.submit(pow, 2, 5).result(10) == 32
+            assert pool.backend == "tiny" and isinstance(pool.impl, Tiny)
     finally:
         from pools import _registry
 
         del _registry._REGISTRY["tiny"]
+
+
+def test_a_registry_entry_must_be_a_backend():
+    with pytest.raises(pools.InvalidArgument, match="Backend subclass"):
+        pools.register_backend("bad", dict)
+    with pytest.raises(pools.InvalidArgument, match=r"package\.module:BackendClass"):
+        pools.register_backend("bad", "no_colon_here")
+
+
+def test_an_unknown_backend_option_is_named_with_the_valid_ones():
+    with pytest.raises(pools.InvalidArgument) as info:
+        pools.create_pool("process", start_methd="spawn")
+    assert "'start_methd'" in str(info.value) and "start_method" in str(info.value)
+    with pytest.raises(pools.InvalidArgument, match="'color'"):
+        pools.create_pool("thread", color="red")
+
+
+def test_capabilities_are_one_frozen_value_read_without_starting_the_pool():
+    pool = pools.create_pool("process", workers=1)
+    caps = pool.capabilities
+    assert caps.survives_crashes and caps.runs == "callables" and caps.stops_running_jobs
+    assert pool.stats().uptime >= 0 and not pool.closed and pool._state == "new"  # not started
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        caps.survives_crashes = False  # type: ignore[misc]
+    pool.shutdown()
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ def test_started_in_a_coroutine_it_runs_on_that_loop(make_pool):
             job = pool.submit(where)  # from the loop itself: no thread hop
             ident, loop = await job
             assert ident == threading.get_ident() and loop is asyncio.get_running_loop()
-            assert pool.loop is loop
+            assert pool.impl.loop is loop
             results = await asyncio.gather(*(pool.submit(jobs.aecho, i) for i in range(200)))
             assert results == list(range(200))
 
@@ -215,7 +215,7 @@ def test_a_timed_out_attempt_is_stopped_even_when_its_retry_already_runs_elsewhe
             while running["J"] and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)
             assert running["J"] == 0, "an attempt of the timed-out job is still running"
-            assert pool._busy_consumers == 0
+            assert pool.impl._busy_consumers == 0
 
     asyncio.run(main())
 

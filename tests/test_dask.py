@@ -29,7 +29,7 @@ from pools.testing.jobs import Gate, Latch
 
 pytest.importorskip("distributed")
 
-from pools.dask import _LocalClusterProcess
+from pools.dask._cluster import LocalClusterProcess
 
 T = 30.0
 THREADS = 4  # of the shared cluster
@@ -39,7 +39,7 @@ THREADS = 4  # of the shared cluster
 def cluster():
     """One LocalCluster (threads, on 127.0.0.1) in a child process, for the whole module:
     it exists before each test's leak snapshot, and each test's pools connect to it."""
-    local = _LocalClusterProcess(THREADS, processes=False)
+    local = LocalClusterProcess(THREADS, processes=False)
     yield local.address
     local.close()
 
@@ -66,7 +66,7 @@ def test_dask_is_an_available_backend():
     assert "dask" in pools.available_backends()
     from pools._registry import backend_class
 
-    assert backend_class("dask").__name__ == "DaskPool"
+    assert backend_class("dask").__name__ == "DaskBackend"
 
 
 def test_without_the_extra_it_says_what_to_install(monkeypatch):
@@ -144,9 +144,9 @@ def test_at_most_workers_jobs_are_on_the_cluster(make_pool, cluster):
             return sum(1 for key in dask_scheduler.tasks if str(key).startswith(prefix))
 
         async def on_cluster():
-            return await pool._client.run_on_scheduler(pool_tasks, f"poolbench-{pool._token}-")
+            return await pool.impl._client.run_on_scheduler(pool_tasks, f"poolbench-{pool.impl._token}-")
 
-        assert asyncio.run_coroutine_threadsafe(on_cluster(), pool._loop).result(T) == workers
+        assert asyncio.run_coroutine_threadsafe(on_cluster(), pool.impl._loop).result(T) == workers
         s = pool.stats()
         assert (s.busy, s.queued) == (workers, 12 - workers) and s.conserved()
         assert sum(job.running() for job in held) == workers
@@ -177,7 +177,7 @@ def test_small_and_large_outcomes_come_back(make_pool, cluster):
 
 def test_shutdown_drops_the_pushed_outcomes_from_the_scheduler(make_pool, cluster):
     pool = make_pool("dask", address=cluster, workers=2)
-    topic = f"poolbench-{pool.start()._token}"
+    topic = f"poolbench-{pool.start().impl._token}"
     assert [job.result(T) for job in [pool.submit(jobs.echo, i) for i in range(5)]] == list(range(5))
 
     def count(topic, dask_scheduler=None):
@@ -185,9 +185,9 @@ def test_shutdown_drops_the_pushed_outcomes_from_the_scheduler(make_pool, cluste
 
     def events_on(some_pool):
         async def ask():
-            return await some_pool._client.run_on_scheduler(count, topic)
+            return await some_pool.impl._client.run_on_scheduler(count, topic)
 
-        return asyncio.run_coroutine_threadsafe(ask(), some_pool._loop).result(T)
+        return asyncio.run_coroutine_threadsafe(ask(), some_pool.impl._loop).result(T)
 
     assert events_on(pool) == 5  # the scheduler keeps them while the pool lives
     pool.shutdown()
@@ -207,10 +207,10 @@ def test_priority_is_dasks_priority(make_pool, cluster):
             return {key: dask_scheduler.tasks[key].priority for key in keys}
 
         async def ask(keys):  # through the pool's own client, on its loop
-            return await pool._client.run_on_scheduler(priorities, keys)
+            return await pool.impl._client.run_on_scheduler(priorities, keys)
 
         keys = [low.backend_slot.key, high.backend_slot.key]
-        got = asyncio.run_coroutine_threadsafe(ask(keys), pool._loop).result(T)
+        got = asyncio.run_coroutine_threadsafe(ask(keys), pool.impl._loop).result(T)
         gate.open()
         assert got[keys[0]][0] == 3 and got[keys[1]][0] == -7  # Dask stores -priority first
         concurrent.futures.wait([low, high], T)
@@ -274,15 +274,15 @@ def test_cancel_reaches_a_task_still_waiting_on_a_worker(make_pool, cluster, tmp
 def _dispatched(pool) -> None:
     """Return once the pool's loop has dispatched what was submitted before the call:
     a submit schedules the dispatcher on that loop before this no-op."""
-    asyncio.run_coroutine_threadsafe(asyncio.sleep(0), pool._loop).result(T)
+    asyncio.run_coroutine_threadsafe(asyncio.sleep(0), pool.impl._loop).result(T)
 
 
 def test_the_pool_owns_and_closes_the_cluster_it_started():
     with pools.create_pool("dask", workers=2) as pool:
         info = pool.submit(jobs.context_info).result(T)
-        helper = pool._cluster.proc
+        helper = pool.impl._cluster.proc
         assert info["pid"] not in (os.getpid(), None) and helper.poll() is None
-        assert not pool.survives_crashes and "processes=False" in pool.crash_note
+        assert not pool.capabilities.survives_crashes and "processes=False" in pool.capabilities.no_crash_recovery
         assert pool.submit(print, "x" * 200_000).result(T) is None  # job output goes to our stdout
     assert helper.poll() is not None  # closed with the pool (and the leak check agrees)
 
@@ -291,7 +291,18 @@ def test_a_given_cluster_is_never_closed(cluster):
     for _ in range(2):  # the second pool finds the cluster still serving
         with pools.create_pool("dask", address=cluster, workers=1) as pool:
             assert pool.submit(jobs.echo, "up").result(T) == "up"
-        assert pool._cluster is None
+        assert pool.impl._cluster is None
+
+
+def test_capabilities_of_a_given_cluster_are_learnt_when_it_starts(make_pool, cluster):
+    pool = make_pool("dask", address=cluster, workers=1)
+    caps = pool.capabilities  # a plain value: reading it starts nothing
+    assert not caps.survives_crashes and "start() it first" in caps.no_crash_recovery
+    assert " new " in repr(pool) and not caps.reports_exit_status and caps.runs == "callables"
+    pool.start()
+    caps = pool.capabilities  # the shared cluster: threads of one worker, no nanny
+    assert not caps.survives_crashes and "without a nanny" in caps.no_crash_recovery
+    assert not caps.reports_exit_status and not caps.stops_running_jobs and not caps.carries_contextvars
 
 
 def test_a_done_callback_may_block_on_the_pool(make_pool, cluster):
@@ -322,7 +333,7 @@ def test_a_done_callback_may_block_on_the_pool(make_pool, cluster):
 
 def test_a_crashed_worker_process_fails_its_job_with_worker_crashed():
     with pools.create_pool("dask", workers=1, processes=True) as pool:
-        assert pool.survives_crashes and pool.crash_note is None
+        assert pool.capabilities.survives_crashes and pool.capabilities.no_crash_recovery is None
         job = pool.submit(jobs.exit_now)
         with pytest.raises(WorkerCrashed, match="KilledWorker") as info:
             job.result(T)
@@ -380,7 +391,7 @@ def test_a_cluster_started_with_the_dask_cli():
         )
         with pools.create_pool("dask", address=address) as pool:
             assert pool.submit(jobs.echo, "on the cluster").result(T) == "on the cluster"
-            assert pool.workers == 4 * 2 and pool.survives_crashes  # a nanny restarts a crashed worker
+            assert pool.workers == 4 * 2 and pool.capabilities.survives_crashes  # a nanny restarts a crashed worker
     finally:
         if worker is not None:
             _stop(worker)
@@ -425,7 +436,7 @@ def test_a_cancelled_packed_job_never_runs(make_pool, cluster, tmp_path):
         )
         with first_gate:
             assert latch.wait(2, T)  # the head runs: its task was sent with the others packed in it
-            assert all(j._prefetched for j in later) and pool._packed == 10
+            assert all(j.prefetched for j in later) and pool.impl._packed == 10
             s = pool.stats()
             assert (s.busy, s.queued) == (1, 10) and s.conserved()  # packed jobs count as waiting
             cancelled = later[::2]
@@ -449,7 +460,7 @@ def test_a_crash_puts_the_unbegun_packed_jobs_back_without_using_an_attempt():
             with pytest.raises(WorkerCrashed):
                 crash.result(T)
             assert [j.result(T) for j in later] == list(range(8))  # on the nanny's new worker
-        assert pool._packed >= 8  # they were in the crashed task (and packed again after it)
+        assert pool.impl._packed >= 8  # they were in the crashed task (and packed again after it)
         assert all(j.attempt == 1 for j in later)  # each began once: the crash used none of theirs
         s = pool.stats()
         assert (s.crashed, s.failed, s.succeeded) == (1, 1, 9) and s.conserved()
@@ -473,7 +484,7 @@ def test_packed_jobs_have_their_own_timeout_from_when_they_begin(make_pool, clus
         first_gate, head, later = _packed_behind(pool, latch, _arrive_then_work, (latch, 0.5), later_of, 7)
         with first_gate:
             assert latch.wait(2, T)
-            assert all(j._prefetched for j in later)
+            assert all(j.prefetched for j in later)
             assert head.result(T) == 0.5
             # Their 0.2 s began when each began, after the head's 0.5 s of work.
             assert [j.result(T) for j in later[:3]] == [0, 1, 2]
@@ -499,7 +510,7 @@ def test_no_job_waits_in_a_task_behind_a_long_one_while_a_thread_is_idle(make_po
         assert latch.wait(THREADS + 1, T)
         assert long.backend_slot.task.slots[1:]  # the long job's task carries others
         assert [j.result(T) for j in later] == list(range(40))  # while the long job still runs
-        assert pool._steals >= 1 and not long.done()
+        assert pool.impl._steals >= 1 and not long.done()
         long_gate.open()
         assert long.result(T) is None
         assert all(b.result(T) is None for b in blockers)
@@ -519,10 +530,10 @@ def test_the_deadline_timer_lets_go_of_a_job_that_ended(make_pool, cluster):
             assert [j.result(T) for j in later] == list(range(5))
         alone = pool.submit(jobs.echo, "alone", timeout=3600)
         assert alone.result(T) == "alone"
-    assert pool._packed == 5
-    assert not pool._deadlines._due  # every deadline was disarmed (the watch holds no job)
-    with pool._lock:  # until Dask has reported their tasks finished (outcomes come first)
-        assert pool._idle.wait_for(lambda: not pool._inflight, T)
+    assert pool.impl._packed == 5
+    assert not pool.impl._deadlines._due  # every deadline was disarmed (the watch holds no job)
+    with pool.impl._lock:  # until Dask has reported their tasks finished (outcomes come first)
+        assert pool.impl._idle.wait_for(lambda: not pool.impl._inflight, T)
     refs = [weakref.ref(j) for j in [*later, alone]]
     del later, alone, head
     gc.collect()
@@ -556,7 +567,7 @@ def test_a_crash_in_a_packed_task_is_charged_to_the_job_that_crashed(tmp_path):
                 with first_gate:
                     assert ok.result(T) == marker  # its outcome, not its worker's death
                     assert crasher.result(T) == ("survived", 2)  # charged: attempt 1 crashed
-            assert pool._packed == rnd + 1  # the crasher rode behind ok
+            assert pool.impl._packed == rnd + 1  # the crasher rode behind ok
             s = pool.stats()
             assert (s.crashed, s.retried, s.failed) == (rnd + 1, rnd + 1, 0) and s.conserved()
 
@@ -567,14 +578,15 @@ def test_a_packed_job_begins_only_after_the_job_before_it_ended(make_pool, clust
     # (stats() would say so, and a submit with overflow="reject" could find no room).
     pool = make_pool("dask", address=cluster, workers=1, queue_size=100)
     seen: list[tuple[bool, int]] = []
-    start = pool._start_prefetched_locked
+    dispatcher = pool.start().impl.dispatcher
+    start = dispatcher.started_locked
 
     def spy(job, started_at):  # under the pool's lock
         began = start(job, started_at)
-        seen.append((began, pool._running))
+        seen.append((began, dispatcher.running))
         return began
 
-    pool._start_prefetched_locked = spy
+    dispatcher.started_locked = spy
     big = "x" * 100_000  # fetched with the task's result: the jobs after it go back, packed again
     with Latch() as latch:
         first_gate, head, later = _packed_behind(
@@ -583,7 +595,7 @@ def test_a_packed_job_begins_only_after_the_job_before_it_ended(make_pool, clust
         with first_gate:
             assert head.result(T) == "head"
             assert [j.result(T) for j in later] == [big if i == 20 else i for i in range(60)]
-    assert pool._packed >= 40 and len(seen) >= 40
+    assert pool.impl._packed >= 40 and len(seen) >= 40
     assert all(began for began, _ in seen)
     assert max(running for _, running in seen) == 1  # never the ended one and the next at once
     s = pool.stats()
@@ -597,7 +609,7 @@ def _until_cancelled(marker):
     return stopped
 
 
-@pytest.mark.parametrize("delayed", ["_stop_running", "_stop_packed"])
+@pytest.mark.parametrize("delayed", ["stop_attempt", "_stop_packed"])
 def test_a_cancel_that_loses_the_race_with_the_begin_still_stops_the_job(make_pool, cluster, tmp_path, delayed):
     # A packed job is cancelled, and its worker begins it before the tombstone gets
     # there; the pool hears that it began before it sends the stop (on either path of
@@ -613,8 +625,8 @@ def test_a_cancel_that_loses_the_race_with_the_begin_still_stops_the_job(make_po
         )
         with first_gate:
             assert latch.wait(2, T)  # the head runs, x packed behind it
-            assert x._prefetched
-            real_begin = pool._begin_locked
+            assert x.prefetched
+            real_begin = pool.impl._begin_locked
 
             def begin_spy(slot, started_at, arm):  # (loop, lock held)
                 real_begin(slot, started_at, arm)
@@ -623,9 +635,9 @@ def test_a_cancel_that_loses_the_race_with_the_begin_still_stops_the_job(make_po
                     for fut in waiters:
                         fut.done() or fut.set_result(None)
 
-            pool._begin_locked = begin_spy
-            real = getattr(pool, delayed)
-            if delayed == "_stop_running":
+            pool.impl._begin_locked = begin_spy
+            real = getattr(pool.impl, delayed)
+            if delayed == "stop_attempt":
 
                 def later(job, attempt):  # the canceller's thread: after the cancel, before the stop
                     if job is x:
@@ -643,7 +655,7 @@ def test_a_cancel_that_loses_the_race_with_the_begin_still_stops_the_job(make_po
                         await asyncio.wait_for(arrived, T)
                     await real(slot)
 
-            setattr(pool, delayed, later)
+            setattr(pool.impl, delayed, later)
             cancelled = []
             canceller = threading.Thread(target=lambda: cancelled.append(x.cancel()))
             canceller.start()
@@ -652,8 +664,8 @@ def test_a_cancel_that_loses_the_race_with_the_begin_still_stops_the_job(make_po
             canceller.join(T)
             assert cancelled == [True] and x.cancelled()
             assert head.result(T) is None
-            with pool._lock:  # x's task ends once x returns: when its context is cancelled
-                assert pool._idle.wait_for(lambda: not pool._inflight, 2 * T)
+            with pool.impl._lock:  # x's task ends once x returns: when its context is cancelled
+                assert pool.impl._idle.wait_for(lambda: not pool.impl._inflight, 2 * T)
     with open(marker) as f:
         assert f.read() == "stopped"
     s = pool.stats()

@@ -60,7 +60,7 @@ def test_every_backend_left_open_finishes_its_queued_jobs(tmp_path, backend):
 
         if __name__ == "__main__":
             pool = pools.create_pool(sys.argv[1], workers=2)
-            fn = awrite if pool.runs == "coroutines" else write
+            fn = awrite if pool.capabilities.runs == "coroutines" else write
             for i in range(20):
                 pool.submit(fn, sys.argv[2], i)
         """,

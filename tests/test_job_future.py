@@ -1,18 +1,61 @@
 """A Job is a concurrent.futures.Future whose condition, waiter list and callback
-list are made on first use (pools/_base.py). These tests hold it to Future's
+list are made on first use (pools/_future.py). These tests hold it to Future's
 contract on both paths: waited on while pending (a real condition), and looked at
-only after it ended (no condition at all)."""
+only after it ended (no condition at all); and they fail, naming the attribute, if a
+Python release changes the Future internals that this relies on."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import concurrent.futures._base as futures_base
+import dis
+import inspect
 import threading
 
 import pytest
 
 import pools
-from pools._base import Job
+from pools._future import FUTURE_INTERNALS, LazyFuture
+from pools._job import Job
+
+
+def _private_names(*functions):
+    """The private attribute names that ``functions`` read or write on any object."""
+    names = set()
+    for fn in functions:
+        for ins in dis.get_instructions(fn):
+            if ins.opname in ("LOAD_ATTR", "STORE_ATTR", "LOAD_METHOD", "DELETE_ATTR") and ins.argval.startswith("_"):
+                names.add(ins.argval)
+    return names - {"__class__", "__name__", "_Future__get_result"}  # the last: Future's own, not replaced
+
+
+def test_the_future_internals_that_lazy_future_replaces_are_still_those_of_future():
+    # Future.__init__ is replaced, not called: a new attribute there would be missing.
+    attributes = set(FUTURE_INTERNALS["Future attributes"])
+    made = set(vars(concurrent.futures.Future()))
+    assert made <= attributes, f"Future.__init__ now sets {sorted(made - attributes)}: LazyFuture does not make them"
+    assert attributes <= made, f"Future.__init__ no longer sets {sorted(attributes - made)}: update LazyFuture"
+    # Every private name that Future's methods and the module's wait()/as_completed()
+    # use on a future must be one that LazyFuture provides.
+    methods = [fn for fn in vars(concurrent.futures.Future).values() if inspect.isfunction(fn)]
+    helpers = [
+        futures_base.wait,
+        futures_base.as_completed,
+        futures_base._AcquireFutures.__enter__,
+        futures_base._AcquireFutures.__exit__,
+        futures_base._create_and_install_waiters,
+        futures_base._yield_finished_futures,
+    ]
+    provided = attributes | set(FUTURE_INTERNALS["Future methods"])
+    used = _private_names(*methods, *helpers)
+    assert used <= provided, f"concurrent.futures now uses {sorted(used - provided)} on a future: LazyFuture lacks it"
+    for name in provided:
+        assert hasattr(LazyFuture(), name), f"LazyFuture has no {name}"
+    for name in FUTURE_INTERNALS["concurrent.futures._base"]:
+        assert hasattr(futures_base, name), f"concurrent.futures._base.{name} is gone"
+    for name in FUTURE_INTERNALS["RLock methods"]:
+        assert hasattr(threading.RLock(), name), f"threading.RLock().{name} is gone (the job condition's wait uses it)"
 
 
 def _ident(x):

@@ -241,17 +241,17 @@ def test_an_idle_worker_takes_back_jobs_waiting_behind_a_long_one(make_pool):
         held = [pool.submit(jobs.hold, long_gate, latch), pool.submit(jobs.hold, short_gate, latch)]
         assert latch.wait(2, T)
         later = [pool.submit(jobs.echo, i) for i in range(20)]
-        _until(lambda: all(w.backlog for w in pool._workers))  # both workers have a backlog
+        _until(lambda: all(w.backlog for w in pool.impl._workers))  # both workers have a backlog
         short_gate.open()
         assert [j.result(T) for j in later] == list(range(20))  # while the long job still runs
-        assert pool._steals >= 1 and not held[0].done()
+        assert pool.impl._steals >= 1 and not held[0].done()
         long_gate.open()
         assert held[0].result(T) is None
     assert pool.stats().conserved()
     # Once the workers hold nothing, no payload bytes are left counted against them
     # (a stolen job that ended elsewhere must not leak its size into the victim's cap).
-    _until(lambda: not any(w.held() for w in pool._workers))
-    assert [w.backlog_bytes for w in pool._workers] == [0, 0]
+    _until(lambda: not any(w.held() for w in pool.impl._workers))
+    assert [w.backlog_bytes for w in pool.impl._workers] == [0, 0]
 
 
 def test_jobs_of_different_functions_interleaved_each_run_their_own(make_pool):
@@ -268,7 +268,7 @@ def test_a_worker_that_dies_between_two_jobs_gives_back_the_one_it_never_began(m
     pool = make_pool("process", workers=1, queue_size=100)
     with jobs.Gate() as gate, jobs.Latch() as latch:
         first, later = _held_with_backlog(pool, gate, latch, jobs.hold, jobs.echo, lambda i: (i,), 1)
-        w = pool._workers[0]
+        w = pool.impl._workers[0]
         pid = w.process.pid
         # Hold the slot lock shared with the worker: it stops right after the first job,
         # before the next begins. Kept held after the kill, it also stands for a lock
@@ -291,13 +291,14 @@ def test_a_worker_that_dies_between_two_jobs_gives_back_the_one_it_never_began(m
 def test_busy_never_exceeds_workers_when_a_backlog_job_starts(make_pool):
     pool = make_pool("process", workers=1, queue_size=3000)
     seen = []
-    start = pool._start_prefetched_locked
+    dispatcher = pool.impl.dispatcher
+    start = dispatcher.started_locked
 
     def spy(job, started_at):
         started = start(job, started_at)
-        seen.append(pool._running)
+        seen.append(dispatcher.running)
         return started
 
-    pool._start_prefetched_locked = spy
+    dispatcher.started_locked = spy
     assert [j.result(T) for j in [pool.submit(jobs.echo, i) for i in range(1000)]] == list(range(1000))
     assert seen and max(seen) <= pool.workers

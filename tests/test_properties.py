@@ -33,7 +33,7 @@ shutdown_at = st.one_of(st.none(), st.integers(0, 30))  # an early shutdown(wait
 
 
 def _submit(pool, gate, kind, priority, timeout):
-    if kind == "crash" and not pool.survives_crashes:
+    if kind == "crash" and not pool.capabilities.survives_crashes:
         kind = "fail"
     if kind == "ok":
         return pool.submit(job_for(pool, jobs.echo), "ok", priority=priority, timeout=timeout)

@@ -170,7 +170,7 @@ class Service:
             overflow="reject",
             name=f"poolbench-service-{cfg.backend}",
         )
-        if pool.runs == "coroutines":
+        if pool.capabilities.runs == "coroutines":
             pool.start()  # here, on the server's loop: jobs submitted from it pay no thread hop
         else:
             await asyncio.to_thread(pool.start)  # process workers take a moment to fork

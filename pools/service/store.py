@@ -22,7 +22,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .._base import CANCELLED, FAILED, QUEUED, RETRYING, RUNNING, SUCCEEDED, TIMED_OUT, Job
+from .. import Job, JobStatus
+
+QUEUED, RETRYING, RUNNING = JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING
+SUCCEEDED, FAILED, CANCELLED, TIMED_OUT = (
+    JobStatus.SUCCEEDED,
+    JobStatus.FAILED,
+    JobStatus.CANCELLED,
+    JobStatus.TIMED_OUT,
+)
 
 __all__ = ["STATUSES", "JobRecord", "JobStore"]
 

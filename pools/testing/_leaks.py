@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .._base import _live_pools
+from .._core import _live_pools
 from ..exceptions import Leaked
 
 __all__ = ["Snapshot", "check_leaks", "find_leaks", "no_leaks", "process_alive", "snapshot", "wait_process_gone"]

@@ -47,17 +47,14 @@ T = 30.0  # generous bound on any single wait: a hang fails instead of blocking
 
 
 def _skip_unless_crash_safe(pool: Any) -> None:
-    if not pool.survives_crashes:
-        # A backend whose answer depends on where it runs (a Dask cluster) says why.
-        pytest.skip(
-            getattr(pool, "crash_note", None)
-            or f"the {pool.backend!r} backend runs jobs inside this process: a crashing job "
-            "(os._exit, a segfault) ends the whole program, so crash recovery does not apply"
-        )
+    pool.start()  # a backend may learn where it runs (a Dask cluster's workers) only then
+    caps = pool.capabilities
+    if not caps.survives_crashes:
+        pytest.skip(caps.no_crash_recovery or f"the {pool.backend!r} backend does not survive a crashing job")
 
 
 def _skip_unless_exit_status_reported(pool: Any) -> None:
-    if not getattr(pool, "reports_exit_status", True):
+    if not pool.capabilities.reports_exit_status:
         pytest.skip(
             f"the {pool.backend!r} backend learns only that the worker under a job died (Dask's "
             "KilledWorker), not its exit code or signal, so WorkerCrashed cannot name them; and a "
@@ -462,7 +459,7 @@ class PoolConformance:
 
     def test_wrong_kind_of_callable_raises_at_once(self, make_pool):
         pool = make_pool(workers=1)
-        wrong = jobs.echo if pool.runs == "coroutines" else jobs.aecho
+        wrong = jobs.echo if pool.capabilities.runs == "coroutines" else jobs.aecho
         with pytest.raises(InvalidCallable, match="coroutine function"):
             pool.submit(wrong, 1)
         with pytest.raises(InvalidCallable, match="callable"):

@@ -344,8 +344,9 @@ _ASYNC = {
 
 
 def job_for(pool_or_runs: Any, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The form of test job ``fn`` that a pool (or its ``runs`` value) takes."""
-    runs = getattr(pool_or_runs, "runs", pool_or_runs)
+    """The form of test job ``fn`` that a pool (or its ``capabilities.runs`` value) takes."""
+    caps = getattr(pool_or_runs, "capabilities", None)
+    runs = pool_or_runs if caps is None else caps.runs
     if runs == "coroutines":
         try:
             return _ASYNC[fn]

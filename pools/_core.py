@@ -1,25 +1,24 @@
-"""The pool contract, and the job lifecycle that every backend shares.
+"""The pool: one bounded priority queue and the job lifecycle that every backend
+shares, written once. A backend (``pools.lowlevel.Backend``) supplies the workers and
+drives the jobs through a ``Dispatcher``; everything else is here.
 
 Data flow (every backend)::
 
-    submit()/asubmit() ──admission──▶ heap of waiting jobs ──_take_locked()──▶ backend workers
+    submit()/asubmit() ──admission──▶ heap of waiting jobs ──take / prefetch──▶ backend's workers
          │  (room = queue_size + idle workers;        ▲                       │
-         │   block / wait= / reject)                  │ _requeue()            │ _finish_attempt()
+         │   block / wait= / reject)                  │ _requeue()            │ finish(outcome)
          ▼                                            │ (after back-off,      ▼
-     QueueFull / PoolClosed                     Timer thread ◀── retry? ── attempt outcome
+     QueueFull / PoolClosed                     Timer thread ◀── retry? ── attempt ended
                                                                             │ no retry
-    job.cancel() ── _cancel() ── backend._stop_running()                     ▼
-                                                              Future resolved (exactly once)
+    job.cancel() ── _settle_outside() ── backend.stop_attempt()              ▼
+                                                    future resolved (exactly once); its done-
+                                                    callbacks run where it ended, or on the
+                                                    callback thread (see _callbacks)
 
 All counters and job states change under one lock (``Pool._lock``), so ``stats()``
 is a consistent snapshot and the conservation law holds at every instant::
 
     submitted == succeeded + failed + cancelled + timed_out + queued + busy + retrying
-
-A backend supplies only: checking and preparing a callable, starting its workers,
-being woken when a job is queued, stopping one running attempt, and stopping its
-workers. Everything else (priorities, bounds, retries, cancellation of waiting
-jobs, statistics, shutdown, ``map``, the async API) is here, once.
 """
 
 from __future__ import annotations
@@ -28,589 +27,112 @@ import asyncio
 import collections
 import concurrent.futures
 import contextvars
-import functools
 import heapq
+import inspect
 import itertools
 import math
 import os
-import random
 import threading
 import time
 import weakref
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, TypeVar
 
-from ._callbacks import CallbackRunner, on_internal_thread
+from ._backend import Backend, Dispatcher
+from ._callbacks import CallbackRunner
+from ._future import resolve_quietly
+from ._job import Job, tag
 from ._timer import Timer
-from .exceptions import (
-    InvalidArgument,
-    InvalidCallable,
-    JobTimeout,
-    PoolClosed,
-    PoolError,
-    QueueFull,
+from ._types import (
+    Capabilities,
+    JobStatus,
+    Outcome,
+    PoolStats,
+    Retry,
+    ShutdownReport,
+    check_int,
+    check_number,
+    percentiles,
 )
+from .exceptions import InvalidArgument, JobTimeout, PoolBroken, PoolClosed, QueueFull, UnknownBackend
 
-__all__ = ["Job", "Pool", "PoolStats", "Retry", "ShutdownReport"]
+__all__ = ["Pool"]
 
-# Job states. Strings so that reprs and the HTTP service read well; compared with `is`.
-QUEUED = "queued"
-RUNNING = "running"
-RETRYING = "retrying"  # waiting for its next attempt: holds no worker
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-CANCELLED = "cancelled"
-TIMED_OUT = "timed_out"
-TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED, TIMED_OUT})
-_PREFETCHED = "prefetched"  # internal: how _settle_outside tells a prefetched job's cancel apart
+T = TypeVar("T")
 
-# Outcomes of one attempt, reported by a backend to _finish_attempt().
-OK = "ok"
-ERROR = "error"
-TIMEOUT = "timeout"
-CRASH = "crash"
+QUEUED, RUNNING, RETRYING = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING
+SUCCEEDED, FAILED, CANCELLED, TIMED_OUT = (
+    JobStatus.SUCCEEDED,
+    JobStatus.FAILED,
+    JobStatus.CANCELLED,
+    JobStatus.TIMED_OUT,
+)
+_PREFETCHED = "prefetched"  # how _settle_outside tells a prefetched job's cancel apart
+OK, ERROR, TIMEOUT, CRASH = Outcome.OK, Outcome.ERROR, Outcome.TIMEOUT, Outcome.CRASH
 
-_job_ids = itertools.count(1)
+#: what ``Dispatcher.end_locked`` returns, for ``Dispatcher.settle``: (outcome, value,
+#: back-off before the retry or None)
+Ended = tuple[Outcome, Any, "float | None"]
+
 _live_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
 
 _RESERVOIR = 8192  # latest samples kept for the percentiles in stats()
 CANCEL_GRACE = 1.0  # seconds that shutdown(timeout=T) gives stopped jobs to end, after T
 
 
-# --------------------------------------------------------------------------- options
-
-
-def _check_number(name: str, value: Any, *, minimum: float, inclusive: bool, none_ok: bool) -> None:
-    if value is None and none_ok:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidArgument(f"{name} must be a number of seconds, got {value!r}")
-    ok = value >= minimum if inclusive else value > minimum
-    if not ok or math.isnan(value) or math.isinf(value):
-        relation = ">=" if inclusive else ">"
-        raise InvalidArgument(f"{name} must be finite and {relation} {minimum}, got {value!r}")
-
-
-def check_int(name: str, value: Any, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgument(f"{name} must be an int >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise InvalidArgument(f"{name} must be >= {minimum}, got {value!r}")
-    return value
-
-
-@dataclass(frozen=True)
-class Retry:
-    """How to retry a failed job: up to ``attempts`` attempts in all (the first
-    included), waiting ``backoff * 2**(n-1)`` seconds before attempt ``n+1``, capped
-    at ``max_backoff``; with ``jitter`` the wait is drawn uniformly from
-    [wait/2, wait] ("equal jitter"), so that retries of many jobs spread out.
-    Only exceptions that are instances of ``on`` are retried; a timeout
-    (``JobTimeout``) and a crash (``WorkerCrashed``) are exceptions like any other,
-    so the default ``on=(Exception,)`` retries them too.
-    """
-
-    attempts: int = 3
-    backoff: float = 0.05
-    max_backoff: float = 2.0
-    jitter: bool = True
-    on: tuple[type[BaseException], ...] = (Exception,)
-
-    def __post_init__(self) -> None:
-        check_int("Retry.attempts", self.attempts, minimum=1)
-        _check_number("Retry.backoff", self.backoff, minimum=0, inclusive=True, none_ok=False)
-        _check_number("Retry.max_backoff", self.max_backoff, minimum=0, inclusive=True, none_ok=False)
-        if self.max_backoff < self.backoff:
+def _make_backend(cls: type[Backend], dispatcher: Dispatcher, workers: int | None, options: dict[str, Any]) -> Backend:
+    # An unknown option is named with the valid ones, not left to a TypeError.
+    keyword_only = inspect.Parameter.KEYWORD_ONLY
+    params = inspect.signature(cls).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        own = [name for name, p in params.items() if p.kind is keyword_only and name != "workers"]
+        unknown = [key for key in options if key not in own]
+        if unknown:
             raise InvalidArgument(
-                f"Retry.max_backoff ({self.max_backoff!r}) must be >= Retry.backoff ({self.backoff!r})"
+                f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} for backend "
+                f"{cls.name or cls.__name__!r}; its options are: {', '.join(['workers', 'queue_size', 'overflow', 'name', *own])}"
             )
-        on = self.on if isinstance(self.on, tuple) else (self.on,)
-        for cls in on:
-            if not (isinstance(cls, type) and issubclass(cls, BaseException)):
-                raise InvalidArgument(f"Retry.on must hold exception classes, got {cls!r}")
-        object.__setattr__(self, "on", on)
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        wait = min(self.max_backoff, self.backoff * (2 ** (attempt - 1)))
-        if self.jitter:
-            wait = random.uniform(wait / 2, wait)
-        return wait
-
-
-def _percentiles(samples: Iterable[float]) -> tuple[float | None, float | None, float | None]:
-    data = sorted(samples)
-    if not data:
-        return (None, None, None)
-    n = len(data)
-
-    def pick(q: float) -> float:  # nearest-rank: a value that really occurred
-        return data[min(n - 1, max(0, math.ceil(q * n) - 1))]
-
-    return (pick(0.50), pick(0.95), pick(0.99))
-
-
-@dataclass(frozen=True, slots=True)
-class PoolStats:
-    """A consistent snapshot of a pool, taken under its lock.
-
-    Gauges: ``workers``, ``busy`` (jobs running now), ``queued`` (waiting for a
-    worker), ``retrying`` (waiting out a retry back-off), ``abandoned`` (thread
-    backend: threads still running a job that was timed out or cancelled).
-    Counters since start: ``submitted`` (accepted jobs), the four terminal states,
-    ``rejected`` (``QueueFull`` raised; never submitted), ``retried`` (attempts
-    scheduled again), ``crashed`` (worker processes that died under a job).
-    Percentiles (seconds, ``None`` before any sample) cover the latest 8192
-    attempts: queue wait (enqueue to start) and run time (start to end).
-    """
-
-    backend: str
-    workers: int
-    busy: int
-    queued: int
-    retrying: int
-    submitted: int
-    succeeded: int
-    failed: int
-    cancelled: int
-    timed_out: int
-    rejected: int
-    retried: int
-    crashed: int
-    abandoned: int
-    queue_wait_p50: float | None
-    queue_wait_p95: float | None
-    queue_wait_p99: float | None
-    run_time_p50: float | None
-    run_time_p95: float | None
-    run_time_p99: float | None
-    uptime: float
-
-    @property
-    def finished(self) -> int:
-        return self.succeeded + self.failed + self.cancelled + self.timed_out
-
-    def conserved(self) -> bool:
-        """The conservation law: every accepted job is in exactly one state."""
-        return self.submitted == self.finished + self.queued + self.busy + self.retrying
-
-
-@dataclass(frozen=True, slots=True)
-class ShutdownReport:
-    """What ``shutdown()`` did. ``cancelled`` lists the ids of jobs it cancelled
-    while they waited (queued or in a retry back-off); ``killed`` those it stopped
-    while running, when the deadline passed (process: worker killed; asyncio: task
-    cancelled; thread: context cancelled and thread abandoned). ``abandoned_threads``
-    counts threads still running user code when it returned (thread backend, jobs
-    that ignore their context). ``complete`` is False for a ``wait=False`` report."""
-
-    backend: str
-    succeeded: int
-    failed: int
-    timed_out: int
-    cancelled: tuple[int, ...] = field(default=())
-    killed: tuple[int, ...] = field(default=())
-    abandoned_threads: int = 0
-    duration: float = 0.0
-    complete: bool = True
-
-
-# ------------------------------------------------------------------------------ job
-
-
-class Job(concurrent.futures.Future):
-    """A submitted job. It *is* a ``concurrent.futures.Future`` (so ``wait``,
-    ``as_completed`` and ``asyncio.wrap_future`` take it) and it is awaitable.
-
-    Unlike a plain ``Future``, ``cancel()`` also stops a running job. The
-    underlying ``Future`` stays pending until the job ends, so ``running()`` and
-    ``status`` come from the pool, not from the ``Future``.
-    """
-
-    # A plain Future builds a threading.Condition, a waiter list and a callback list
-    # up front: eight objects for the garbage collector per job, and most jobs never
-    # need them (their result is read after they ended, or they are awaited). Here
-    # they are made on first use. Until the condition exists, the module lock
-    # _LAZY guards the future's state; once it exists (it never goes away), the
-    # condition does, exactly as in Future — so every base-class method still works.
-
-    def __init__(
-        self,
-        pool: Pool,
-        fn: Callable[..., Any],
-        args: tuple,
-        payload: Any,
-        priority: int,
-        timeout: float | None,
-        retry: Retry | None,
-        ctxvars: contextvars.Context | None,
-    ) -> None:
-        # Future.__init__ is replaced by the lazy fields below.
-        self._state = _F_PENDING
-        self._result = None
-        self._exception: BaseException | None = None
-        self._cond: threading.Condition | None = None
-        self._callbacks: list[Callable[[Job], Any]] | None = None
-        self._waiter_list: list[Any] | None = None
-        self._aw_loop: asyncio.AbstractEventLoop | None = None  # the first awaiter's loop
-        self._aw_future: asyncio.Future | None = None  # ... and the future it sleeps on
-        self.job_id: int = next(_job_ids)
-        self.fn = fn
-        self.args = args
-        self.priority = priority
-        self.timeout = timeout
-        self.retry = retry
-        self.attempt = 0  # number of the current or last attempt (1-based)
-        self._pool = pool
-        self._payload = payload  # what the backend sends to a worker
-        self._ctxvars = ctxvars
-        self._status = QUEUED
-        self._enqueued_at = 0.0
-        self._started_at = 0.0
-        self.backend_slot: Any = None  # per-backend bookkeeping of the running attempt
-        self._prefetched = False  # QUEUED, but in a worker's backlog rather than the heap
-
-    # -- the lazy parts of Future (names used by concurrent.futures itself)
-
-    @property
-    def _condition(self) -> threading.Condition:  # type: ignore[override]
-        cond = self._cond
-        if cond is None:
-            with _LAZY:
-                cond = self._cond
-                if cond is None:
-                    if self._state in _F_DONE:
-                        # Ended, and nobody ever waited: its state can no longer change,
-                        # so there is nothing to guard, wait for or notify. wait(jobs)
-                        # and as_completed(jobs) lock every job's condition and would
-                        # otherwise build one per job that already ended.
-                        return _ENDED_CONDITION
-                    cond = self._cond = _JobCondition()
-        return cond
-
-    @property
-    def _waiters(self) -> list[Any]:  # type: ignore[override]  # touched only under the condition
-        if self._waiter_list is None:
-            if self._cond is None and self._state in _F_DONE:
-                return _NO_WAITERS  # ended: no waiter will ever be told anything
-            self._waiter_list = []
-        return self._waiter_list
-
-    def _invoke_callbacks(self) -> None:
-        woken = self._aw_future
-        if woken is not None:
-            self._aw_future = None
-            _wake_awaiter(self._aw_loop, woken, self)
-            self._aw_loop = None
-        callbacks = self._callbacks
-        if not callbacks:
-            return
-        if on_internal_thread():
-            # Settled by the timer or a manager thread, which deliver every job's
-            # deadline and result: user code runs on the callback thread instead (see
-            # _callbacks); other awaiters are woken here, as the first one was.
-            _call_each(self, [cb for cb in callbacks if _is_waker(cb)])
-            later = [cb for cb in callbacks if not _is_waker(cb)]
-            if later:
-                self._pool._callback_runner.run_later(functools.partial(_call_each, self, later))
-        else:
-            _call_each(self, callbacks)
-
-    @property
-    def _done_callbacks(self) -> list[Callable[[Job], Any]] | tuple:  # type: ignore[override]
-        return self._callbacks or ()
-
-    def add_done_callback(self, fn: Callable[[Job], Any]) -> None:
-        with _LAZY:
-            cond = self._cond
-            if cond is None and self._keep_callback(fn):
-                return
-        if cond is not None:
-            with cond:
-                if self._keep_callback(fn):
-                    return
-        try:
-            fn(self)
-        except Exception:  # noqa: BLE001 - logged and lost, as concurrent.futures does
-            concurrent.futures._base.LOGGER.exception("exception calling callback for %r", self)
-
-    def _keep_callback(self, fn: Callable[[Job], Any]) -> bool:
-        """Keep ``fn`` for the end, unless the future ended already (lock held)."""
-        if self._state in _F_DONE:
-            return False
-        if self._callbacks is None:
-            self._callbacks = [fn]
-        else:
-            self._callbacks.append(fn)
-        return True
-
-    def set_result(self, result: Any) -> None:
-        self._end_future(result, None)
-
-    def set_exception(self, exception: BaseException | None) -> None:
-        self._end_future(None, exception)
-
-    def _end_future(self, result: Any, exception: BaseException | None) -> None:
-        with _LAZY:
-            cond = self._cond
-            if cond is None:
-                if self._state in _F_DONE:
-                    raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
-                self._result = result
-                self._exception = exception
-                self._state = _F_FINISHED
-        if cond is None:  # nobody could be waiting on a condition that does not exist
-            self._invoke_callbacks()
-        elif exception is None:
-            super().set_result(result)
-        else:
-            super().set_exception(exception)
-
-    # -- reads of an ended future need no lock: its fields never change again
-
-    def done(self) -> bool:
-        return self._state in _F_DONE
-
-    def cancelled(self) -> bool:
-        return self._state in _F_CANCELLED
-
-    def result(self, timeout: float | None = None) -> Any:
-        if self._state is _F_FINISHED and self._exception is None:
-            return self._result
-        return super().result(timeout)
-
-    def exception(self, timeout: float | None = None) -> BaseException | None:
-        if self._state is _F_FINISHED:
-            return self._exception
-        return super().exception(timeout)
-
-    # -- the pool's view
-
-    @property
-    def status(self) -> str:
-        """queued, running, retrying, succeeded, failed, cancelled or timed_out."""
-        return self._status
-
-    @property
-    def enqueued_at(self) -> float:
-        """``time.monotonic()`` when the job (or its latest retry) entered the queue."""
-        return self._enqueued_at
-
-    @property
-    def started_at(self) -> float:
-        """``time.monotonic()`` when a worker took its latest attempt (0.0 if none yet)."""
-        return self._started_at
-
-    def cancel(self) -> bool:
-        """Cancel the job, waiting or running; return True if it took effect."""
-        return self._pool._cancel(self)
-
-    def running(self) -> bool:
-        return self._status is RUNNING
-
-    def __await__(self):
-        # Not asyncio.wrap_future: that costs a thread-safe call (a self-pipe write)
-        # per job even when the job ends on the awaiting loop's own thread, which is
-        # where the asyncio backend ends its jobs. Cancelling the awaiting task
-        # cancels the job, as with wrap_future.
-        if self._state not in _F_DONE:
-            loop = asyncio.get_running_loop()
-            woken = loop.create_future()
-            with _LAZY:
-                # The first awaiter rides in two fields, not in a callback: the
-                # common case, with no partial and no callback list per job.
-                first = self._cond is None and self._aw_future is None and self._state not in _F_DONE
-                if first:
-                    self._aw_loop, self._aw_future = loop, woken
-            if not first:
-                self.add_done_callback(functools.partial(_wake_awaiter, loop, woken))
-            try:
-                yield from woken
-            except asyncio.CancelledError:
-                self.cancel()
-                raise
-        if self._state is _F_FINISHED:
-            if self._exception is not None:
-                raise self._exception
-            return self._result
-        raise asyncio.CancelledError()
-
-    def __repr__(self) -> str:
-        return f"<Job {self.job_id} {self._status} attempt={self.attempt} on {self._pool.backend}>"
-
-
-_LAZY = threading.Lock()  # guards a Job's future state until its condition exists
-
-
-class _JobCondition:
-    """What concurrent.futures uses of a job's ``threading.Condition``, for a tenth
-    of its construction cost: ``wait(jobs)`` makes one for every job still
-    pending, and ``Condition()`` builds a dozen objects (bound methods, a deque).
-    The waiting protocol is Condition's own: a lock per sleeper, released by
-    ``notify_all`` under the mutex."""
-
-    __slots__ = ("_mutex", "_sleepers")
-
-    def __init__(self) -> None:
-        self._mutex = threading.RLock()
-        self._sleepers: list[Any] | None = None
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        return self._mutex.acquire(blocking, timeout)
-
-    def release(self) -> None:
-        self._mutex.release()
-
-    def __enter__(self) -> bool:
-        return self._mutex.acquire()
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self._mutex.release()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        sleeper = _allocate_lock()
-        sleeper.acquire()
-        if self._sleepers is None:
-            self._sleepers = []
-        self._sleepers.append(sleeper)
-        saved = self._mutex._release_save()  # type: ignore[attr-defined]
-        woken = False
-        try:
-            if timeout is None:
-                woken = sleeper.acquire()
-            elif timeout > 0:
-                woken = sleeper.acquire(True, timeout)
-            else:
-                woken = sleeper.acquire(False)
-            return woken
-        finally:
-            self._mutex._acquire_restore(saved)  # type: ignore[attr-defined]
-            if not woken and self._sleepers is not None:
-                try:
-                    self._sleepers.remove(sleeper)
-                except ValueError:
-                    pass
-
-    def notify(self, n: int = 1) -> None:
-        sleepers = self._sleepers
-        while sleepers and n > 0:
-            sleepers.pop(0).release()
-            n -= 1
-
-    def notify_all(self) -> None:
-        sleepers, self._sleepers = self._sleepers, None
-        for sleeper in sleepers or ():
-            sleeper.release()
-
-
-_allocate_lock = threading.Lock  # the C lock type: a sleeper is one such lock
-
-
-class _EndedCondition:
-    """The condition of a job that ended before anyone needed one: a no-op, since
-    an ended future's fields never change again (no lock, so no lock order)."""
-
-    __slots__ = ()
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        return True
-
-    def release(self) -> None:
-        pass
-
-    __enter__ = acquire
-
-    def __exit__(self, *exc_info: Any) -> None:
-        pass
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return True  # callers re-check the (final) state
-
-    def notify(self, n: int = 1) -> None:
-        pass
-
-    def notify_all(self) -> None:
-        pass
-
-
-_ENDED_CONDITION = _EndedCondition()
-
-
-class _NoWaiters(tuple):
-    """The waiter list of an ended job: wait(jobs) adds its waiter to every job and
-    removes it afterwards; an ended job has nothing to tell it."""
-
-    __slots__ = ()
-
-    def append(self, waiter: Any) -> None:
-        pass
-
-    def remove(self, waiter: Any) -> None:
-        pass
-
-
-_NO_WAITERS = _NoWaiters()
-_F_PENDING = concurrent.futures._base.PENDING
-_F_FINISHED = concurrent.futures._base.FINISHED
-_F_CANCELLED = frozenset({concurrent.futures._base.CANCELLED, concurrent.futures._base.CANCELLED_AND_NOTIFIED})
-_F_DONE = _F_CANCELLED | {_F_FINISHED}
-
-
-def _call_each(job: Job, callbacks: list[Callable[[Job], Any]]) -> None:
-    for callback in callbacks:
-        try:
-            callback(job)
-        except Exception:  # noqa: BLE001 - logged and lost, as concurrent.futures does
-            concurrent.futures._base.LOGGER.exception("exception calling callback for %r", job)
-
-
-def _is_waker(callback: Callable[[Job], Any]) -> bool:
-    return type(callback) is functools.partial and callback.func is _wake_awaiter
-
-
-def _wake_awaiter(loop: asyncio.AbstractEventLoop, woken: asyncio.Future, _job: Job) -> None:
-    if asyncio._get_running_loop() is loop:  # ended on the awaiting loop's thread: wake it directly
-        if not woken.done():
-            woken.set_result(None)
-        return
-    try:
-        loop.call_soon_threadsafe(_resolve_quietly, woken)
-    except RuntimeError:  # that loop is closed: nobody is awaiting any more
-        pass
-
-
-# ----------------------------------------------------------------------------- pool
+    return cls(dispatcher, workers=workers, **options)
 
 
 _NEW, _OPEN, _CLOSING, _CLOSED = "new", "open", "closing", "closed"
 OVERFLOW_POLICIES = ("block", "reject")
 
 
-class Pool(ABC):
-    """A pool of workers with a bounded priority queue. Make one with
-    ``pools.create_pool(backend, ...)``. Thread-safe: any thread may submit."""
+class Pool:
+    """A pool of workers with a bounded priority queue: the job lifecycle that every
+    backend shares. Make one with ``pools.create_pool(backend, ...)`` (or
+    ``Pool(backend, ...)``). Thread-safe: any thread may submit.
 
-    backend: ClassVar[str]
-    #: "callables" (plain functions) or "coroutines" (coroutine functions)
-    runs: ClassVar[str] = "callables"
-    #: the backend can stop a running job for real (kill, task cancel)
-    stops_running_jobs: ClassVar[bool] = True
-    #: a crashing job kills only its worker, not the program
-    survives_crashes: ClassVar[bool] = False
-    #: the submitter's contextvars are visible in the job
-    carries_contextvars: ClassVar[bool] = True
+    ``backend`` is a registered name or a ``pools.lowlevel.Backend`` subclass;
+    ``workers``, ``queue_size``, ``overflow`` and ``name`` are the pool's options,
+    the rest the backend's own (``start_method=`` for "process", say).
+    """
 
     def __init__(
         self,
+        backend: str | type[Backend] = "thread",
+        /,
         *,
         workers: int | None = None,
         queue_size: int = 1000,
         overflow: str = "block",
         name: str | None = None,
+        **options: Any,
     ) -> None:
-        self.workers = check_int("workers", self.default_workers() if workers is None else workers, minimum=1)
+        if isinstance(backend, str):
+            from ._registry import backend_class
+
+            cls, self.backend = backend_class(backend), backend
+        elif isinstance(backend, type) and issubclass(backend, Backend):
+            cls, self.backend = backend, backend.name or backend.__name__
+        else:
+            raise UnknownBackend(
+                f"backend must be a registered name or a pools.lowlevel.Backend subclass, got {backend!r}"
+            )
+        if workers is not None:
+            check_int("workers", workers, minimum=1)
+        self.workers = check_int("workers", cls.default_workers() if workers is None else workers, minimum=1)
         self.queue_size = check_int("queue_size", queue_size, minimum=0)
         if overflow not in OVERFLOW_POLICIES:
             raise InvalidArgument(f"overflow must be one of {OVERFLOW_POLICIES}, got {overflow!r}")
@@ -643,41 +165,20 @@ class Pool(ABC):
         self._final_phase = False  # shutdown's deadline passed: no more retries
         self._shutdown_cancelled: list[int] = []  # ids of jobs that shutdown cancelled
         self._shutdown_killed: list[int] = []
+        self._impl = _make_backend(cls, Dispatcher(self), workers, options)
+        self._wake_locked = self._impl.wake_locked  # once per job: bound once
+        self._carries_contextvars = self._impl.capabilities.carries_contextvars
 
-    # ---------------------------------------------------------------- backend hooks
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this pool's backend can do (a frozen value; see ``Capabilities``)."""
+        return self._impl.capabilities
 
-    @classmethod
-    def default_workers(cls) -> int:
-        return os.cpu_count() or 1
-
-    @abstractmethod
-    def _prepare(self, fn: Callable[..., Any], args: tuple) -> Any:
-        """Check that ``fn`` can run here (raise InvalidCallable) and return the
-        payload that the backend will hand to a worker."""
-
-    @abstractmethod
-    def _start_workers(self) -> None:
-        """Start the workers. Called once, by start()."""
-
-    @abstractmethod
-    def _on_enqueued_locked(self) -> None:
-        """A job was pushed on the heap (lock held): wake a worker."""
-
-    def _preempted_locked(self, job: Job) -> None:
-        """Hook (lock held): a running attempt of ``job`` was just settled from
-        outside its worker (cancelled, or timed out by the pool's own clock)."""
-
-    @abstractmethod
-    def _stop_running(self, job: Job, attempt: int) -> None:
-        """Attempt ``attempt`` of ``job`` was cancelled or timed out from outside
-        (lock not held): stop the work (kill, cancel the task, abandon the thread).
-        Also called for a cancelled job that a backend had prefetched (it is still
-        ``job.attempt``, not begun): the backend makes sure that it never starts."""
-
-    @abstractmethod
-    def _stop_workers(self, deadline: float | None) -> int:
-        """No job is queued or running: stop and join every worker by ``deadline``;
-        return the number of threads still running user code (abandoned)."""
+    @property
+    def impl(self) -> Backend:
+        """The backend object (``pools.lowlevel.Backend``): its own attributes, such as
+        the asyncio backend's ``loop`` or the process backend's ``start_method``."""
+        return self._impl
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -701,7 +202,7 @@ class Pool(ABC):
                 )
             self._started_at = time.monotonic()
             try:
-                self._start_workers()
+                self._impl.start()
             except BaseException:
                 with self._lock:
                     self._state = _CLOSED
@@ -748,15 +249,15 @@ class Pool(ABC):
             return  # the common cases, checked without a call
         if isinstance(priority, bool) or not isinstance(priority, int):
             raise InvalidArgument(f"priority must be an int (higher runs first), got {priority!r}")
-        _check_number("timeout", timeout, minimum=0, inclusive=False, none_ok=True)
-        _check_number("wait", wait, minimum=0, inclusive=True, none_ok=True)
+        check_number("timeout", timeout, minimum=0, inclusive=False, none_ok=True)
+        check_number("wait", wait, minimum=0, inclusive=True, none_ok=True)
         if retry is not None and not isinstance(retry, Retry):
             raise InvalidArgument(f"retry must be a pools.Retry, e.g. Retry(attempts=3), or None; got {retry!r}")
 
     def _make_job(self, fn, args, priority, timeout, retry, wait) -> Job:
         self._check_options(priority, timeout, retry, wait)
-        payload = self._prepare(fn, args)
-        ctxvars = contextvars.copy_context() if self.carries_contextvars else None
+        payload = self._impl.prepare(fn, args)
+        ctxvars = contextvars.copy_context() if self._carries_contextvars else None
         return Job(self, fn, args, payload, priority, timeout, retry, ctxvars)
 
     def _has_room_locked(self) -> bool:
@@ -768,7 +269,7 @@ class Pool(ABC):
         job._enqueued_at = time.monotonic()
         heapq.heappush(self._heap, (-job.priority, next(self._seq), job))
         self._queued += 1
-        self._on_enqueued_locked()
+        self._wake_locked()
 
     def _closed_error(self) -> PoolClosed:
         return PoolClosed(self._close_reason or f"pool {self.name} is shut down and takes no new jobs")
@@ -810,7 +311,7 @@ class Pool(ABC):
         with self._lock:
             if self._state is not _OPEN:
                 raise self._closed_error()
-            self._check_accept_locked()
+            self._impl.check_open_locked()
             if not self._has_room_locked():
                 self._wait_for_room_locked(job, wait)
             self._accept_locked(job)
@@ -819,7 +320,7 @@ class Pool(ABC):
     def _wait_for_room_locked(self, job: Job, wait: float | None) -> None:
         if self.overflow == "reject":
             raise self._reject_locked(job, 'overflow="reject" drops jobs that find no room')
-        self._check_blocking_allowed()
+        self._impl.refuse_blocking("submit")
         deadline = None if wait is None else time.monotonic() + wait
         while not self._has_room_locked():
             if self._state is not _OPEN:
@@ -830,15 +331,6 @@ class Pool(ABC):
             self._room.wait(remaining)
         if self._state is not _OPEN:
             raise self._closed_error()
-
-    def _check_accept_locked(self) -> None:
-        """Hook: raise if the backend can no longer run jobs (its loop has ended)."""
-
-    def _before_drain(self) -> None:
-        """Hook: called by shutdown before it waits for the jobs to finish."""
-
-    def _check_blocking_allowed(self) -> None:
-        """Hook: a backend whose workers share the caller's thread refuses to block it."""
 
     async def asubmit(
         self,
@@ -861,7 +353,7 @@ class Pool(ABC):
             with self._lock:
                 if self._state is not _OPEN:
                     raise self._closed_error()
-                self._check_accept_locked()
+                self._impl.check_open_locked()
                 if self._has_room_locked():
                     self._accept_locked(job)
                     return job
@@ -895,7 +387,7 @@ class Pool(ABC):
             waiters, self._async_room = self._async_room, []
             for loop, fut in waiters:
                 try:
-                    loop.call_soon_threadsafe(_resolve_quietly, fut)
+                    loop.call_soon_threadsafe(resolve_quietly, fut)
                 except RuntimeError:  # loop closed: its waiter is gone
                     pass
 
@@ -914,12 +406,9 @@ class Pool(ABC):
         jobs still in flight are cancelled.
         """
         self._check_options(priority, timeout, retry, None)
-        self._prepare_check(fn)
+        self._impl.prepare(fn, ())
         window = max(1, self.workers + self.queue_size)
         return self._map(fn, zip(*iterables, strict=False), window, priority, timeout, retry)
-
-    def _prepare_check(self, fn: Callable[..., Any]) -> None:
-        self._prepare(fn, ())
 
     def _map(self, fn, argsets, window, priority, timeout, retry) -> Iterator[Any]:
         pending: collections.deque[Job] = collections.deque()
@@ -960,8 +449,8 @@ class Pool(ABC):
     # A backend whose workers sit behind a pipe may hand a worker its next jobs
     # before the current one ends ("prefetch"), so that the worker never idles for
     # a round trip. A prefetched job left the heap but is still QUEUED (counted as
-    # waiting, cancellable as waiting: _settle_outside calls _stop_running so the
-    # backend makes sure it never starts) until the backend reports it started.
+    # waiting, cancellable as waiting: _settle_outside calls the backend's stop_attempt
+    # so that it makes sure it never starts) until the backend reports it started.
 
     def _take_prefetch_locked(self, fits: Callable[[Job], bool]) -> Job | None:
         """Pop the most urgent waiting job for a worker's backlog, if it ``fits``
@@ -999,7 +488,7 @@ class Pool(ABC):
         self._running -= 1
         self._queued += 1
         heapq.heappush(self._heap, (-job.priority, next(self._seq), job))
-        self._on_enqueued_locked()
+        self._wake_locked()
 
     def _unprefetch_locked(self, job: Job) -> None:
         """A prefetched job will not run where it was sent (its worker died or was
@@ -1007,7 +496,7 @@ class Pool(ABC):
         if job._status is QUEUED and job._prefetched:
             job._prefetched = False
             heapq.heappush(self._heap, (-job.priority, next(self._seq), job))
-            self._on_enqueued_locked()
+            self._wake_locked()
 
     def _finish_attempt(
         self, job: Job, attempt: int, outcome: str, value: Any = None, *, preempted: bool = False
@@ -1017,10 +506,10 @@ class Pool(ABC):
         False if the attempt had already been settled (cancelled, timed out): its
         outcome is then dropped."""
         with self._lock:
-            ended = self._end_attempt_locked(job, attempt, outcome, value, preempted)
+            ended = self._end_locked(job, attempt, outcome, value, preempted)
         if ended is None:
             return False
-        self._settle_ended(job, *ended)
+        self._settle_ended(job, ended)
         return True
 
     def _finish_and_take(self, job: Job, attempt: int, outcome: str, value: Any) -> tuple[bool, Job | None]:
@@ -1029,16 +518,16 @@ class Pool(ABC):
         worker's trips through the lock that every submitter needs too. Returns
         (whether the outcome counted, the next job or None)."""
         with self._lock:
-            ended = self._end_attempt_locked(job, attempt, outcome, value, False)
+            ended = self._end_locked(job, attempt, outcome, value)
             nxt = self._take_locked() if ended is not None else None
         if ended is None:
             return False, None
-        self._settle_ended(job, *ended)
+        self._settle_ended(job, ended)
         return True, nxt
 
-    def _end_attempt_locked(
-        self, job: Job, attempt: int, outcome: str, value: Any, preempted: bool
-    ) -> tuple[str, Any, float | None] | None:
+    def _end_locked(
+        self, job: Job, attempt: int, outcome: Outcome, value: Any, preempted: bool = False
+    ) -> Ended | None:
         """The bookkeeping half of ``_finish_attempt`` (lock held). Returns what
         ``_settle_ended`` needs, or None if the attempt was settled already."""
         if job._status is not RUNNING or job.attempt != attempt:
@@ -1052,7 +541,7 @@ class Pool(ABC):
             # so a job that notices its deadline and returns cannot race the clock.
             outcome, value = TIMEOUT, self._timeout_error(job, attempt)
         if preempted:
-            self._preempted_locked(job)
+            self._impl.preempted_locked(job)
         if outcome is OK:
             job._status = SUCCEEDED
             self._succeeded += 1
@@ -1094,19 +583,20 @@ class Pool(ABC):
         still stopping the attempt (``keep_slot``) reads its ``backend_slot`` after
         this; a worker that took the job reads ``fn`` and ``args`` before it
         checks that the job is still running (see the thread backend)."""
-        job.fn = job.args = job._ctxvars = None
+        job.fn = job.args = job.submitter_context = None
         if not keep_slot:
-            job._payload = job.backend_slot = None
+            job.payload = job.backend_slot = None
 
-    def _settle_ended(self, job: Job, outcome: str, value: Any, delay: float | None) -> None:
+    def _settle_ended(self, job: Job, ended: Ended) -> None:
         """The other half (lock not held): resolve the future, or arm the retry."""
+        outcome, value, delay = ended
         if delay is not None:
             if not self._timer.call_later(delay, self._requeue, job):
                 job.cancel()  # shutdown stopped the timer meanwhile: no retry will come
         elif outcome is OK:
             job.set_result(value)
         else:
-            _tag(value, job.job_id)
+            tag(value, job.job_id)
             job.set_exception(value)
 
     def _settle_timeout(self, job: Job, attempt: int, *, preempted: bool) -> bool:
@@ -1154,7 +644,7 @@ class Pool(ABC):
             elif status is RUNNING:
                 self._running -= 1
                 self._runs.append(time.monotonic() - job._started_at)
-                self._preempted_locked(job)
+                self._impl.preempted_locked(job)
             else:
                 return False
             job._status = final
@@ -1168,26 +658,35 @@ class Pool(ABC):
             self._wake_room_locked()
             self._check_drained_locked()
         if status is RUNNING or status is _PREFETCHED:
-            self._stop_running(job, attempt)
+            self._impl.stop_attempt(job, attempt)
         if exc is None:
             concurrent.futures.Future.cancel(job)
             concurrent.futures.Future.set_running_or_notify_cancel(job)
         else:
-            _tag(exc, job.job_id)
+            tag(exc, job.job_id)
             job.set_exception(exc)
         return True
 
-    def _break(self, cause: BaseException) -> None:
-        """The backend cannot go on: close intake and fail every unfinished job."""
-        from .exceptions import PoolBroken
-
+    def _break(self, cause: BaseException, reason: str | None = None) -> None:
+        """The backend cannot go on: close intake (``reason``: what a later submit
+        says) and fail every unfinished job with PoolBroken."""
         with self._lock:
+            if reason is not None and self._close_reason is None:
+                self._close_reason = reason
             self._close_intake_locked()
             victims = list(self._live.values())
         for job in victims:
             err = PoolBroken(f"pool {self.name} broke and cannot run job {job.job_id}: {cause!r}", job_id=job.job_id)
             err.__cause__ = cause
             self._settle_outside(job, FAILED, err)
+
+    def _close_and_cancel(self, reason: str) -> None:
+        """The backend can no longer run jobs (its event loop ended): close intake with
+        ``reason`` and cancel every unfinished job."""
+        with self._lock:
+            self._close_reason = reason
+            self._close_intake_locked()
+        self._cancel_jobs((QUEUED, RETRYING, RUNNING), record=False)
 
     def _compact_heap_locked(self) -> None:
         self._heap = [entry for entry in self._heap if entry[2]._status is QUEUED]
@@ -1215,8 +714,8 @@ class Pool(ABC):
                 self._crashed,
                 self._abandoned,
             )
-        w50, w95, w99 = _percentiles(waits)
-        r50, r95, r99 = _percentiles(runs)
+        w50, w95, w99 = percentiles(waits)
+        r50, r95, r99 = percentiles(runs)
         return PoolStats(
             self.backend,
             self.workers,
@@ -1263,8 +762,9 @@ class Pool(ABC):
         ``wait=False`` returns at once; the same steps run on a background thread
         and a later ``shutdown()`` returns the final report. Calling it again is safe.
         """
-        _check_number("timeout", timeout, minimum=0, inclusive=True, none_ok=True)
-        self._check_blocking_shutdown(wait)
+        check_number("timeout", timeout, minimum=0, inclusive=True, none_ok=True)
+        if wait and self._report is None:
+            self._impl.refuse_blocking("shutdown")
         if wait:
             return self._shutdown(timeout, cancel_pending)
         with self._lock:
@@ -1285,9 +785,6 @@ class Pool(ABC):
                 self._shutdown_lock.release()
         s = self.stats()
         return ShutdownReport(self.backend, s.succeeded, s.failed, s.timed_out, complete=False)
-
-    def _check_blocking_shutdown(self, wait: bool) -> None:
-        """Hook: the asyncio backend refuses a blocking shutdown on its own loop."""
 
     async def ashutdown(
         self, wait: bool = True, *, timeout: float | None = None, cancel_pending: bool = False
@@ -1348,7 +845,7 @@ class Pool(ABC):
                 return self._report
             if cancel_pending:
                 self._cancel_jobs((QUEUED, RETRYING))
-            self._before_drain()
+            self._impl.before_drain()
             self._wait_drained(deadline)
             self._cancel_everything()
             # Stopped jobs get a short grace to end (a thread job notices its cancelled
@@ -1356,7 +853,7 @@ class Pool(ABC):
             # timer goes first: no retry may wake a backend that is being torn down.
             grace = None if deadline is None else max(deadline, time.monotonic()) + CANCEL_GRACE
             self._timer.stop(None if grace is None else max(0.0, grace - time.monotonic()))
-            abandoned = self._stop_workers(grace)
+            abandoned = self._impl.stop(grace)
             self._callbacks_deadline = grace
             with self._lock:
                 self._state = _CLOSED
@@ -1387,48 +884,6 @@ class Pool(ABC):
             f"<{type(self).__name__} {self.name!r} {self._state} workers={self.workers} "
             f"queued={self._queued} busy={self._running}>"
         )
-
-
-def is_coroutine_function(fn: Any) -> bool:
-    code = getattr(fn, "__code__", None)
-    if code is not None and type(fn) is _FunctionType:  # the common case, without inspect's unwrapping
-        return bool(code.co_flags & _CO_COROUTINE)
-    import inspect
-
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
-
-
-_FunctionType = type(is_coroutine_function)
-_CO_COROUTINE = 0x0080  # inspect.CO_COROUTINE
-
-
-def check_plain_callable(backend: str, fn: Any) -> None:
-    """The thread and process backends run plain callables."""
-    if not callable(fn):
-        raise InvalidCallable(f"fn must be callable, got {fn!r}")
-    if is_coroutine_function(fn):
-        raise InvalidCallable(
-            f"the {backend!r} backend runs plain callables, but {fn!r} is a coroutine function: "
-            f'use create_pool("asyncio"), or submit a plain function that calls asyncio.run()'
-        )
-
-
-def _resolve_quietly(fut: asyncio.Future) -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
-def _tag(exc: BaseException, job_id: int) -> None:
-    """Put the job id on the job's own exception (and in its notes), best effort."""
-    if isinstance(exc, PoolError) and exc.job_id is not None:
-        return
-    try:
-        exc.job_id = job_id  # type: ignore[attr-defined]
-    except AttributeError:  # __slots__ or a read-only builtin
-        pass
-    note = f"(raised by poolbench job {job_id})"
-    if note not in getattr(exc, "__notes__", ()):
-        exc.add_note(note)
 
 
 _exiting = False  # the interpreter is exiting: no pool starts any more

@@ -1,0 +1,344 @@
+"""``LazyFuture``: a ``concurrent.futures.Future`` that makes its parts on first use.
+
+A plain ``Future`` builds a ``threading.Condition``, a waiter list and a callback list
+up front: eight objects for the garbage collector per job, and most jobs never need
+them (their result is read after they ended, or they are awaited). Here they are
+made on first use. Until the condition exists, the module lock ``_LAZY`` guards the
+future's state; once it exists (it never goes away), the condition does, exactly as
+in ``Future`` — so every base-class method, ``wait()``, ``as_completed()`` and
+``asyncio.wrap_future()`` still work.
+
+This leans on CPython's private Future internals, listed in ``FUTURE_INTERNALS``;
+``tests/test_job_future.py`` fails, naming the attribute, if a Python release
+changes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ._callbacks import on_internal_thread
+
+__all__ = ["FUTURE_INTERNALS", "LazyFuture"]
+
+#: What of ``concurrent.futures`` this module relies on: the attributes that
+#: ``Future``'s own methods use (replaced here by lazy versions), the module's state
+#: constants and logger, and the ``RLock`` methods that ``Condition.wait`` uses.
+FUTURE_INTERNALS = {
+    "Future attributes": ("_condition", "_state", "_result", "_exception", "_waiters", "_done_callbacks"),
+    "Future methods": ("_invoke_callbacks",),
+    "concurrent.futures._base": ("PENDING", "RUNNING", "FINISHED", "CANCELLED", "CANCELLED_AND_NOTIFIED", "LOGGER"),
+    "RLock methods": ("_release_save", "_acquire_restore"),
+}
+
+
+class LazyFuture(concurrent.futures.Future):
+    """A ``Future`` whose condition, waiter list and callback list are made on first
+    use, and whose done-callbacks, when a pool's own thread resolves it, run on the
+    callback thread (``_defer``). Awaitable without ``asyncio.wrap_future``."""
+
+    def __init__(self) -> None:
+        # Future.__init__ is replaced by the lazy fields below.
+        self._state = _F_PENDING
+        self._result = None
+        self._exception: BaseException | None = None
+        self._cond: threading.Condition | None = None
+        self._callbacks: list[Callable[[Any], Any]] | None = None
+        self._waiter_list: list[Any] | None = None
+        self._aw_loop: asyncio.AbstractEventLoop | None = None  # the first awaiter's loop
+        self._aw_future: asyncio.Future | None = None  # ... and the future it sleeps on
+
+    def _defer(self, call: Callable[[], Any]) -> None:
+        """Run ``call`` (done-callbacks) off the pool's own threads (see _callbacks)."""
+        raise NotImplementedError
+
+    # -- the lazy parts of Future (names used by concurrent.futures itself)
+
+    @property
+    def _condition(self) -> threading.Condition:  # type: ignore[override]
+        cond = self._cond
+        if cond is None:
+            with _LAZY:
+                cond = self._cond
+                if cond is None:
+                    if self._state in _F_DONE:
+                        # Ended, and nobody ever waited: its state can no longer change,
+                        # so there is nothing to guard, wait for or notify. wait(jobs)
+                        # and as_completed(jobs) lock every job's condition and would
+                        # otherwise build one per job that already ended.
+                        return _ENDED_CONDITION
+                    cond = self._cond = _JobCondition()
+        return cond
+
+    @property
+    def _waiters(self) -> list[Any]:  # type: ignore[override]  # touched only under the condition
+        if self._waiter_list is None:
+            if self._cond is None and self._state in _F_DONE:
+                return _NO_WAITERS  # ended: no waiter will ever be told anything
+            self._waiter_list = []
+        return self._waiter_list
+
+    def _invoke_callbacks(self) -> None:
+        woken = self._aw_future
+        if woken is not None:
+            self._aw_future = None
+            _wake_awaiter(self._aw_loop, woken, self)
+            self._aw_loop = None
+        callbacks = self._callbacks
+        if not callbacks:
+            return
+        if on_internal_thread():
+            # Settled by the timer or a manager thread, which deliver every job's
+            # deadline and result: user code runs on the callback thread instead (see
+            # _callbacks); other awaiters are woken here, as the first one was.
+            _call_each(self, [cb for cb in callbacks if _is_waker(cb)])
+            later = [cb for cb in callbacks if not _is_waker(cb)]
+            if later:
+                self._defer(functools.partial(_call_each, self, later))
+        else:
+            _call_each(self, callbacks)
+
+    @property
+    def _done_callbacks(self) -> list[Callable[[Any], Any]] | tuple:  # type: ignore[override]
+        return self._callbacks or ()
+
+    def add_done_callback(self, fn: Callable[[Any], Any]) -> None:
+        with _LAZY:
+            cond = self._cond
+            if cond is None and self._keep_callback(fn):
+                return
+        if cond is not None:
+            with cond:
+                if self._keep_callback(fn):
+                    return
+        try:
+            fn(self)
+        except Exception:  # noqa: BLE001 - logged and lost, as concurrent.futures does
+            concurrent.futures._base.LOGGER.exception("exception calling callback for %r", self)
+
+    def _keep_callback(self, fn: Callable[[Any], Any]) -> bool:
+        """Keep ``fn`` for the end, unless the future ended already (lock held)."""
+        if self._state in _F_DONE:
+            return False
+        if self._callbacks is None:
+            self._callbacks = [fn]
+        else:
+            self._callbacks.append(fn)
+        return True
+
+    def set_result(self, result: Any) -> None:
+        self._end_future(result, None)
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        self._end_future(None, exception)
+
+    def _end_future(self, result: Any, exception: BaseException | None) -> None:
+        with _LAZY:
+            cond = self._cond
+            if cond is None:
+                if self._state in _F_DONE:
+                    raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
+                self._result = result
+                self._exception = exception
+                self._state = _F_FINISHED
+        if cond is None:  # nobody could be waiting on a condition that does not exist
+            self._invoke_callbacks()
+        elif exception is None:
+            super().set_result(result)
+        else:
+            super().set_exception(exception)
+
+    # -- reads of an ended future need no lock: its fields never change again
+
+    def done(self) -> bool:
+        return self._state in _F_DONE
+
+    def cancelled(self) -> bool:
+        return self._state in _F_CANCELLED
+
+    def result(self, timeout: float | None = None) -> Any:
+        if self._state is _F_FINISHED and self._exception is None:
+            return self._result
+        return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        if self._state is _F_FINISHED:
+            return self._exception
+        return super().exception(timeout)
+
+    def __await__(self):
+        # Not asyncio.wrap_future: that costs a thread-safe call (a self-pipe write)
+        # per job even when the job ends on the awaiting loop's own thread, which is
+        # where the asyncio backend ends its jobs. Cancelling the awaiting task
+        # cancels the job, as with wrap_future.
+        if self._state not in _F_DONE:
+            loop = asyncio.get_running_loop()
+            woken = loop.create_future()
+            with _LAZY:
+                # The first awaiter rides in two fields, not in a callback: the
+                # common case, with no partial and no callback list per job.
+                first = self._cond is None and self._aw_future is None and self._state not in _F_DONE
+                if first:
+                    self._aw_loop, self._aw_future = loop, woken
+            if not first:
+                self.add_done_callback(functools.partial(_wake_awaiter, loop, woken))
+            try:
+                yield from woken
+            except asyncio.CancelledError:
+                self.cancel()
+                raise
+        if self._state is _F_FINISHED:
+            if self._exception is not None:
+                raise self._exception
+            return self._result
+        raise asyncio.CancelledError()
+
+
+_LAZY = threading.Lock()  # guards a Job's future state until its condition exists
+
+
+class _JobCondition:
+    """What concurrent.futures uses of a job's ``threading.Condition``, for a tenth
+    of its construction cost: ``wait(jobs)`` makes one for every job still
+    pending, and ``Condition()`` builds a dozen objects (bound methods, a deque).
+    The waiting protocol is Condition's own: a lock per sleeper, released by
+    ``notify_all`` under the mutex."""
+
+    __slots__ = ("_mutex", "_sleepers")
+
+    def __init__(self) -> None:
+        self._mutex = threading.RLock()
+        self._sleepers: list[Any] | None = None
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return self._mutex.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._mutex.release()
+
+    def __enter__(self) -> bool:
+        return self._mutex.acquire()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._mutex.release()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        sleeper = _allocate_lock()
+        sleeper.acquire()
+        if self._sleepers is None:
+            self._sleepers = []
+        self._sleepers.append(sleeper)
+        saved = self._mutex._release_save()  # type: ignore[attr-defined]
+        woken = False
+        try:
+            if timeout is None:
+                woken = sleeper.acquire()
+            elif timeout > 0:
+                woken = sleeper.acquire(True, timeout)
+            else:
+                woken = sleeper.acquire(False)
+            return woken
+        finally:
+            self._mutex._acquire_restore(saved)  # type: ignore[attr-defined]
+            if not woken and self._sleepers is not None:
+                try:
+                    self._sleepers.remove(sleeper)
+                except ValueError:
+                    pass
+
+    def notify(self, n: int = 1) -> None:
+        sleepers = self._sleepers
+        while sleepers and n > 0:
+            sleepers.pop(0).release()
+            n -= 1
+
+    def notify_all(self) -> None:
+        sleepers, self._sleepers = self._sleepers, None
+        for sleeper in sleepers or ():
+            sleeper.release()
+
+
+_allocate_lock = threading.Lock  # the C lock type: a sleeper is one such lock
+
+
+class _EndedCondition:
+    """The condition of a job that ended before anyone needed one: a no-op, since
+    an ended future's fields never change again (no lock, so no lock order)."""
+
+    __slots__ = ()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+    __enter__ = acquire
+
+    def __exit__(self, *exc_info: Any) -> None:
+        pass
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return True  # callers re-check the (final) state
+
+    def notify(self, n: int = 1) -> None:
+        pass
+
+    def notify_all(self) -> None:
+        pass
+
+
+_ENDED_CONDITION = _EndedCondition()
+
+
+class _NoWaiters(tuple):
+    """The waiter list of an ended job: wait(jobs) adds its waiter to every job and
+    removes it afterwards; an ended job has nothing to tell it."""
+
+    __slots__ = ()
+
+    def append(self, waiter: Any) -> None:
+        pass
+
+    def remove(self, waiter: Any) -> None:
+        pass
+
+
+_NO_WAITERS = _NoWaiters()
+_F_PENDING = concurrent.futures._base.PENDING
+_F_FINISHED = concurrent.futures._base.FINISHED
+_F_CANCELLED = frozenset({concurrent.futures._base.CANCELLED, concurrent.futures._base.CANCELLED_AND_NOTIFIED})
+_F_DONE = _F_CANCELLED | {_F_FINISHED}
+
+
+def _call_each(job: Any, callbacks: list[Callable[[Any], Any]]) -> None:
+    for callback in callbacks:
+        try:
+            callback(job)
+        except Exception:  # noqa: BLE001 - logged and lost, as concurrent.futures does
+            concurrent.futures._base.LOGGER.exception("exception calling callback for %r", job)
+
+
+def _is_waker(callback: Callable[[Any], Any]) -> bool:
+    return type(callback) is functools.partial and callback.func is _wake_awaiter
+
+
+def _wake_awaiter(loop: asyncio.AbstractEventLoop, woken: asyncio.Future, _job: Any) -> None:
+    if asyncio._get_running_loop() is loop:  # ended on the awaiting loop's thread: wake it directly
+        if not woken.done():
+            woken.set_result(None)
+        return
+    try:
+        loop.call_soon_threadsafe(resolve_quietly, woken)
+    except RuntimeError:  # that loop is closed: nobody is awaiting any more
+        pass
+
+
+def resolve_quietly(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)

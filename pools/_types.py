@@ -1,0 +1,201 @@
+"""The values a pool takes and gives: options (``Retry``), snapshots (``PoolStats``,
+``ShutdownReport``), a job's status (``JobStatus``), what a backend can do
+(``Capabilities``), and the checks that turn a bad option into an error naming it."""
+
+from __future__ import annotations
+
+import enum
+import math
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .exceptions import InvalidArgument
+
+__all__ = ["Capabilities", "JobStatus", "Outcome", "PoolStats", "Retry", "ShutdownReport", "check_int", "check_number"]
+
+
+class JobStatus(enum.StrEnum):
+    """Where a job is in its life. A ``str`` (``JobStatus.QUEUED == "queued"``), so that
+    reprs, JSON and the HTTP service read it as a word; each value is a singleton, so
+    the pool compares them with ``is``."""
+
+    QUEUED = "queued"  #: waiting for a worker (or sent ahead to one, not begun)
+    RUNNING = "running"
+    RETRYING = "retrying"  #: waiting out a retry back-off: holds no worker
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMED_OUT})
+
+
+class Outcome(enum.StrEnum):
+    """How one attempt ended, as a backend reports it to its dispatcher."""
+
+    OK = "ok"  #: returned a value
+    ERROR = "error"  #: raised (the exception is the value)
+    TIMEOUT = "timeout"  #: ran past its deadline and was stopped (a JobTimeout is the value)
+    CRASH = "crash"  #: its worker died under it (a WorkerCrashed is the value)
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend can do: one frozen value, read without side effects
+    (``pool.capabilities``). The conformance suite skips what a backend cannot do,
+    with ``no_crash_recovery`` (or the default sentence) as the reason."""
+
+    #: "callables" (plain functions) or "coroutines" (coroutine functions)
+    runs: Literal["callables", "coroutines"]
+    #: a running job can be stopped for real (kill, task cancel), not only told to stop
+    stops_running_jobs: bool
+    #: a crashing job fails alone with WorkerCrashed, and its worker is replaced
+    survives_crashes: bool
+    #: the submitter's contextvars are visible in the job
+    carries_contextvars: bool
+    #: WorkerCrashed names the dead worker's exit code and signal
+    reports_exit_status: bool = True
+    #: why crashes are not survived, in a sentence (when ``survives_crashes`` is False)
+    no_crash_recovery: str | None = None
+
+
+def check_number(name: str, value: Any, *, minimum: float, inclusive: bool, none_ok: bool) -> None:
+    if value is None and none_ok:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidArgument(f"{name} must be a number of seconds, got {value!r}")
+    ok = value >= minimum if inclusive else value > minimum
+    if not ok or math.isnan(value) or math.isinf(value):
+        relation = ">=" if inclusive else ">"
+        raise InvalidArgument(f"{name} must be finite and {relation} {minimum}, got {value!r}")
+
+
+def check_int(name: str, value: Any, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(f"{name} must be an int >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise InvalidArgument(f"{name} must be >= {minimum}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How to retry a failed job: up to ``attempts`` attempts in all (the first
+    included), waiting ``backoff * 2**(n-1)`` seconds before attempt ``n+1``, capped
+    at ``max_backoff``; with ``jitter`` the wait is drawn uniformly from
+    [wait/2, wait] ("equal jitter"), so that retries of many jobs spread out.
+    Only exceptions that are instances of ``on`` are retried; a timeout
+    (``JobTimeout``) and a crash (``WorkerCrashed``) are exceptions like any other,
+    so the default ``on=(Exception,)`` retries them too.
+    """
+
+    attempts: int = 3
+    backoff: float = 0.05
+    max_backoff: float = 2.0
+    jitter: bool = True
+    on: tuple[type[BaseException], ...] = (Exception,)
+
+    def __post_init__(self) -> None:
+        check_int("Retry.attempts", self.attempts, minimum=1)
+        check_number("Retry.backoff", self.backoff, minimum=0, inclusive=True, none_ok=False)
+        check_number("Retry.max_backoff", self.max_backoff, minimum=0, inclusive=True, none_ok=False)
+        if self.max_backoff < self.backoff:
+            raise InvalidArgument(
+                f"Retry.max_backoff ({self.max_backoff!r}) must be >= Retry.backoff ({self.backoff!r})"
+            )
+        on = self.on if isinstance(self.on, tuple) else (self.on,)
+        for cls in on:
+            if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+                raise InvalidArgument(f"Retry.on must hold exception classes, got {cls!r}")
+        object.__setattr__(self, "on", on)
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        wait = min(self.max_backoff, self.backoff * (2 ** (attempt - 1)))
+        if self.jitter:
+            wait = random.uniform(wait / 2, wait)
+        return wait
+
+
+def percentiles(samples: Iterable[float]) -> tuple[float | None, float | None, float | None]:
+    data = sorted(samples)
+    if not data:
+        return (None, None, None)
+    n = len(data)
+
+    def pick(q: float) -> float:  # nearest-rank: a value that really occurred
+        return data[min(n - 1, max(0, math.ceil(q * n) - 1))]
+
+    return (pick(0.50), pick(0.95), pick(0.99))
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """A consistent snapshot of a pool, taken under its lock.
+
+    Gauges: ``workers``, ``busy`` (jobs running now), ``queued`` (waiting for a
+    worker), ``retrying`` (waiting out a retry back-off), ``abandoned`` (thread
+    backend: threads still running a job that was timed out or cancelled).
+    Counters since start: ``submitted`` (accepted jobs), the four terminal states,
+    ``rejected`` (``QueueFull`` raised; never submitted), ``retried`` (attempts
+    scheduled again), ``crashed`` (worker processes that died under a job).
+    Percentiles (seconds, ``None`` before any sample) cover the latest 8192
+    attempts: queue wait (enqueue to start) and run time (start to end).
+    """
+
+    backend: str
+    workers: int
+    busy: int
+    queued: int
+    retrying: int
+    submitted: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    timed_out: int
+    rejected: int
+    retried: int
+    crashed: int
+    abandoned: int
+    queue_wait_p50: float | None
+    queue_wait_p95: float | None
+    queue_wait_p99: float | None
+    run_time_p50: float | None
+    run_time_p95: float | None
+    run_time_p99: float | None
+    uptime: float
+
+    @property
+    def finished(self) -> int:
+        return self.succeeded + self.failed + self.cancelled + self.timed_out
+
+    def conserved(self) -> bool:
+        """The conservation law: every accepted job is in exactly one state."""
+        return self.submitted == self.finished + self.queued + self.busy + self.retrying
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownReport:
+    """What ``shutdown()`` did. ``cancelled`` lists the ids of jobs it cancelled
+    while they waited (queued or in a retry back-off); ``killed`` those it stopped
+    while running, when the deadline passed (process: worker killed; asyncio: task
+    cancelled; thread: context cancelled and thread abandoned). ``abandoned_threads``
+    counts threads still running user code when it returned (thread backend, jobs
+    that ignore their context). ``complete`` is False for a ``wait=False`` report."""
+
+    backend: str
+    succeeded: int
+    failed: int
+    timed_out: int
+    cancelled: tuple[int, ...] = field(default=())
+    killed: tuple[int, ...] = field(default=())
+    abandoned_threads: int = 0
+    duration: float = 0.0
+    complete: bool = True

@@ -1,0 +1,46 @@
+"""What backend authors need, apart from what every user needs (as ``trio.lowlevel``).
+
+A backend is a ``Backend`` subclass: the pool calls ``prepare``, ``start``,
+``wake_locked``, ``stop_attempt`` and ``stop``; the backend drives the jobs through
+the ``Dispatcher`` it is given, and declares what it can do in one frozen
+``Capabilities`` value. Register it with ``pools.register_backend`` and check it with
+``pools.testing.conformance.PoolConformance``. The built-in backends (``pools.thread``,
+``pools.process``, ``pools.aio``, ``pools.dask``) use nothing else of the core.
+
+Helpers: ``DeadlineWatch`` (running attempts' deadlines, on the pool's timer), the job
+context (``JobContext``, ``set_current_context``, ``cancel_context``), the callable
+checks, ``mark_internal`` (a thread of the backend that settles jobs), a private
+event loop on a thread (``run_private_loop``), and ``pools.remote``: the protocol
+for workers in other processes or on other machines.
+"""
+
+from ._backend import Backend, Dispatcher, check_plain_callable, is_coroutine_function
+from ._callbacks import mark_internal
+from ._context import JobContext, cancel_context, reset_current_context, set_current_context
+from ._core import Ended
+from ._job import Job
+from ._loop import run_private_loop
+from ._timer import DeadlineWatch, Timer
+from ._types import Capabilities, JobStatus, Outcome, check_int, check_number
+
+__all__ = [
+    "Backend",
+    "Capabilities",
+    "DeadlineWatch",
+    "Dispatcher",
+    "Ended",
+    "Job",
+    "JobContext",
+    "JobStatus",
+    "Outcome",
+    "Timer",
+    "cancel_context",
+    "check_int",
+    "check_number",
+    "check_plain_callable",
+    "is_coroutine_function",
+    "mark_internal",
+    "reset_current_context",
+    "run_private_loop",
+    "set_current_context",
+]
