@@ -15,7 +15,7 @@ import time
 import pytest
 
 import pools
-from pools import jobtypes
+from scenarios import jobtypes
 
 BATCH = 500
 SLEEP_BATCH = 200

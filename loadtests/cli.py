@@ -458,8 +458,8 @@ def run_loadtest(args: argparse.Namespace) -> int:
 
 def _check_mix(mix: list[profiles.MixEntry]) -> None:
     """Validate the mix here, with the service's own rules, before any process starts."""
-    from pools import jobtypes  # light: no pool is made here
-    from pools.exceptions import InvalidArgument
+    from pools import InvalidArgument
+    from scenarios import jobtypes  # light: no pool is made here
 
     for e in mix:
         try:

@@ -31,8 +31,8 @@ import time
 from typing import Any
 
 import pools
-from pools import jobtypes
 
+from . import jobtypes
 from .spec import Case
 
 WARMUP_JOBS = 20

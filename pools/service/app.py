@@ -37,8 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import pools
+from scenarios import jobtypes
 
-from .. import jobtypes
 from ..exceptions import InvalidArgument, PoolClosed, QueueFull
 from . import ServiceConfig
 from .metrics import PoolCollector, RequestMetrics
