@@ -29,8 +29,8 @@ import pools
 from pools.testing import find_leaks, snapshot
 from pools.testing import jobs as tjobs
 
-from .measure import percentile
 from .spec import Case
+from .stats import percentile
 
 
 def _result(case: Case, **fields: Any) -> dict[str, Any]:
