@@ -14,7 +14,7 @@ import sys
 COMMANDS = {
     "demo": "pools.demo:add_command",
     "serve": "pools.service:add_command",
-    "loadtest": "loadtests.cli:add_command",
+    "loadtest": "loadtests.orchestrator:add_command",
     "run": "scenarios.cli:add_command",
     "contenders": "scenarios.contenders:add_command",
     "report": "reports.cli:add_command",

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from loadtests import profiles
-from loadtests.cli import parse_duration, parse_metrics, read_stats
+from loadtests.orchestrator import parse_duration, parse_metrics, read_stats
 
 
 def test_a_mix_names_types_and_weights():
