@@ -10,7 +10,6 @@ pytest-benchmark results — plus the tables as CSV and Markdown.
 - :mod:`reports.questions`: the key questions, answered with their plots
 - :mod:`reports.html` / :mod:`reports.compare`: the pages
 - :mod:`reports.browser`: headless Chromium check (screenshot, console errors)
-- :mod:`reports.cli`: ``poolbench report``
 
 Heavy imports (pandas, matplotlib) happen only when a report is written.
 """

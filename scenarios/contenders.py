@@ -6,10 +6,10 @@ Every measurement runs in a fresh interpreter (``python -m scenarios.contenders 
 CASE IMPL``), repeats are interleaved across implementations (rotated each repeat, so
 that drift hits all alike), and each poolbench figure is printed as a ratio to its
 contender with the per-repeat range and a Mann-Whitney verdict (scenarios.stats), and
-checked against the performance issue's target. Absolute figures drift on a shared
+checked against its target. Absolute figures drift on a shared
 machine; ratios from one run do not.
 
-Our side runs as the issue's targets are meant: with priorities, stats and timeouts
+Our side runs as the targets are meant: with priorities, stats and timeouts
 armed — every job is submitted with ``priority=`` (alternating 0 and 1; ``map`` takes
 one priority for all) and ``timeout=60`` (never reached), and the pool keeps its stats
 as always. The contenders run as their users would write them.
@@ -25,7 +25,7 @@ Cases (jobs N = ``--jobs``):
 - map:     ``map`` of a no-op over N/4 items, 2 workers: the process backend's
            ``pool.map`` beside mpire's default map and ``ProcessPoolExecutor.map`` (jobs/s)
 - memory:  extra RSS of ``--waiting`` (100k) jobs waiting behind 1 busy worker, scaled to
-           MB per 100k (lower is better; the issue's target is < 100 MB), and the
+           MB per 100k (lower is better; the target is < 100 MB), and the
            allocation per job from tracemalloc with its top source lines
 - scaling: µs per no-op job as jobs grow (thread, 2 workers: N/2, 5N, 50N — 10k to 1M;
            queue_size up to 100k) and as workers grow (thread 1-64 on N jobs, process
@@ -62,56 +62,6 @@ UNITS = {
     "memory": "MB/100k",
     "scaling": "µs/job",
 }
-
-
-# ------------------------------------------------------------------ the command
-
-
-def add_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "contenders",
-        help="each backend beside what users would pick instead (stdlib, mpire), one run: ratios and targets",
-        description=__doc__.splitlines()[0].split(": ", 1)[1],
-    )
-    _add_options(p)
-    p.set_defaults(func=contenders_command)
-
-
-def _add_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--repeats",
-        type=int,
-        default=5,
-        help="interleaved repeats of every measurement (default 5: the fewest that can show a difference at 5%%)",
-    )
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=20000,
-        metavar="N",
-        help="jobs per throughput measurement (default 20000; processes run N/4)",
-    )
-    p.add_argument(
-        "--cases",
-        nargs="+",
-        metavar="C",
-        choices=CASE_NAMES,
-        help=f"cases to run (default: all): {', '.join(CASE_NAMES)}",
-    )
-    p.add_argument(
-        "--waiting", type=int, default=100_000, metavar="N", help="memory case: jobs left waiting (default 100000)"
-    )
-    p.add_argument("--json", metavar="PATH", help="also save every value, ratio and verdict as JSON")
-
-
-def contenders_command(args: argparse.Namespace) -> int:
-    return run(
-        repeats=args.repeats,
-        jobs=args.jobs,
-        cases=tuple(args.cases or CASE_NAMES),
-        waiting=args.waiting,
-        json_path=args.json,
-    )
 
 
 # ------------------------------------------------------------------ job functions
@@ -656,7 +606,7 @@ def implementations(jobs: int, waiting: int = 100_000, cpu_iters: int = 1) -> di
     return table
 
 
-PAIRS = [  # (case, ours, theirs, the issue's target ratio or None); ratios are "higher is better"
+PAIRS = [  # (case, ours, theirs, the target ratio or None); ratios are "higher is better"
     ("noop", "thread", "ThreadPoolExecutor", 2.0),
     ("noop", "process", "ProcessPoolExecutor", 3.0),
     ("noop", "process", "mp.Pool.apply_async", None),
@@ -922,21 +872,24 @@ def _print_scaling(cases, jobs, values, extras) -> list[dict]:
     return rows
 
 
-# ------------------------------------------------------------------ python -m scenarios.contenders
+# ------------------------------------------------------------------ python -m scenarios.contenders --one
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scenarios.contenders", description=__doc__.splitlines()[0])
-    _add_options(parser)
-    parser.add_argument("--one", nargs=2, metavar=("CASE", "IMPL"), help=argparse.SUPPRESS)
-    parser.add_argument("--cpu-iters", type=int, default=None, help=argparse.SUPPRESS)
+    """One measurement, in the fresh interpreter that :func:`run` starts for it."""
+    parser = argparse.ArgumentParser(
+        prog="python -m scenarios.contenders",
+        description="One measurement of 'poolbench contenders', which runs the whole comparison.",
+    )
+    parser.add_argument("--one", nargs=2, metavar=("CASE", "IMPL"), required=True, help="the case and implementation")
+    parser.add_argument("--jobs", type=int, default=20000, metavar="N")
+    parser.add_argument("--waiting", type=int, default=100_000, metavar="N")
+    parser.add_argument("--cpu-iters", type=int, default=None)
     args = parser.parse_args(argv)
-    if args.one:
-        case, impl = args.one
-        iters = args.cpu_iters or calibrate_spin()
-        print(json.dumps(measure_one(case, impl, args.jobs, args.waiting, iters)))
-        return 0
-    return contenders_command(args)
+    case, impl = args.one
+    iters = args.cpu_iters or calibrate_spin()
+    print(json.dumps(measure_one(case, impl, args.jobs, args.waiting, iters)))
+    return 0
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from scenarios import contenders
 def _run(tmp_path, *args):
     out_json = tmp_path / "contenders.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "pools.cli", "contenders", "--repeats", "1", "--json", str(out_json), *args],
+        [sys.executable, "-m", "poolbench", "contenders", "--repeats", "1", "--json", str(out_json), *args],
         capture_output=True,
         text=True,
         timeout=300,

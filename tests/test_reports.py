@@ -183,7 +183,7 @@ def test_report_from_a_real_run(tiny_run, report):
 
 
 def test_cli_writes_the_last_run_deterministically(tiny_run, report, tmp_path, capsys):
-    from pools.cli import main
+    from poolbench.cli import main
 
     db, _run_id = tiny_run
     out = tmp_path / "cli.html"

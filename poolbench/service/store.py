@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .._base import CANCELLED, FAILED, QUEUED, RETRYING, RUNNING, SUCCEEDED, TIMED_OUT, Job
+from pools._base import CANCELLED, FAILED, QUEUED, RETRYING, RUNNING, SUCCEEDED, TIMED_OUT, Job
 
 __all__ = ["STATUSES", "JobRecord", "JobStore"]
 
