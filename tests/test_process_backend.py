@@ -44,15 +44,25 @@ def test_timeout_kills_a_job_that_never_looks_at_its_context(make_pool):
     assert pool.submit(jobs.context_info).result(T)["pid"] != first_pid
 
 
-def test_cancel_kills_the_running_worker(make_pool):
+def pid_then_until_stopped(pid_file, latch):
+    with open(pid_file, "w") as f:
+        f.write(str(os.getpid()))
+    return jobs.until_stopped(latch)
+
+
+def test_cancel_kills_the_running_worker(make_pool, tmp_path):
     pool = make_pool("process", workers=1)
+    pid_file = tmp_path / "pid"
     with jobs.Latch() as latch:
-        job = pool.submit(jobs.until_stopped, latch)
-        assert latch.wait(1, T)
-        pid = None
+        job = pool.submit(pid_then_until_stopped, str(pid_file), latch)
+        assert latch.wait(1, T)  # it wrote its worker's pid before it arrived
+        old_pid = int(pid_file.read_text())
+        assert process_alive(old_pid)
         assert job.cancel()
-    pid = pool.submit(jobs.context_info).result(T)["pid"]
-    assert pool.stats().cancelled == 1 and process_alive(pid)
+    assert wait_process_gone(old_pid, T), f"worker {old_pid} still runs the cancelled job"
+    new_pid = pool.submit(jobs.context_info).result(T)["pid"]
+    assert new_pid != old_pid and process_alive(new_pid)  # its replacement serves
+    assert pool.stats().cancelled == 1
 
 
 def test_worker_traceback_is_the_cause(make_pool):
