@@ -153,10 +153,15 @@ def _until(condition, timeout=T):
         time.sleep(0.001)
 
 
+# The backlog jobs' timeout: long enough for any of them to run and report back on a
+# loaded machine, short against the first job's timeout in the test that needs both.
+BACKLOG_TIMEOUT = 1.0
+
+
 def _held_with_backlog(pool, gate, latch, first_fn, backlog_fn, args_of, n, **first_opts):
     first = pool.submit(first_fn, gate, latch, **first_opts)
     assert latch.wait(1, T)
-    later = [pool.submit(backlog_fn, *args_of(i), timeout=0.2) for i in range(n)]
+    later = [pool.submit(backlog_fn, *args_of(i), timeout=BACKLOG_TIMEOUT) for i in range(n)]
     _until(lambda: all(j._prefetched for j in later))  # all sent to the busy worker
     return first, later
 
@@ -187,7 +192,7 @@ def test_a_crash_fails_only_the_running_job_and_its_backlog_runs_elsewhere(make_
         with pytest.raises(pools.WorkerCrashed):
             first.result(T)
         assert [j.result(T) for j in later] == list(range(8))
-    # Each ran once, on the new worker, within its own 0.2 s: never begun before.
+    # Each ran once, on the new worker, within its own timeout: never begun before.
     assert all(j.attempt == 1 for j in later)
     s = pool.stats()
     assert (s.crashed, s.succeeded, s.failed) == (1, 8, 1) and s.conserved()
@@ -196,9 +201,11 @@ def test_a_crash_fails_only_the_running_job_and_its_backlog_runs_elsewhere(make_
 def test_a_killed_worker_gives_its_backlog_back_and_their_clocks_start_only_when_they_run(make_pool):
     pool = make_pool("process", workers=1, queue_size=100)
     with jobs.Gate() as gate, jobs.Latch() as latch:
-        # The first job times out after 0.5 s; the backlog's 0.2 s timeouts would
-        # all have passed by then if their clocks had started when they were sent.
-        first, later = _held_with_backlog(pool, gate, latch, jobs.hold, jobs.echo, lambda i: (i,), 6, timeout=0.5)
+        # The first job times out after BACKLOG_TIMEOUT + 0.5 s; the backlog's timeouts
+        # would all have passed by then if their clocks had started when they were sent.
+        first, later = _held_with_backlog(
+            pool, gate, latch, jobs.hold, jobs.echo, lambda i: (i,), 6, timeout=BACKLOG_TIMEOUT + 0.5
+        )
         with pytest.raises(pools.JobTimeout):
             first.result(T)
         assert [j.result(T) for j in later] == list(range(6))
