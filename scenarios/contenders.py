@@ -20,10 +20,10 @@ Cases (jobs N = ``--jobs``):
 - sleep1:  1 ms sleeps, 8 workers (jobs/s, and the ideal 8 / measured sleep)
 - latency: one job alone, submit to result (µs, lower is better)
 - cpu1ms:  ~1 ms of pure-Python CPU per job, 2 workers: the process backend beside
-           ProcessPoolExecutor and mpire's default ``WorkerPool.map``, and the 2-core
+           ProcessPoolExecutor and mpire's ``WorkerPool.map``, and the 2-core
            ideal 2 / (one job's measured CPU time) (jobs/s)
 - map:     ``map`` of a no-op over N/4 items, 2 workers: the process backend's
-           ``pool.map`` beside mpire's default map and ``ProcessPoolExecutor.map`` (jobs/s)
+           ``pool.map`` beside mpire's map and ``ProcessPoolExecutor.map`` (jobs/s)
 - memory:  extra RSS of ``--waiting`` (100k) jobs waiting behind 1 busy worker, scaled to
            MB per 100k (lower is better; the target is < 100 MB), and the
            allocation per job from tracemalloc with its top source lines
@@ -31,11 +31,13 @@ Cases (jobs N = ``--jobs``):
            queue_size up to 100k) and as workers grow (thread 1-64 on N jobs, process
            1-16 on N/4); "flat" means the last point is within 1.5x of the first
 
-Each pool is started and warmed up before the clock starts: a figure times the jobs,
-not pool start-up. mpire's default ``WorkerPool`` (``keep_alive=False``) starts its
-workers (by fork) at every ``map`` call: that is part of its default map and is timed.
-Without mpire installed (``pip install mpire``, or the ``bench`` extra) its contenders
-are skipped, and the run says so.
+Every side is prepared alike, ours and the contenders': started, warmed and alive
+before the clock starts, so that a figure times the jobs, not start-up (the run
+prints how each side was prepared). mpire's ``WorkerPool`` is made with
+``keep_alive=True`` and warmed by a first ``map``: with its default
+``keep_alive=False`` it forks its workers again inside every ``map``, and a warm-up
+would warm nothing that is timed. Without mpire installed (``pip install mpire``, or
+the ``bench`` extra) its contenders are skipped, and the run says so.
 """
 
 from __future__ import annotations
@@ -221,6 +223,7 @@ def _gather_semaphore(fn, n: int, workers: int) -> float:
             async with sem:
                 return await fn()
 
+        await one()  # warm, as our pool is warmed by its first job
         t = time.perf_counter()
         await asyncio.gather(*(one() for _ in range(n)))
         return n / (time.perf_counter() - t)
@@ -243,9 +246,12 @@ def _taskgroup_consumers(fn, n: int, workers: int) -> float:
                 out.set_result(await f())
                 q.task_done()
 
-        t = time.perf_counter()
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(consumer()) for _ in range(workers)]
+            warm = loop.create_future()  # started and warmed before the clock, as our pool is
+            await q.put((fn, warm))
+            await warm
+            t = time.perf_counter()
             results = []
             for _ in range(n):
                 out = loop.create_future()
@@ -253,9 +259,10 @@ def _taskgroup_consumers(fn, n: int, workers: int) -> float:
                 await q.put((fn, out))
             await q.join()
             await asyncio.gather(*results)
+            rate = n / (time.perf_counter() - t)
             for task in tasks:
                 task.cancel()
-        return n / (time.perf_counter() - t)
+        return rate
 
     return asyncio.run(main())
 
@@ -321,8 +328,10 @@ def _have_mpire() -> bool:
 def _mpire_map(fn, items: list, workers: int) -> float:
     from mpire import WorkerPool
 
-    with WorkerPool(n_jobs=workers) as pool:
-        pool.map(fn, items[:workers])  # warm-up (its default keep_alive=False re-forks per map)
+    # keep_alive: the workers of the warm-up map serve the timed one (by default
+    # mpire forks them again in every map, and the warm-up would warm nothing)
+    with WorkerPool(n_jobs=workers, keep_alive=True) as pool:
+        pool.map(fn, items[:workers], chunk_size=1)  # every worker started, fn run
         t = time.perf_counter()
         out = pool.map(fn, items)
         rate = len(items) / (time.perf_counter() - t)
@@ -549,53 +558,78 @@ def scaling_series(jobs: int) -> list[tuple[str, list[tuple[str, str, int, int, 
 # ------------------------------------------------------------------ the table
 
 
+# How each implementation is prepared before its clock starts: printed with the
+# results, so that a reader can check that both sides of a ratio started alike.
+WARMED = (
+    "started; one job, then one job on every worker at once (each up, the function's module "
+    "imported); alive before the clock"
+)
+MAP_WARMED = "started; a first map of one item per worker, then one job on every worker at once; alive before the clock"
+PREPARED = {
+    "pool": WARMED,
+    "own loop": "started on the measuring loop, one job run before the clock; its consumer tasks are made as jobs come",
+    "gather": "the Semaphore made and one job run through it before the clock; a task per job, made inside the timing",
+    "taskgroup": "its consumer tasks started and one job run through their queue before the clock",
+    "mpire": (
+        "WorkerPool(keep_alive=True): started by a first map, one item per worker (each ran the function); "
+        "alive before the clock"
+    ),
+    "map": MAP_WARMED,
+    "latency": "started by one untimed round trip; then timed round trips, one job at a time",
+    "ideal": "no pool: computed from the job alone, measured in this process",
+    "memory": "started, its one worker held by a job before the baseline RSS is read",
+    "scaling": "started; every worker ran a 50 ms job before the clock",
+}
+
+
 def implementations(jobs: int, waiting: int = 100_000, cpu_iters: int = 1) -> dict[str, dict[str, tuple]]:
-    """case -> impl -> (callable, higher_is_better); a callable returns a value or
-    (value, extra dict). Built lazily: nothing runs until called."""
+    """case -> impl -> (callable, higher_is_better, how it is prepared); a callable
+    returns a value or (value, extra dict). Built lazily: nothing runs until called."""
     n, nsleep, nproc = jobs, max(200, jobs // 20), max(1, jobs // 4)
     ncpu, rounds = max(100, jobs // 20), max(200, jobs // 10)
     mpire = _have_mpire()
+    warmed, latency, ideal = PREPARED["pool"], PREPARED["latency"], PREPARED["ideal"]
     table: dict[str, dict[str, tuple]] = {
         "noop": {
-            "thread": (lambda: _pb("thread", noop, n, 2), True),
-            "ThreadPoolExecutor": (lambda: _tpe(noop, n, 2), True),
-            "process": (lambda: _pb("process", noop, nproc, 2), True),
-            "ProcessPoolExecutor": (lambda: _ppe(noop, nproc, 2), True),
-            "mp.Pool.apply_async": (lambda: _mp_apply_async(noop, nproc, 2), True),
-            "asyncio (own loop)": (lambda: _pb_async_own_loop(anoop, n, 2), True),
-            "gather+Semaphore": (lambda: _gather_semaphore(anoop, n, 2), True),
-            "TaskGroup consumers": (lambda: _taskgroup_consumers(anoop, n, 2), True),
+            "thread": (lambda: _pb("thread", noop, n, 2), True, warmed),
+            "ThreadPoolExecutor": (lambda: _tpe(noop, n, 2), True, warmed),
+            "process": (lambda: _pb("process", noop, nproc, 2), True, warmed),
+            "ProcessPoolExecutor": (lambda: _ppe(noop, nproc, 2), True, warmed),
+            "mp.Pool.apply_async": (lambda: _mp_apply_async(noop, nproc, 2), True, warmed),
+            "asyncio (own loop)": (lambda: _pb_async_own_loop(anoop, n, 2), True, PREPARED["own loop"]),
+            "gather+Semaphore": (lambda: _gather_semaphore(anoop, n, 2), True, PREPARED["gather"]),
+            "TaskGroup consumers": (lambda: _taskgroup_consumers(anoop, n, 2), True, PREPARED["taskgroup"]),
         },
         "sleep1": {
-            "thread": (lambda: _pb("thread", sleep1, nsleep, 8), True),
-            "ThreadPoolExecutor": (lambda: _tpe(sleep1, nsleep, 8), True),
-            "process": (lambda: _pb("process", sleep1, nsleep, 8), True),
-            "ProcessPoolExecutor": (lambda: _ppe(sleep1, nsleep, 8), True),
-            "ideal (8 / measured sleep)": (lambda: 8 / _measured_sleep(), True),
+            "thread": (lambda: _pb("thread", sleep1, nsleep, 8), True, warmed),
+            "ThreadPoolExecutor": (lambda: _tpe(sleep1, nsleep, 8), True, warmed),
+            "process": (lambda: _pb("process", sleep1, nsleep, 8), True, warmed),
+            "ProcessPoolExecutor": (lambda: _ppe(sleep1, nsleep, 8), True, warmed),
+            "ideal (8 / measured sleep)": (lambda: 8 / _measured_sleep(), True, ideal),
         },
         "latency": {
-            "thread": (lambda: _lat_pb("thread", rounds), False),
-            "ThreadPoolExecutor": (lambda: _lat_tpe(rounds), False),
-            "process": (lambda: _lat_pb("process", rounds), False),
-            "mp.Pool.apply_async": (lambda: _lat_mp(rounds), False),
+            "thread": (lambda: _lat_pb("thread", rounds), False, latency),
+            "ThreadPoolExecutor": (lambda: _lat_tpe(rounds), False, latency),
+            "process": (lambda: _lat_pb("process", rounds), False, latency),
+            "mp.Pool.apply_async": (lambda: _lat_mp(rounds), False, latency),
         },
         "cpu1ms": {
-            "process": (lambda: _pb("process", spin, ncpu, 2, (cpu_iters,)), True),
-            "ProcessPoolExecutor": (lambda: _ppe(spin, ncpu, 2, (cpu_iters,)), True),
-            "mpire map": (lambda: _mpire_map(spin, [cpu_iters] * ncpu, 2), True),
-            "ideal (2 / measured job)": (lambda: _ideal_cpu(cpu_iters, 2), True),
+            "process": (lambda: _pb("process", spin, ncpu, 2, (cpu_iters,)), True, warmed),
+            "ProcessPoolExecutor": (lambda: _ppe(spin, ncpu, 2, (cpu_iters,)), True, warmed),
+            "mpire map": (lambda: _mpire_map(spin, [cpu_iters] * ncpu, 2), True, PREPARED["mpire"]),
+            "ideal (2 / measured job)": (lambda: _ideal_cpu(cpu_iters, 2), True, ideal),
         },
         "map": {
-            "process map": (lambda: _pb_map(noop1, list(range(nproc)), 2), True),
-            "mpire map": (lambda: _mpire_map(noop1, list(range(nproc)), 2), True),
-            "ProcessPoolExecutor.map": (lambda: _ppe_map(noop1, list(range(nproc)), 2), True),
+            "process map": (lambda: _pb_map(noop1, list(range(nproc)), 2), True, PREPARED["map"]),
+            "mpire map": (lambda: _mpire_map(noop1, list(range(nproc)), 2), True, PREPARED["mpire"]),
+            "ProcessPoolExecutor.map": (lambda: _ppe_map(noop1, list(range(nproc)), 2), True, PREPARED["map"]),
         },
         "memory": {
-            impl: ((lambda impl=impl: _memory(impl, waiting)), False)
+            impl: ((lambda impl=impl: _memory(impl, waiting)), False, PREPARED["memory"])
             for impl in ("thread", "ThreadPoolExecutor", "process", "ProcessPoolExecutor", "asyncio")
         },
         "scaling": {
-            impl: (functools.partial(_per_job_us, impl.split()[0], n, w, q), False)
+            impl: (functools.partial(_per_job_us, impl.split()[0], n, w, q), False, PREPARED["scaling"])
             for _, points in scaling_series(jobs)
             for _, impl, n, w, q in points
         },
@@ -727,6 +761,10 @@ def run(
         ms = [e.get("job_ms") for e in extras.get(("cpu1ms", "ideal (2 / measured job)"), [])]
         if ms:
             print(f"  cpu1ms job: {cpu_iters:,} iterations, {median_ci(ms).median:.3f} ms of CPU measured alone")
+    print("\nhow each side was prepared before its clock started")
+    for case in cases:
+        for impl, (_, _, prepared) in table[case].items():
+            print(f"  {case:<8} {impl:<28} {prepared}")
 
     ratios = []
     printed_header = False
@@ -786,6 +824,7 @@ def run(
             "cpu_iters": cpu_iters,
             "cases": list(cases),
             "notes": notes,
+            "prepared": {case: {impl: entry[2] for impl, entry in table[case].items()} for case in cases},
             "values": {
                 case: {impl: values[(case, impl)] for impl in table[case] if (case, impl) in values} for case in cases
             },
