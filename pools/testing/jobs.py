@@ -180,11 +180,12 @@ class Latch:
 # ---------------------------------------------------------------------- jobs
 
 
-def echo(value: Any = None) -> Any:
+def echo(value: Any = None, *ballast: Any) -> Any:
+    """Return ``value`` (``ballast``: arguments that only make the job bigger)."""
     return value
 
 
-async def aecho(value: Any = None) -> Any:
+async def aecho(value: Any = None, *ballast: Any) -> Any:
     return value
 
 
