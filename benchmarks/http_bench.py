@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                     [
                         sys.executable,
                         "-m",
-                        "pools.service",
+                        "poolbench.service",
                         "--backend",
                         backend,
                         "--port",

@@ -10,9 +10,9 @@ authors need is in ``pools.lowlevel``; the testing kit in ``pools.testing``.
 """
 
 from ._context import JobContext, current_context
-from ._core import Pool
+from ._core import Pool, create_pool
 from ._job import Job
-from ._registry import available_backends, create_pool, register_backend, registered_backends
+from ._registry import available_backends, register_backend, registered_backends
 from ._types import Capabilities, JobStatus, PoolStats, Retry, ShutdownReport
 from .exceptions import (
     BackendUnavailable,

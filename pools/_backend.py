@@ -27,8 +27,9 @@ from ._types import Capabilities, JobStatus, Outcome
 from .exceptions import InvalidCallable
 
 if TYPE_CHECKING:
-    from ._core import Ended, Pool
+    from ._core import Pool
     from ._job import Job
+    from ._types import Ended
     from .exceptions import JobTimeout
 
 __all__ = ["Backend", "Dispatcher", "check_plain_callable", "is_coroutine_function"]

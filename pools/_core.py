@@ -42,9 +42,11 @@ from ._backend import Backend, Dispatcher
 from ._callbacks import CallbackRunner
 from ._future import resolve_quietly
 from ._job import Job, tag
+from ._registry import backend_class, registered_backends
 from ._timer import Timer
 from ._types import (
     Capabilities,
+    Ended,
     JobStatus,
     Outcome,
     PoolStats,
@@ -56,7 +58,7 @@ from ._types import (
 )
 from .exceptions import InvalidArgument, JobTimeout, PoolBroken, PoolClosed, QueueFull, UnknownBackend
 
-__all__ = ["Pool"]
+__all__ = ["Pool", "create_pool"]
 
 T = TypeVar("T")
 
@@ -69,10 +71,6 @@ SUCCEEDED, FAILED, CANCELLED, TIMED_OUT = (
 )
 _PREFETCHED = "prefetched"  # how _settle_outside tells a prefetched job's cancel apart
 OK, ERROR, TIMEOUT, CRASH = Outcome.OK, Outcome.ERROR, Outcome.TIMEOUT, Outcome.CRASH
-
-#: what ``Dispatcher.end_locked`` returns, for ``Dispatcher.settle``: (outcome, value,
-#: back-off before the retry or None)
-Ended = tuple[Outcome, Any, "float | None"]
 
 _live_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
 
@@ -121,8 +119,6 @@ class Pool:
         **options: Any,
     ) -> None:
         if isinstance(backend, str):
-            from ._registry import backend_class
-
             cls, self.backend = backend_class(backend), backend
         elif isinstance(backend, type) and issubclass(backend, Backend):
             cls, self.backend = backend, backend.name or backend.__name__
@@ -920,3 +916,12 @@ except RuntimeError:  # imported while the interpreter exits (in an atexit hook)
 # of this process's pools, whose threads did not come along and whose worker processes
 # are its siblings: at its exit the hook above must not drain or kill them.
 os.register_at_fork(after_in_child=_live_pools.clear)
+
+
+def create_pool(backend: str = "thread", **options: Any) -> Pool:
+    """Make a pool of the named backend; options are keyword-only: ``workers``,
+    ``queue_size`` (default 1000), ``overflow`` ("block" or "reject"), ``name``,
+    and the backend's own (see its class)."""
+    if not isinstance(backend, str):
+        raise UnknownBackend(f"backend must be a name (str), got {backend!r}; valid: {registered_backends()}")
+    return Pool(backend, **options)

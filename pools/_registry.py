@@ -9,15 +9,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from ._backend import Backend
 from .exceptions import BackendUnavailable, InvalidArgument, UnknownBackend
 
-if TYPE_CHECKING:
-    from ._core import Pool
-
-__all__ = ["available_backends", "backend_class", "create_pool", "register_backend", "registered_backends"]
+__all__ = ["available_backends", "backend_class", "register_backend", "registered_backends"]
 
 
 @dataclass(frozen=True)
@@ -89,14 +85,3 @@ def backend_class(name: str) -> type[Backend]:
     if not (isinstance(cls, type) and issubclass(cls, Backend)):
         raise InvalidArgument(f"backend {name!r}: {entry.target} is {cls!r}, not a pools.lowlevel.Backend subclass")
     return cls
-
-
-def create_pool(backend: str = "thread", **options: Any) -> Pool:
-    """Make a pool of the named backend; options are keyword-only: ``workers``,
-    ``queue_size`` (default 1000), ``overflow`` ("block" or "reject"), ``name``,
-    and the backend's own (see its class)."""
-    if not isinstance(backend, str):
-        raise UnknownBackend(f"backend must be a name (str), got {backend!r}; valid: {registered_backends()}")
-    from ._core import Pool
-
-    return Pool(backend, **options)

@@ -13,7 +13,17 @@ from typing import Any, Literal
 
 from .exceptions import InvalidArgument
 
-__all__ = ["Capabilities", "JobStatus", "Outcome", "PoolStats", "Retry", "ShutdownReport", "check_int", "check_number"]
+__all__ = [
+    "Capabilities",
+    "Ended",
+    "JobStatus",
+    "Outcome",
+    "PoolStats",
+    "Retry",
+    "ShutdownReport",
+    "check_int",
+    "check_number",
+]
 
 
 class JobStatus(enum.StrEnum):
@@ -44,6 +54,11 @@ class Outcome(enum.StrEnum):
     ERROR = "error"  #: raised (the exception is the value)
     TIMEOUT = "timeout"  #: ran past its deadline and was stopped (a JobTimeout is the value)
     CRASH = "crash"  #: its worker died under it (a WorkerCrashed is the value)
+
+
+#: What ``Dispatcher.end_locked`` returns, for ``Dispatcher.settle``: how the attempt
+#: ended, its value, and the back-off before its retry (None: it ended for good).
+Ended = tuple[Outcome, Any, "float | None"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,11 +17,10 @@ for workers in other processes or on other machines.
 from ._backend import Backend, Dispatcher, check_plain_callable, is_coroutine_function
 from ._callbacks import mark_internal
 from ._context import JobContext, cancel_context, reset_current_context, set_current_context
-from ._core import Ended
 from ._job import Job
 from ._loop import run_private_loop
 from ._timer import DeadlineWatch, Timer
-from ._types import Capabilities, JobStatus, Outcome, check_int, check_number
+from ._types import Capabilities, Ended, JobStatus, Outcome, check_int, check_number
 
 __all__ = [
     "Backend",

@@ -6,13 +6,17 @@ questions answered from the data with their plots, locust load tests and
 pytest-benchmark results — plus the tables as CSV and Markdown.
 
 - :mod:`reports.data`: loads a run (SQLite, locust CSVs, benchmark JSON), notes what is missing
+- :mod:`reports.analysis`: per-repeat values, paired ratios and verdicts, phrased for sentences
 - :mod:`reports.tables`: per-case tables, CSV and Markdown
 - :mod:`reports.questions`: the key questions, answered with their plots
-- :mod:`reports.html` / :mod:`reports.compare`: the pages
+- :mod:`reports.plots` / :mod:`reports.markup`: the figures (inline PNG) and the HTML pieces
+- :mod:`reports.html` / :mod:`reports.compare`: the pages; :mod:`reports.external`: the
+  sections on locust load tests and pytest-benchmark results
 - :mod:`reports.browser`: headless Chromium check (screenshot, console errors)
-- :mod:`reports.cli`: ``poolbench report``
 
-Heavy imports (pandas, matplotlib) happen only when a report is written.
+Reads what :mod:`scenarios` stored (and its statistics); ``poolbench report`` and the
+end of ``poolbench run`` call it. Heavy imports (pandas, matplotlib) happen only when
+a report is written.
 """
 
 from __future__ import annotations

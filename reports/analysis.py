@@ -16,7 +16,22 @@ from scenarios.stats import ALPHA, Comparison, Estimate, compare, median_ci
 from .data import RunData, finite
 from .tables import fmt
 
-__all__ = ["Ratio", "estimate", "job_phrase", "min_p", "ratio", "significance", "sweep_value", "values"]
+__all__ = [
+    "SAME",
+    "Ratio",
+    "arrival_phrase",
+    "contrast",
+    "direction",
+    "estimate",
+    "job_phrase",
+    "min_p",
+    "ratio",
+    "said",
+    "significance",
+    "sweep_value",
+    "values",
+    "versus",
+]
 
 
 def values(data: RunData, scenario: str, variant: str, backend: str, column: str) -> dict[int, float]:
@@ -45,13 +60,32 @@ def median_of(data: RunData, scenario: str, variant: str, backend: str, column: 
 class Ratio:
     a: str
     b: str
-    est: Estimate  # median and 95% CI of the per-repeat ratios a / b
+    est: Estimate | None  # median and 95% CI of the per-repeat ratios a / b (None: not paired)
     cmp: Comparison
     n_a: int
     n_b: int
 
     def significance(self) -> str:
         return significance(self.cmp, self.n_a, self.n_b)
+
+
+def contrast(
+    va: dict[int, float],
+    vb: dict[int, float],
+    a: str = "",
+    b: str = "",
+    *,
+    higher_is_better: bool = True,
+    paired: bool = True,
+) -> Ratio | None:
+    """``a`` against ``b`` from their values per repeat (repeat -> value): the
+    Mann-Whitney comparison, and the CI of the ratios of repeats that ran side by
+    side (``paired``; pytest-benchmark rounds are not)."""
+    if not va or not vb:
+        return None
+    ratios = [va[r] / vb[r] for r in sorted(set(va) & set(vb)) if vb[r]] if paired else []
+    cmp = compare(list(va.values()), list(vb.values()), higher_is_better=higher_is_better)
+    return Ratio(a, b, median_ci(ratios) if ratios else None, cmp, len(va), len(vb))
 
 
 def ratio(
@@ -64,13 +98,10 @@ def ratio(
     *,
     higher_is_better: bool = True,
 ) -> Ratio | None:
+    """Backend ``a`` against backend ``b`` on one case."""
     va = values(data, scenario, variant, a, column)
     vb = values(data, scenario, variant, b, column)
-    paired = [va[r] / vb[r] for r in sorted(set(va) & set(vb)) if vb[r]]
-    if not paired:
-        return None
-    cmp = compare(list(va.values()), list(vb.values()), higher_is_better=higher_is_better)
-    return Ratio(a, b, median_ci(paired), cmp, len(va), len(vb))
+    return contrast(va, vb, a, b, higher_is_better=higher_is_better)
 
 
 def min_p(n: int, m: int) -> float:
@@ -96,21 +127,54 @@ def ci_text(est: Estimate, unit: str = "") -> str:
 
 def times(x: float) -> str:
     """A ratio: 1.07×, 21.9×, 464×."""
+    if not math.isfinite(x):
+        return "—×"
     return f"{x:.0f}×" if x >= 100 else f"{x:.1f}×" if x >= 10 else f"{x:.2f}×"
 
 
-def ratio_text(r: Ratio, what: str) -> str:
-    """ "1.24× as fast as process (ratio of the medians; 95% CI of the per-repeat
-    ratios 1.05–1.42, 2 repeats; <significance>)". The point is the ratio of the
-    medians, so it agrees with the tables and the winner; the interval is
-    median_ci over the paired per-repeat ratios."""
+# ---------------------------------------------------------------- the words of a conclusion
+#
+# Every sentence of the report that says which way something went takes its words
+# from one of these two functions, which pick them from the data: a question passes
+# the words for each direction and never writes a verdict itself. tests/test_report_answers.py
+# checks that reports/questions.py has no direction word anywhere else.
+
+SAME = "not significantly different from"
+
+
+def direction(r: Ratio) -> int:
+    """+1 when a's repeats are significantly higher than b's (two-sided Mann-Whitney
+    at 5%), -1 when significantly lower, 0 when the test finds no difference (or
+    cannot: too few repeats)."""
+    if r.cmp.verdict == "no significant difference":
+        return 0
+    return (r.cmp.a.median > r.cmp.b.median) - (r.cmp.a.median < r.cmp.b.median)
+
+
+def versus(r: Ratio, *, more: str, less: str, same: str = SAME, detail: str = "") -> str:
+    """The comparative phrase for ``r.a`` against ``r.b``: ``more`` when a's values
+    are significantly higher, ``less`` when significantly lower, ``same`` otherwise,
+    followed by ``r.b`` and the evidence: "slower than process (0.50×; 95% CI of the
+    per-repeat ratios 0.45×–0.55×, 5 paired repeats; significant, Mann–Whitney
+    p=0.008)". The ratio is of the medians, so that it agrees with the tables; the
+    interval is median_ci over the paired per-repeat ratios."""
+    word = {1: more, -1: less, 0: same}[direction(r)]
     e = r.est
-    ci = (
-        "1 paired repeat: no interval"
-        if e.n < 2
-        else f"95% CI of the per-repeat ratios {times(e.low)}–{times(e.high)}, {e.n} paired repeats"
-    )
-    return f"{times(r.cmp.ratio)} {what} {r.b} ({ci}; {r.significance()})"
+    if e is None:
+        ci = "not paired: no interval of the ratio"
+    elif e.n < 2:
+        ci = "1 paired repeat: no interval"
+    else:
+        ci = f"95% CI of the per-repeat ratios {times(e.low)}–{times(e.high)}, {e.n} paired repeats"
+    head = ", ".join(x for x in (times(r.cmp.ratio) if math.isfinite(r.cmp.ratio) else "", detail) if x)
+    evidence = "; ".join(x for x in (head, ci, r.significance()) if x)
+    return f"{word}{' ' + r.b if r.b else ''} ({evidence})"
+
+
+def said(fact: bool, yes: str, no: str) -> str:
+    """``yes`` or ``no`` by a fact computed from the data (a count above zero, a
+    threshold met): the words of a conclusion that is not a comparison of repeats."""
+    return yes if fact else no
 
 
 def sweep_value(variant: str):
@@ -136,6 +200,18 @@ def job_phrase(params: dict) -> str:
     if kind == "noop":
         return "no-op jobs"
     return f"{kind} jobs"
+
+
+def arrival_phrase(params: dict) -> str:
+    """How the scenario's jobs arrived, from its stored parameters: "closed loop",
+    "open loop, Poisson arrivals at 0.9× capacity"."""
+    arrival = params.get("arrival") or "closed"
+    if arrival == "closed":
+        return "closed loop"
+    how = {"fixed": "a fixed rate", "poisson": "Poisson arrivals", "bursty": f"bursts of {params.get('burst')}"}
+    load = params.get("load")
+    at = f" at {load:g}× capacity" if isinstance(load, (int, float)) else ""
+    return f"open loop, {how.get(arrival, arrival)}{at}"
 
 
 def ordered_variants(data: RunData, scenario: str) -> list[str]:

@@ -11,8 +11,8 @@ import datetime
 import math
 import os
 
-from scenarios.runner import DRIFT_LIMIT
 from scenarios.stats import ALPHA, compare
+from scenarios.store import DRIFT_LIMIT
 
 from . import plots
 from .analysis import min_p, values

@@ -72,9 +72,12 @@ class RunData:
         seen = [s for s in self.df.scenario.unique().tolist() if s not in listed]
         return listed + seen
 
-    def params(self, scenario: str) -> dict:
-        """The scenario as it was run (stored with each measurement)."""
+    def params(self, scenario: str, variant: str | None = None) -> dict:
+        """The scenario as it was run (stored with each measurement), of one
+        ``variant`` of its sweep or of the first that has them."""
         rows = self.df[self.df.scenario == scenario]
+        if variant is not None:
+            rows = rows[rows.variant == variant]
         for p in rows.params:
             if isinstance(p, dict):
                 return p

@@ -3,9 +3,10 @@ loadtest``) and the pytest-benchmark micro-benchmarks (``make bench``)."""
 
 from __future__ import annotations
 
-from scenarios.stats import compare, median_ci
+from scenarios.stats import median_ci
 
 from . import plots
+from .analysis import contrast, versus
 from .data import LoadTest, RunData, finite
 from .markup import Cell, esc, figure, para, table
 from .tables import fmt
@@ -192,8 +193,10 @@ def benchmarks_html(data: RunData) -> str:
         ranked = sorted((k for k in ests if ests[k][1]), key=lambda k: -ests[k][0].median)
         if len(ranked) >= 2:
             a, b = ranked[0], ranked[1]
-            c = compare(ests[a][1], ests[b][1])
-            sentences.append(f"{grp}: {a} fastest, {c.ratio:.2f}× the jobs/s of {b} ({c.verdict}, p={c.p_value:.3f})")
+            r = contrast(dict(enumerate(ests[a][1])), dict(enumerate(ests[b][1])), a, b, paired=False)
+            sentences.append(
+                f"{grp}: {a} had the highest median round; it was {versus(r, more='faster than', less='slower than')}"
+            )
     out.append(
         table(
             [

@@ -16,7 +16,7 @@ import os
 import statistics
 import tempfile
 
-from scenarios.runner import DRIFT_LIMIT
+from scenarios.store import DRIFT_LIMIT
 
 from . import plots
 from .analysis import median_of, ordered_variants, sweep_value

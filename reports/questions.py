@@ -1,7 +1,13 @@
 """The course's key questions, each answered from this run's data with the plot
 of its experiment. An answer is a sentence built from the measurements (medians,
 paired ratios with their 95% CI, the significance verdict); when the data is not
-there the question says which scenario to run — never a canned conclusion."""
+there the question says which scenario to run — never a canned conclusion.
+
+Which way a sentence goes (faster or slower, grew or shrank, caught or missed) is
+never written here: :func:`reports.analysis.versus` picks the words from a
+significance test on the repeats, :func:`reports.analysis.said` from a fact
+computed from the data, and tests/test_report_answers.py checks that no other string of
+this module holds such a word."""
 
 from __future__ import annotations
 
@@ -15,15 +21,18 @@ from scenarios.stats import Estimate, median_ci
 
 from . import plots
 from .analysis import (
+    arrival_phrase,
     ci_text,
+    contrast,
     estimate,
     job_phrase,
     median_of,
     ordered_variants,
     ratio,
-    ratio_text,
+    said,
     sweep_value,
     values,
+    versus,
 )
 from .data import RunData, finite
 from .tables import fmt
@@ -83,6 +92,26 @@ def _per_repeat_extra(data: RunData, scenario: str, variant: str, backend: str) 
     return [e for e in g.extra.tolist() if isinstance(e, dict) and e]
 
 
+def _repeats(data: RunData, scenario: str, variant: str, backend: str, get: Callable[[Any], Any]) -> dict[int, float]:
+    """repeat -> ``get(row)`` over the successful repeats of one case on one backend
+    (a row of the measurements, its ``extra`` decoded), where that is a number."""
+    ok = data.ok
+    g = ok[(ok.scenario == scenario) & (ok.variant == variant) & (ok.backend == backend)]
+    out = {}
+    for row in g.itertuples():
+        try:
+            v = get(row)
+        except (AttributeError, KeyError, TypeError, ZeroDivisionError):
+            v = None
+        if finite(v):
+            out[int(row.repeat)] = float(v)
+    return out
+
+
+def _rejected_share(row: Any) -> float | None:
+    return 100.0 * row.rejected / row.jobs if finite(row.jobs) and row.jobs else None
+
+
 def _med(vals: list[Any]) -> float | None:
     vals = [v for v in vals if finite(v)]
     return statistics.median(vals) if vals else None
@@ -112,8 +141,8 @@ def _throughput_question(data: RunData, q: Question, scenario: str) -> Question:
     winner = max(backends, key=lambda b: ests[b].median)
     cpus = data.run.get("cpu_count")
     sentences = [
-        f"On this machine ({cpus} CPUs, {params.get('workers')} workers, closed loop) {winner} served {job} "
-        f"fastest: {ci_text(ests[winner], ' jobs/s')}."
+        f"On this machine ({cpus} CPUs, {params.get('workers')} workers, {arrival_phrase(params)}) {winner} had "
+        f"the highest median throughput on {job}: {ci_text(ests[winner], ' jobs/s')}."
     ]
     pairs = [(winner, b) for b in backends if b != winner]
     if scenario == "cpu" and winner not in ("thread", "process") and {"thread", "process"} <= set(backends):
@@ -121,7 +150,7 @@ def _throughput_question(data: RunData, q: Question, scenario: str) -> Question:
     for a, b in pairs:
         r = ratio(data, scenario, "", a, b)
         if r is not None:
-            sentences.append(f"{a} was {ratio_text(r, 'as fast as')}.")
+            sentences.append(f"{a} was {versus(r, more='faster than', less='slower than')}.")
     q.answer = " ".join(sentences)
     for b in backends:
         cpu = median_of(data, scenario, "", b, "cpu_s")
@@ -176,13 +205,16 @@ def q_overhead(data: RunData) -> Question:
         parts = [f"{b} {ci_text(us[b], ' µs')}" for b in backends]
         sentences.append(
             f"Wall time per no-op job through the pool (submit, queue, worker, result; 1 / throughput with "
-            f"{workers} workers, closed loop): {', '.join(parts)}."
+            f"{workers} workers, {arrival_phrase(data.params('noop'))}): {', '.join(parts)}."
         )
         for b in backends:
             if b != cheapest:
                 r = ratio(data, "noop", "", cheapest, b)
                 if r is not None:
-                    sentences.append(f"{cheapest} handled {ratio_text(r, 'the no-ops per second of')}.")
+                    phrase = versus(
+                        r, more="faster than", less="slower than", same="at a rate not significantly different from"
+                    )
+                    sentences.append(f"{cheapest} handled no-ops {phrase}.")
         plots.hbars(
             axes[0],
             [(b, us[b]) for b in backends],
@@ -203,13 +235,12 @@ def q_overhead(data: RunData) -> Question:
         )
         ref = next((n for n in names if n == "ThreadPoolExecutor"), None)
         if ref and "thread" in series and series["thread"][2] and series[ref][2]:
-            from scenarios.stats import compare
-
-            c = compare(series["thread"][2], series[ref][2])
+            rounds = [dict(enumerate(series[name][2])) for name in ("thread", ref)]
+            r = contrast(*rounds, "thread", "those of concurrent.futures.ThreadPoolExecutor", paired=False)
             sentences.append(
-                f"In the micro-benchmarks (batches of {int(bench_noop.jobs.dropna().iloc[0])} no-ops), the thread "
-                f"pool ran {c.ratio:.2f}× the jobs/s of concurrent.futures.ThreadPoolExecutor "
-                f"({c.verdict}, Mann–Whitney p={c.p_value:.3f} over {c.a.n} and {c.b.n} rounds)."
+                f"In the micro-benchmarks (batches of {int(bench_noop.jobs.dropna().iloc[0])} no-ops, "
+                f"{r.n_a} and {r.n_b} rounds), the thread pool's jobs/s were "
+                f"{versus(r, more='higher than', less='lower than')}."
             )
     q.answer = " ".join(sentences)
     q.plot = plots.to_uri(fig)
@@ -280,11 +311,17 @@ def q_breakdown(data: RunData) -> Question:
     waits = [breakdown(data, focus, "", b)["queue wait"] for b in _backends(data, focus, column="run_ms")]
     waits = [w for w in waits if finite(w)]
     sentences = [f"For {job}: {_join(shares)}."]
+    params = data.params(focus)
     if waits:
+        closed = (params.get("arrival") or "closed") == "closed"
         sentences.append(
             f"Before that, jobs waited {fmt(min(waits))}–{fmt(max(waits))} ms on average in the queue "
-            f"(closed loop, queue_size {data.params(focus).get('queue_size')}): in a closed loop the queue wait is "
-            f"the backlog the generator keeps full, not the pool's overhead."
+            f"({arrival_phrase(params)}, queue_size {params.get('queue_size')}): "
+            + said(
+                closed,
+                "in a closed loop the queue wait is the backlog the generator keeps full, not the pool's overhead.",
+                "in an open loop it is the queueing that the offered load causes.",
+            )
         )
     q.answer = " ".join(sentences)
     fig, (a1, a2) = plots.figure(2, width=10.0, height=0.9 + 0.26 * len(labels), left=1.5, wspace=1.7)
@@ -311,20 +348,24 @@ def q_workers(data: RunData) -> Question:
         for b in _backends(data, "workers_sweep", v):
             e = estimate(data, "workers_sweep", v, b, "throughput")
             series.setdefault(b, []).append((sweep_value(v), e.median, e.low, e.high))
-    parts = []
-    for b, pts in series.items():
-        pts.sort()
-        (w0, t0, *_), (w1, t1, *_) = pts[0], pts[-1]
-        if w1 > w0 and t0:
-            speedup = t1 / t0
-            parts.append(f"{b} {speedup:.1f}× ({100 * speedup / (w1 / w0):.0f}% of linear)")
     lo, hi = min(sweep_value(v) for v in variants), max(sweep_value(v) for v in variants)
+    v_lo = next(v for v in variants if sweep_value(v) == lo)
     v_hi = next(v for v in variants if sweep_value(v) == hi)
+    parts = []
+    for b in series:
+        r = contrast(
+            values(data, "workers_sweep", v_hi, b, "throughput"), values(data, "workers_sweep", v_lo, b, "throughput")
+        )
+        if r is not None and hi > lo:
+            linear = f"{100 * r.cmp.ratio / (hi / lo):.0f}% of linear"
+            parts.append(
+                f"on {b} it {versus(r, more='grew', less='shrank', same='did not change significantly', detail=linear)}"
+            )
     at_hi = {b: estimate(data, "workers_sweep", v_hi, b, "throughput") for b in _backends(data, "workers_sweep", v_hi)}
     best = max(at_hi, key=lambda b: at_hi[b].median)
     q.answer = (
-        f"From {lo:g} to {hi:g} workers, the throughput of {job} grew: {_join(parts)}. "
-        f"At {hi:g} workers {best} was fastest: {ci_text(at_hi[best], ' jobs/s')}."
+        f"From {lo:g} to {hi:g} workers, the throughput of {job}: {_join(parts)}. "
+        f"At {hi:g} workers {best} had the highest median throughput: {ci_text(at_hi[best], ' jobs/s')}."
         if parts
         else "Only one worker count has results: no scaling to report."
     )
@@ -345,7 +386,9 @@ def q_workers(data: RunData) -> Question:
     ax.xaxis.set_minor_formatter(matplotlib_null())
     plots.legend(ax)
     q.plot = plots.to_uri(fig)
-    q.caption = "Scenario 'workers_sweep', closed loop. Dotted: perfect linear scaling."
+    q.caption = (
+        f"Scenario 'workers_sweep', {arrival_phrase(data.params('workers_sweep'))}. Dotted: perfect linear scaling."
+    )
     return q
 
 
@@ -378,7 +421,7 @@ def q_saturation(data: RunData) -> Question:
     sentences = []
     capacity = None
     for b in backends:
-        keeps, knee = None, None
+        points = []  # (load, served, offered, rejected %, kept up) in load order
         for v in variants:
             tp = median_of(data, "saturation", v, b, "throughput")
             offered = median_of(data, "saturation", v, b, "offered_rate")
@@ -387,25 +430,24 @@ def q_saturation(data: RunData) -> Question:
                 continue
             load = sweep_value(v)
             capacity = capacity or offered / load
-            if tp >= 0.95 * offered and rej < 1.0:
-                keeps = (load, offered)
-            elif knee is None:
-                knee = (load, tp, offered, rej)
+            points.append((load, tp, offered, rej, tp >= 0.95 * offered and rej < 1.0))
+        # It keeps up to a load only if it kept up at that load and at every lower one.
+        n_kept = next((i for i, p in enumerate(points) if not p[4]), len(points))
+        upto = f"{points[n_kept - 1][0]:g}× capacity ({fmt(points[n_kept - 1][2])} jobs/s)" if n_kept else ""
+        s = f"{b}: " + said(
+            n_kept > 0,
+            f"kept up with the offered load at every load up to {upto}",
+            "did not keep up even at the lowest offered load",
+        )
+        if n_kept < len(points):
+            load, tp, offered, rej, _ = points[n_kept]
+            s += f"; at {load:g}× it served {fmt(tp)} of {fmt(offered)} jobs/s offered ({100 * tp / offered:.0f}%), rejecting {rej:.0f}%"
+            later = [f"{p[0]:g}×" for p in points[n_kept + 1 :] if p[4]]
+            s += said(bool(later), f"; it kept up again at {', '.join(later)}", "")
         tps = [median_of(data, "saturation", v, b, "throughput") for v in variants]
         peak = max(t for t in tps if finite(t))
         p99s = [(sweep_value(v), median_of(data, "saturation", v, b, "lat_p99_ms")) for v in variants]
         p99s = [p for p in p99s if finite(p[1])]
-        s = f"{b}: "
-        s += (
-            f"kept up with the offered load up to {keeps[0]:g}× capacity ({fmt(keeps[1])} jobs/s)"
-            if keeps
-            else "did not keep up even at the lowest offered load"
-        )
-        if knee:
-            s += (
-                f"; at {knee[0]:g}× it served {fmt(knee[1])} of {fmt(knee[2])} jobs/s offered "
-                f"({100 * knee[1] / knee[2]:.0f}%), rejecting {knee[3]:.0f}%"
-            )
         if capacity:
             s += f"; its peak, {fmt(peak)} jobs/s, is {100 * peak / capacity:.0f}% of the nominal capacity"
         if len(p99s) >= 2:
@@ -481,25 +523,27 @@ def q_queue(data: RunData) -> Question:
     backends = [b for b in data.backends() if any(values(data, "queue_sweep", v, b, "throughput") for v in variants)]
     parts = []
     for b in backends:
-        pts = [
-            (
-                sweep_value(v),
-                _rejected_pct(data, "queue_sweep", v, b),
-                median_of(data, "queue_sweep", v, b, "lat_p99_ms"),
-            )
-            for v in variants
-            if values(data, "queue_sweep", v, b, "throughput")
-        ]
-        if not pts:
+        mine = [v for v in variants if values(data, "queue_sweep", v, b, "throughput")]
+        if not mine:
             continue
-        (q0, r0, l0), (q1, r1, l1) = pts[0], pts[-1]
-        if len(pts) == 1:
+        (v0, v1), (q0, q1) = (mine[0], mine[-1]), (sweep_value(mine[0]), sweep_value(mine[-1]))
+        r0, r1 = (_rejected_pct(data, "queue_sweep", v, b) for v in (v0, v1))
+        l0, l1 = (median_of(data, "queue_sweep", v, b, "lat_p99_ms") for v in (v0, v1))
+        if len(mine) == 1:
             parts.append(f"{b}: queue_size={q0:g} rejected {fmt(r0)}% with p99 {fmt(l0)} ms")
-        else:
-            parts.append(
-                f"{b}: rejected {fmt(r0)}% at queue_size={q0:g} and {fmt(r1)}% at {q1:g}, "
-                f"while p99 latency went from {fmt(l0)} to {fmt(l1)} ms"
-            )
+            continue
+        rejected = contrast(*(_repeats(data, "queue_sweep", v, b, _rejected_share) for v in (v1, v0)))
+        p99 = contrast(*(values(data, "queue_sweep", v, b, "lat_p99_ms") for v in (v1, v0)))
+        still = "did not change significantly"
+        rej_text = (
+            versus(rejected, more="rose", less="fell", same=still, detail=f"{fmt(r0)}% → {fmt(r1)}%")
+            if rejected
+            else "—"
+        )
+        p99_text = versus(p99, more="rose", less="fell", same=still, detail=f"{fmt(l0)} → {fmt(l1)} ms") if p99 else "—"
+        parts.append(
+            f"{b}: from queue_size={q0:g} to {q1:g} the share of jobs rejected {rej_text}, and p99 latency {p99_text}"
+        )
     q.answer = f"At {params.get('load')}× capacity with overflow={params.get('overflow')!s}: " + "; ".join(parts) + "."
     if failed:
         q.answer += " No result for " + "; ".join(failed) + "."
@@ -524,7 +568,7 @@ def q_queue(data: RunData) -> Question:
         title="p99 latency",
     )
     q.plot = plots.to_uri(fig)
-    q.caption = "Scenario 'queue_sweep' (Poisson arrivals). A bigger buffer trades rejections for waiting."
+    q.caption = f"Scenario 'queue_sweep' ({arrival_phrase(params)}): rejections and p99 latency by queue size."
     return q
 
 
@@ -545,10 +589,18 @@ def q_overload(data: RunData) -> Question:
         rej = ", ".join(f"{b} {fmt(_rejected_pct(data, 'overload', v, b))}%" for b in bs)
         p99 = ", ".join(f"{b} {fmt(median_of(data, 'overload', v, b, 'lat_p99_ms'))}" for b in bs)
         sentences.append(f"{policy}: rejected {rej}; p99 latency {p99} ms")
+    block, reject = "overflow=block", "overflow=reject"
+    if block in variants and reject in variants:
+        for b in backends:
+            r = contrast(*(values(data, "overload", v, b, "lat_p99_ms") for v in (reject, block)), "", "block's")
+            if r is not None:
+                sentences.append(
+                    f"{b}: reject's p99 latency was {versus(r, more='higher than', less='lower than')}, "
+                    f"at the price of {fmt(_rejected_pct(data, 'overload', reject, b))}% of jobs rejected"
+                )
     q.answer = (
-        f"Offered {params.get('load')}× capacity with queue_size {params.get('queue_size')}. "
-        + ". ".join(sentences)
-        + "."
+        f"Offered {params.get('load')}× capacity with queue_size {params.get('queue_size')} "
+        f"({arrival_phrase(params)}). " + ". ".join(sentences) + "."
     )
     labels = [str(sweep_value(v)) for v in variants]
     fig, (a1, a2, a3) = plots.figure(3, width=10.5, height=2.8)
@@ -575,7 +627,11 @@ def q_overload(data: RunData) -> Question:
     }
     plots.bars(a3, labels, tp, ylabel="jobs/s (median, 95% CI)", title="throughput")
     q.plot = plots.to_uri(fig)
-    q.caption = "Scenario 'overload': block waits for room; reject refuses at once; block-wait waits at most 10 ms."
+    waits = {str(sweep_value(v)): w for v in variants if (w := data.params("overload", v).get("wait")) is not None}
+    q.caption = "Scenario 'overload': block waits for room; reject refuses at once" + "".join(
+        f"; {policy} waits at most {w * 1000:g} ms" for policy, w in waits.items()
+    )
+    q.caption += "."
     return q
 
 
@@ -607,14 +663,25 @@ def q_priority(data: RunData) -> Question:
         classes = list(dict.fromkeys(classes + list(w)))
         if len(w) >= 2:
             lo, hi = next(iter(w)), list(w)[-1]
-            a, z = w[hi]["p99"], w[lo]["p99"]
-            if finite(a) and finite(z) and a > 0:
-                parts.append(f"{b}: p99 {fmt(a)} ms against {fmt(z)} ms ({z / a:.1f}× shorter)")
-    top, bottom = classes[-1], classes[0]
-    q.answer = (
-        f"At {params.get('load')}× capacity, jobs of priority {top} ({100 * shares.get(top, 0) / total:.0f}% "
-        f"of jobs) waited in the queue less than those of priority {bottom}: " + "; ".join(parts) + "."
-    )
+
+            def p99_of(prio: str):
+                return lambda row: row.extra["queue_wait_ms_by_priority"][prio]["p99"]
+
+            r = contrast(
+                _repeats(data, "priority", "", b, p99_of(hi)),
+                _repeats(data, "priority", "", b, p99_of(lo)),
+                "",
+                f"that of priority {lo}",
+                higher_is_better=False,
+            )
+            if r is not None:
+                share = f"{100 * shares.get(hi, 0) / total:.0f}% of jobs"
+                against = f"p99 {fmt(w[hi]['p99'])} ms against {fmt(w[lo]['p99'])} ms"
+                parts.append(
+                    f"{b}: the queue wait of priority {hi} ({share}) was "
+                    + versus(r, more="longer than", less="shorter than", detail=against)
+                )
+    q.answer = f"At {params.get('load')}× capacity ({arrival_phrase(params)}): " + "; ".join(parts) + "."
     fig, (ax,) = plots.figure(1, height=2.8)
     groups = [f"prio {p} {k}" for p in classes for k in ("p50", "p99")]
     plots.bars(
@@ -642,9 +709,28 @@ def cancel_figures(data: RunData, backend: str) -> dict[str, Any]:
     for key in ("cancel_ms", "timeout_overshoot_ms"):
         for k in ("p50", "p99"):
             out[f"{key}.{k}"] = _med([(e.get(key) or {}).get(k) for e in extras])
-    stops = [e.get("stops_running_jobs") for e in extras if "stops_running_jobs" in e]
-    out["stops"] = stops[0] if stops else None
+    # Whether the function itself ran on is measured by probe jobs (runs without them
+    # record nothing about it, and the answer says nothing).
+    probed = [e for e in extras if "kept_running" in e]
+    out["kept_running"] = sum(e["kept_running"] for e in probed) if probed else None
+    out["probes"] = sum(e.get("probes", 0) for e in probed)
+    out["stop"] = probed[-1].get("stop") if probed else None
     return out
+
+
+def _kept_running(f: dict[str, Any]) -> str:
+    if f["kept_running"] is None:
+        return ""
+    how = said(
+        f["stop"] == "cooperative",
+        "a job that watches its context, stopped by its cancellation",
+        "a job that ignores its context, stopped from outside (killed, or its task cancelled)",
+    )
+    return " — " + said(
+        f["kept_running"] == 0,
+        f"the function itself stopped in all {f['probes']} probes ({how})",
+        f"the function itself kept running past its stop in {f['kept_running']} of {f['probes']} probes ({how})",
+    )
 
 
 def q_cancel(data: RunData) -> Question:
@@ -654,9 +740,7 @@ def q_cancel(data: RunData) -> Question:
         return _not_run(q, data)
     figs = {b: cancel_figures(data, b) for b in backends}
     cancel = "; ".join(
-        f"{b} p50 {ms(f['cancel_ms.p50'])}, p99 {ms(f['cancel_ms.p99'])}"
-        + ("" if f["stops"] is not False else " (but the function itself keeps running: a thread cannot be killed)")
-        for b, f in figs.items()
+        f"{b} p50 {ms(f['cancel_ms.p50'])}, p99 {ms(f['cancel_ms.p99'])}{_kept_running(f)}" for b, f in figs.items()
     )
     over = "; ".join(
         f"{b} p50 {ms(f['timeout_overshoot_ms.p50'])}, p99 {ms(f['timeout_overshoot_ms.p99'])}" for b, f in figs.items()
@@ -664,10 +748,24 @@ def q_cancel(data: RunData) -> Question:
     fastest = min(
         (b for b in backends if finite(figs[b]["cancel_ms.p50"])), key=lambda b: figs[b]["cancel_ms.p50"], default=None
     )
+    versus_others = []
+    if fastest:
+
+        def p50s(b: str) -> dict[int, float]:
+            return _repeats(data, "cancel_latency", "", b, lambda row: row.extra["cancel_ms"]["p50"])
+
+        for b in backends:
+            r = contrast(p50s(fastest), p50s(b), "", b, higher_is_better=False) if b != fastest else None
+            if r is not None:
+                versus_others.append(versus(r, more="slower than", less="faster than"))
     q.answer = (
         f"From cancel() of a running job to the caller seeing it end: {cancel}. "
         f"A running job's timeout overshot its deadline by: {over}."
-        + (f" Fastest cancel: {fastest}." if fastest else "")
+        + (
+            f" Median cancel latency (p50 per repeat) of {fastest}, the lowest: {'; '.join(versus_others)}."
+            if versus_others
+            else ""
+        )
     )
     groups = ["cancel p50", "cancel p99", "timeout overshoot p50", "timeout overshoot p99"]
     keys = ["cancel_ms.p50", "cancel_ms.p99", "timeout_overshoot_ms.p50", "timeout_overshoot_ms.p99"]
@@ -681,7 +779,10 @@ def q_cancel(data: RunData) -> Question:
         title="cancel latency and timeout overshoot",
     )
     q.plot = plots.to_uri(fig)
-    q.caption = "Scenario 'cancel_latency': alternately, a running job is cancelled, and a job runs into its timeout."
+    q.caption = (
+        "Scenario 'cancel_latency': alternately, a running job is cancelled, and a job runs into its timeout. "
+        "The jobs are probes: each tells whether its function ended when it should."
+    )
     return q
 
 
@@ -748,7 +849,7 @@ def q_timeouts(data: RunData) -> Question:
     )
     q.answer = (
         f"Against a {fmt((timeout or 0) * 1000)} ms timeout, jobs timed out: {q.answer}"
-        + (f" (expected {expected:.1f}%: the share of jobs longer than the timeout)" if expected is not None else "")
+        + (f" (expected {expected:.1f}%: the share of jobs that run past the timeout)" if expected is not None else "")
         + f". p99 latency of the jobs that succeeded: {p99}."
     )
     q.caption = "Scenario 'timeouts'."
@@ -827,27 +928,28 @@ def q_primitives(data: RunData) -> Question:
     lock, rw, q_, sq, cnt, rlock = (
         find(w) for w in ("Lock", "RWLock", "queue.Queue", "SimpleQueue", "itertools", "RLock")
     )
+
+    def ops(name: str) -> dict[int, float]:
+        return _repeats(data, "primitives", "", b, lambda row: row.extra["ops_per_s"][name])
+
+    def against(name: str, other: str, label: str) -> str:
+        r = contrast(ops(name), ops(other), "", label)
+        return versus(r, more="faster than", less="slower than") if r else "—"
+
     if lock:
         facts.append(
             f"a Lock (Mutex) did {fmt(ests[lock].median / 1e6)} M acquire+release per second in all "
             f"({1e9 / ests[lock].median:.0f} ns each)"
         )
     if lock and rw:
-        facts.append(
-            f"a readers-writer lock with 90% reads is {ests[lock].median / ests[rw].median:.1f}× slower "
-            f"than a plain Lock (under the GIL, readers gain no parallelism)"
-        )
+        facts.append(f"a readers-writer lock with 90% reads was {against(rw, lock, 'a plain Lock')}")
     if lock and rlock:
-        facts.append(f"RLock runs at {ests[rlock].median / ests[lock].median:.2f}× Lock")
+        facts.append(f"RLock was {against(rlock, lock, 'Lock')}")
     if q_ and sq:
-        facts.append(
-            f"SimpleQueue put+get is {ests[sq].median / ests[q_].median:.1f}× faster than queue.Queue "
-            f"(the closest thing to a channel)"
-        )
+        facts.append(f"SimpleQueue put+get was {against(sq, q_, 'queue.Queue (the closest thing to a channel)')}")
     if cnt and lock:
         facts.append(
-            f"an itertools.count increment (atomic under the GIL) is {ests[cnt].median / ests[lock].median:.1f}× "
-            f"a locked increment"
+            f"an itertools.count increment (atomic under the GIL) was {against(cnt, lock, 'a locked increment')}"
         )
     wg = find("Thread start")
     if wg:
@@ -881,16 +983,37 @@ def q_leaks(data: RunData) -> Question:
     if not backends:
         return _not_run(q, data)
     caught: dict[str, dict[str, float | None]] = {}
+    left_running: dict[str, float | None] = {}
     situations: list[str] = []
     for b in backends:
         per: dict[str, list] = {}
-        for extra in _per_repeat_extra(data, "leaks", "", b):
+        extras = _per_repeat_extra(data, "leaks", "", b)
+        for extra in extras:
             for k, v in (extra.get("caught") or {}).items():
                 per.setdefault(k, []).append(v)
         caught[b] = {k: _med(v) for k, v in per.items()}
+        # what the pool itself said it left running: the truth the checker is held to
+        left_running[b] = _med([e.get("abandoned_threads_reported") for e in extras])
         situations = list(dict.fromkeys(situations + list(per)))
-    parts = [f"{s}: " + ", ".join(f"{b} {fmt(caught[b].get(s), 'int')}" for b in backends) for s in situations]
-    q.answer = "Leftovers the leak checker reported — " + "; ".join(parts) + "."
+
+    def found(situation: str, b: str) -> str:
+        n = caught[b].get(situation)
+        if not finite(n):
+            return f"not measured on {b}"
+        reported = f"{fmt(n, 'int')} reported"
+        if situation == "after cleanup":  # everything was stopped: nothing may be left
+            return said(n == 0, f"nothing left on {b}", f"{reported} on {b} after cleanup")
+        if situation == "job ignoring its timeout" and left_running[b] == 0:
+            # the pool stopped the job (killed, cancelled): there was nothing to catch
+            return said(
+                n == 0,
+                f"nothing to catch on {b}, where the pool stopped the job (none reported)",
+                f"{reported} on {b}, though the pool stopped the job",
+            )
+        return said(n > 0, f"caught on {b} ({reported})", f"missed on {b} (none reported)")
+
+    parts = [f"{s}: " + ", ".join(found(s, b) for b in backends) for s in situations]
+    q.answer = "What the leak checker reported — " + "; ".join(parts) + "."
     fig, (ax,) = plots.figure(1, height=2.6)
     plots.bars(
         ax,
@@ -916,9 +1039,13 @@ def q_racy(data: RunData) -> Question:
     tests = extra.get("caught_by") or []
     summary = str(extra.get("summary") or "")
     counts = {k: int(n) for n, k in re.findall(r"(\d+) (failed|passed|skipped|error)", summary)}
-    q.answer = (
-        f"The conformance kit failed the deliberately racy pool (priorities ignored, successes double-counted) "
-        f"in {len(tests)} tests" + (f" (pytest: {summary})" if summary else "") + ": " + ", ".join(tests) + "."
+    pytest_says = f" (pytest: {summary})" if summary else ""
+    q.answer = said(
+        bool(tests),
+        f"The conformance kit caught the deliberately buggy backend (abandoned work counted twice, "
+        f"a lost stop): it failed {len(tests)} test{'s' * (len(tests) != 1)}{pytest_says}: {', '.join(tests)}.",
+        f"The conformance kit caught nothing in the deliberately buggy backend (abandoned work counted "
+        f"twice, a lost stop): no test failed{pytest_says}.",
     )
     if counts:
         fig, (ax,) = plots.figure(1, height=2.2, left=1.0)
@@ -1030,7 +1157,7 @@ def queue_and_busy(data: RunData) -> tuple[str, str | None]:
     )
     busiest = max(rows, key=lambda r: r[3] / r[4] if r[4] else 0)
     text = (
-        "Queue depth and busy workers over time are not recorded (the measurement keeps per-repeat "
+        "Queue depth and busy workers over time are not recorded (the measurement stores per-repeat "
         "aggregates, not a time series). Shown instead: their time averages over each run, derived by Little's "
         "law from the stored means — mean queue depth = jobs/s × mean queue wait, mean busy workers = jobs/s × "
         "mean (dispatch + run). "

@@ -6,10 +6,10 @@ Every measurement runs in a fresh interpreter (``python -m scenarios.contenders 
 CASE IMPL``), repeats are interleaved across implementations (rotated each repeat, so
 that drift hits all alike), and each poolbench figure is printed as a ratio to its
 contender with the per-repeat range and a Mann-Whitney verdict (scenarios.stats), and
-checked against the performance issue's target. Absolute figures drift on a shared
+checked against its target. Absolute figures drift on a shared
 machine; ratios from one run do not.
 
-Our side runs as the issue's targets are meant: with priorities, stats and timeouts
+Our side runs as the targets are meant: with priorities, stats and timeouts
 armed — every job is submitted with ``priority=`` (alternating 0 and 1; ``map`` takes
 one priority for all) and ``timeout=60`` (never reached), and the pool keeps its stats
 as always. The contenders run as their users would write them.
@@ -20,22 +20,24 @@ Cases (jobs N = ``--jobs``):
 - sleep1:  1 ms sleeps, 8 workers (jobs/s, and the ideal 8 / measured sleep)
 - latency: one job alone, submit to result (µs, lower is better)
 - cpu1ms:  ~1 ms of pure-Python CPU per job, 2 workers: the process backend beside
-           ProcessPoolExecutor and mpire's default ``WorkerPool.map``, and the 2-core
+           ProcessPoolExecutor and mpire's ``WorkerPool.map``, and the 2-core
            ideal 2 / (one job's measured CPU time) (jobs/s)
 - map:     ``map`` of a no-op over N/4 items, 2 workers: the process backend's
-           ``pool.map`` beside mpire's default map and ``ProcessPoolExecutor.map`` (jobs/s)
+           ``pool.map`` beside mpire's map and ``ProcessPoolExecutor.map`` (jobs/s)
 - memory:  extra RSS of ``--waiting`` (100k) jobs waiting behind 1 busy worker, scaled to
-           MB per 100k (lower is better; the issue's target is < 100 MB), and the
+           MB per 100k (lower is better; the target is < 100 MB), and the
            allocation per job from tracemalloc with its top source lines
 - scaling: µs per no-op job as jobs grow (thread, 2 workers: N/2, 5N, 50N — 10k to 1M;
            queue_size up to 100k) and as workers grow (thread 1-64 on N jobs, process
            1-16 on N/4); "flat" means the last point is within 1.5x of the first
 
-Each pool is started and warmed up before the clock starts: a figure times the jobs,
-not pool start-up. mpire's default ``WorkerPool`` (``keep_alive=False``) starts its
-workers (by fork) at every ``map`` call: that is part of its default map and is timed.
-Without mpire installed (``pip install mpire``, or the ``bench`` extra) its contenders
-are skipped, and the run says so.
+Every side is prepared alike, ours and the contenders': started, warmed and alive
+before the clock starts, so that a figure times the jobs, not start-up (the run
+prints how each side was prepared). mpire's ``WorkerPool`` is made with
+``keep_alive=True`` and warmed by a first ``map``: with its default
+``keep_alive=False`` it forks its workers again inside every ``map``, and a warm-up
+would warm nothing that is timed. Without mpire installed (``pip install mpire``, or
+the ``bench`` extra) its contenders are skipped, and the run says so.
 """
 
 from __future__ import annotations
@@ -62,56 +64,6 @@ UNITS = {
     "memory": "MB/100k",
     "scaling": "µs/job",
 }
-
-
-# ------------------------------------------------------------------ the command
-
-
-def add_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "contenders",
-        help="each backend beside what users would pick instead (stdlib, mpire), one run: ratios and targets",
-        description=__doc__.splitlines()[0].split(": ", 1)[1],
-    )
-    _add_options(p)
-    p.set_defaults(func=contenders_command)
-
-
-def _add_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--repeats",
-        type=int,
-        default=5,
-        help="interleaved repeats of every measurement (default 5: the fewest that can show a difference at 5%%)",
-    )
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=20000,
-        metavar="N",
-        help="jobs per throughput measurement (default 20000; processes run N/4)",
-    )
-    p.add_argument(
-        "--cases",
-        nargs="+",
-        metavar="C",
-        choices=CASE_NAMES,
-        help=f"cases to run (default: all): {', '.join(CASE_NAMES)}",
-    )
-    p.add_argument(
-        "--waiting", type=int, default=100_000, metavar="N", help="memory case: jobs left waiting (default 100000)"
-    )
-    p.add_argument("--json", metavar="PATH", help="also save every value, ratio and verdict as JSON")
-
-
-def contenders_command(args: argparse.Namespace) -> int:
-    return run(
-        repeats=args.repeats,
-        jobs=args.jobs,
-        cases=tuple(args.cases or CASE_NAMES),
-        waiting=args.waiting,
-        json_path=args.json,
-    )
 
 
 # ------------------------------------------------------------------ job functions
@@ -271,6 +223,7 @@ def _gather_semaphore(fn, n: int, workers: int) -> float:
             async with sem:
                 return await fn()
 
+        await one()  # warm, as our pool is warmed by its first job
         t = time.perf_counter()
         await asyncio.gather(*(one() for _ in range(n)))
         return n / (time.perf_counter() - t)
@@ -293,9 +246,12 @@ def _taskgroup_consumers(fn, n: int, workers: int) -> float:
                 out.set_result(await f())
                 q.task_done()
 
-        t = time.perf_counter()
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(consumer()) for _ in range(workers)]
+            warm = loop.create_future()  # started and warmed before the clock, as our pool is
+            await q.put((fn, warm))
+            await warm
+            t = time.perf_counter()
             results = []
             for _ in range(n):
                 out = loop.create_future()
@@ -303,9 +259,10 @@ def _taskgroup_consumers(fn, n: int, workers: int) -> float:
                 await q.put((fn, out))
             await q.join()
             await asyncio.gather(*results)
+            rate = n / (time.perf_counter() - t)
             for task in tasks:
                 task.cancel()
-        return n / (time.perf_counter() - t)
+        return rate
 
     return asyncio.run(main())
 
@@ -371,8 +328,10 @@ def _have_mpire() -> bool:
 def _mpire_map(fn, items: list, workers: int) -> float:
     from mpire import WorkerPool
 
-    with WorkerPool(n_jobs=workers) as pool:
-        pool.map(fn, items[:workers])  # warm-up (its default keep_alive=False re-forks per map)
+    # keep_alive: the workers of the warm-up map serve the timed one (by default
+    # mpire forks them again in every map, and the warm-up would warm nothing)
+    with WorkerPool(n_jobs=workers, keep_alive=True) as pool:
+        pool.map(fn, items[:workers], chunk_size=1)  # every worker started, fn run
         t = time.perf_counter()
         out = pool.map(fn, items)
         rate = len(items) / (time.perf_counter() - t)
@@ -599,53 +558,78 @@ def scaling_series(jobs: int) -> list[tuple[str, list[tuple[str, str, int, int, 
 # ------------------------------------------------------------------ the table
 
 
+# How each implementation is prepared before its clock starts: printed with the
+# results, so that a reader can check that both sides of a ratio started alike.
+WARMED = (
+    "started; one job, then one job on every worker at once (each up, the function's module "
+    "imported); alive before the clock"
+)
+MAP_WARMED = "started; a first map of one item per worker, then one job on every worker at once; alive before the clock"
+PREPARED = {
+    "pool": WARMED,
+    "own loop": "started on the measuring loop, one job run before the clock; its consumer tasks are made as jobs come",
+    "gather": "the Semaphore made and one job run through it before the clock; a task per job, made inside the timing",
+    "taskgroup": "its consumer tasks started and one job run through their queue before the clock",
+    "mpire": (
+        "WorkerPool(keep_alive=True): started by a first map, one item per worker (each ran the function); "
+        "alive before the clock"
+    ),
+    "map": MAP_WARMED,
+    "latency": "started by one untimed round trip; then timed round trips, one job at a time",
+    "ideal": "no pool: computed from the job alone, measured in this process",
+    "memory": "started, its one worker held by a job before the baseline RSS is read",
+    "scaling": "started; every worker ran a 50 ms job before the clock",
+}
+
+
 def implementations(jobs: int, waiting: int = 100_000, cpu_iters: int = 1) -> dict[str, dict[str, tuple]]:
-    """case -> impl -> (callable, higher_is_better); a callable returns a value or
-    (value, extra dict). Built lazily: nothing runs until called."""
+    """case -> impl -> (callable, higher_is_better, how it is prepared); a callable
+    returns a value or (value, extra dict). Built lazily: nothing runs until called."""
     n, nsleep, nproc = jobs, max(200, jobs // 20), max(1, jobs // 4)
     ncpu, rounds = max(100, jobs // 20), max(200, jobs // 10)
     mpire = _have_mpire()
+    warmed, latency, ideal = PREPARED["pool"], PREPARED["latency"], PREPARED["ideal"]
     table: dict[str, dict[str, tuple]] = {
         "noop": {
-            "thread": (lambda: _pb("thread", noop, n, 2), True),
-            "ThreadPoolExecutor": (lambda: _tpe(noop, n, 2), True),
-            "process": (lambda: _pb("process", noop, nproc, 2), True),
-            "ProcessPoolExecutor": (lambda: _ppe(noop, nproc, 2), True),
-            "mp.Pool.apply_async": (lambda: _mp_apply_async(noop, nproc, 2), True),
-            "asyncio (own loop)": (lambda: _pb_async_own_loop(anoop, n, 2), True),
-            "gather+Semaphore": (lambda: _gather_semaphore(anoop, n, 2), True),
-            "TaskGroup consumers": (lambda: _taskgroup_consumers(anoop, n, 2), True),
+            "thread": (lambda: _pb("thread", noop, n, 2), True, warmed),
+            "ThreadPoolExecutor": (lambda: _tpe(noop, n, 2), True, warmed),
+            "process": (lambda: _pb("process", noop, nproc, 2), True, warmed),
+            "ProcessPoolExecutor": (lambda: _ppe(noop, nproc, 2), True, warmed),
+            "mp.Pool.apply_async": (lambda: _mp_apply_async(noop, nproc, 2), True, warmed),
+            "asyncio (own loop)": (lambda: _pb_async_own_loop(anoop, n, 2), True, PREPARED["own loop"]),
+            "gather+Semaphore": (lambda: _gather_semaphore(anoop, n, 2), True, PREPARED["gather"]),
+            "TaskGroup consumers": (lambda: _taskgroup_consumers(anoop, n, 2), True, PREPARED["taskgroup"]),
         },
         "sleep1": {
-            "thread": (lambda: _pb("thread", sleep1, nsleep, 8), True),
-            "ThreadPoolExecutor": (lambda: _tpe(sleep1, nsleep, 8), True),
-            "process": (lambda: _pb("process", sleep1, nsleep, 8), True),
-            "ProcessPoolExecutor": (lambda: _ppe(sleep1, nsleep, 8), True),
-            "ideal (8 / measured sleep)": (lambda: 8 / _measured_sleep(), True),
+            "thread": (lambda: _pb("thread", sleep1, nsleep, 8), True, warmed),
+            "ThreadPoolExecutor": (lambda: _tpe(sleep1, nsleep, 8), True, warmed),
+            "process": (lambda: _pb("process", sleep1, nsleep, 8), True, warmed),
+            "ProcessPoolExecutor": (lambda: _ppe(sleep1, nsleep, 8), True, warmed),
+            "ideal (8 / measured sleep)": (lambda: 8 / _measured_sleep(), True, ideal),
         },
         "latency": {
-            "thread": (lambda: _lat_pb("thread", rounds), False),
-            "ThreadPoolExecutor": (lambda: _lat_tpe(rounds), False),
-            "process": (lambda: _lat_pb("process", rounds), False),
-            "mp.Pool.apply_async": (lambda: _lat_mp(rounds), False),
+            "thread": (lambda: _lat_pb("thread", rounds), False, latency),
+            "ThreadPoolExecutor": (lambda: _lat_tpe(rounds), False, latency),
+            "process": (lambda: _lat_pb("process", rounds), False, latency),
+            "mp.Pool.apply_async": (lambda: _lat_mp(rounds), False, latency),
         },
         "cpu1ms": {
-            "process": (lambda: _pb("process", spin, ncpu, 2, (cpu_iters,)), True),
-            "ProcessPoolExecutor": (lambda: _ppe(spin, ncpu, 2, (cpu_iters,)), True),
-            "mpire map": (lambda: _mpire_map(spin, [cpu_iters] * ncpu, 2), True),
-            "ideal (2 / measured job)": (lambda: _ideal_cpu(cpu_iters, 2), True),
+            "process": (lambda: _pb("process", spin, ncpu, 2, (cpu_iters,)), True, warmed),
+            "ProcessPoolExecutor": (lambda: _ppe(spin, ncpu, 2, (cpu_iters,)), True, warmed),
+            "mpire map": (lambda: _mpire_map(spin, [cpu_iters] * ncpu, 2), True, PREPARED["mpire"]),
+            "ideal (2 / measured job)": (lambda: _ideal_cpu(cpu_iters, 2), True, ideal),
         },
         "map": {
-            "process map": (lambda: _pb_map(noop1, list(range(nproc)), 2), True),
-            "mpire map": (lambda: _mpire_map(noop1, list(range(nproc)), 2), True),
-            "ProcessPoolExecutor.map": (lambda: _ppe_map(noop1, list(range(nproc)), 2), True),
+            "process map": (lambda: _pb_map(noop1, list(range(nproc)), 2), True, PREPARED["map"]),
+            "mpire map": (lambda: _mpire_map(noop1, list(range(nproc)), 2), True, PREPARED["mpire"]),
+            "ProcessPoolExecutor.map": (lambda: _ppe_map(noop1, list(range(nproc)), 2), True, PREPARED["map"]),
         },
         "memory": {
-            impl: ((lambda impl=impl: _memory(impl, waiting)), False)
+            impl: ((lambda impl=impl: _memory(impl, waiting)), False, PREPARED["memory"])
             for impl in ("thread", "ThreadPoolExecutor", "process", "ProcessPoolExecutor", "asyncio")
         },
         "scaling": {
-            impl: (functools.partial(_per_job_us, impl.split()[0], n, w, q), False)
+            impl: (functools.partial(_per_job_us, impl.split()[0], n, w, q), False, PREPARED["scaling"])
             for _, points in scaling_series(jobs)
             for _, impl, n, w, q in points
         },
@@ -656,7 +640,7 @@ def implementations(jobs: int, waiting: int = 100_000, cpu_iters: int = 1) -> di
     return table
 
 
-PAIRS = [  # (case, ours, theirs, the issue's target ratio or None); ratios are "higher is better"
+PAIRS = [  # (case, ours, theirs, the target ratio or None); ratios are "higher is better"
     ("noop", "thread", "ThreadPoolExecutor", 2.0),
     ("noop", "process", "ProcessPoolExecutor", 3.0),
     ("noop", "process", "mp.Pool.apply_async", None),
@@ -777,6 +761,10 @@ def run(
         ms = [e.get("job_ms") for e in extras.get(("cpu1ms", "ideal (2 / measured job)"), [])]
         if ms:
             print(f"  cpu1ms job: {cpu_iters:,} iterations, {median_ci(ms).median:.3f} ms of CPU measured alone")
+    print("\nhow each side was prepared before its clock started")
+    for case in cases:
+        for impl, (_, _, prepared) in table[case].items():
+            print(f"  {case:<8} {impl:<28} {prepared}")
 
     ratios = []
     printed_header = False
@@ -836,6 +824,7 @@ def run(
             "cpu_iters": cpu_iters,
             "cases": list(cases),
             "notes": notes,
+            "prepared": {case: {impl: entry[2] for impl, entry in table[case].items()} for case in cases},
             "values": {
                 case: {impl: values[(case, impl)] for impl in table[case] if (case, impl) in values} for case in cases
             },
@@ -922,21 +911,24 @@ def _print_scaling(cases, jobs, values, extras) -> list[dict]:
     return rows
 
 
-# ------------------------------------------------------------------ python -m scenarios.contenders
+# ------------------------------------------------------------------ python -m scenarios.contenders --one
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scenarios.contenders", description=__doc__.splitlines()[0])
-    _add_options(parser)
-    parser.add_argument("--one", nargs=2, metavar=("CASE", "IMPL"), help=argparse.SUPPRESS)
-    parser.add_argument("--cpu-iters", type=int, default=None, help=argparse.SUPPRESS)
+    """One measurement, in the fresh interpreter that :func:`run` starts for it."""
+    parser = argparse.ArgumentParser(
+        prog="python -m scenarios.contenders",
+        description="One measurement of 'poolbench contenders', which runs the whole comparison.",
+    )
+    parser.add_argument("--one", nargs=2, metavar=("CASE", "IMPL"), required=True, help="the case and implementation")
+    parser.add_argument("--jobs", type=int, default=20000, metavar="N")
+    parser.add_argument("--waiting", type=int, default=100_000, metavar="N")
+    parser.add_argument("--cpu-iters", type=int, default=None)
     args = parser.parse_args(argv)
-    if args.one:
-        case, impl = args.one
-        iters = args.cpu_iters or calibrate_spin()
-        print(json.dumps(measure_one(case, impl, args.jobs, args.waiting, iters)))
-        return 0
-    return contenders_command(args)
+    case, impl = args.one
+    iters = args.cpu_iters or calibrate_spin()
+    print(json.dumps(measure_one(case, impl, args.jobs, args.waiting, iters)))
+    return 0
 
 
 if __name__ == "__main__":

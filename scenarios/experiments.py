@@ -29,8 +29,8 @@ import pools
 from pools.testing import find_leaks, snapshot
 from pools.testing import jobs as tjobs
 
-from .measure import percentile
 from .spec import Case
+from .stats import percentile
 
 
 def _result(case: Case, **fields: Any) -> dict[str, Any]:
@@ -70,35 +70,45 @@ def _result(case: Case, **fields: Any) -> dict[str, Any]:
 def cancel_latency(case: Case, backend: str, seed: int) -> dict[str, Any]:
     """Alternate: a running job is cancelled, then a job runs into its timeout.
     Cancel latency: cancel() called → done-callback ran. Timeout overshoot: the
-    deadline → done-callback ran."""
+    deadline → done-callback ran. Every job is a probe (``until_stopped`` with a
+    marker) that tells whether its function was really stopped: on a cooperative
+    backend it watches its context, on one that kills or cancels it does not; one
+    still running ``STOP_GRACE`` seconds after it should have stopped leaves its
+    marker, counted once the pool is shut down (every thread joined, every worker
+    process and task ended)."""
     sc = case.scenario
     cancels, overshoots = [], []
     t0 = time.monotonic()
-    with pools.create_pool(backend, workers=sc.workers) as pool:
-        stop = tjobs.job_for(pool, tjobs.until_stopped)
-        with tjobs.Latch() as latch:
-            for i in range(sc.jobs):
-                ended = threading.Event()
-                seen: list[float] = []
-                if i % 2 == 0:
-                    job = pool.submit(stop, latch)
-                    latch.wait(latch.count + 1, 30)
-                    job.add_done_callback(
-                        lambda _, seen=seen, ended=ended: (seen.append(time.monotonic()), ended.set())
-                    )
-                    t_cancel = time.monotonic()
-                    job.cancel()
-                    if ended.wait(30) and seen:
-                        cancels.append(seen[0] - t_cancel)
-                else:
-                    job = pool.submit(stop, None, timeout=0.02)  # may be stopped before it starts
-                    job.add_done_callback(
-                        lambda _, seen=seen, ended=ended: (seen.append(time.monotonic()), ended.set())
-                    )
-                    # a job stopped before a worker took it has no start: no overshoot to measure
-                    if ended.wait(30) and seen and job.started_at:
-                        overshoots.append(seen[0] - (job.started_at + 0.02))
-        stats = pool.stats()
+    with tempfile.TemporaryDirectory(prefix="poolbench-cancel-") as markers:
+        with pools.create_pool(backend, workers=sc.workers) as pool:
+            stop = tjobs.job_for(pool, tjobs.until_stopped)
+            forced = pool.capabilities.stops_running_jobs
+            with tjobs.Latch() as latch:
+                for i in range(sc.jobs):
+                    ended = threading.Event()
+                    seen: list[float] = []
+                    marker = os.path.join(markers, str(i))
+                    if i % 2 == 0:
+                        job = pool.submit(stop, latch, marker, tjobs.STOP_GRACE, forced)
+                        latch.wait(latch.count + 1, 30)
+                        job.add_done_callback(
+                            lambda _, seen=seen, ended=ended: (seen.append(time.monotonic()), ended.set())
+                        )
+                        t_cancel = time.monotonic()
+                        job.cancel()
+                        if ended.wait(30) and seen:
+                            cancels.append(seen[0] - t_cancel)
+                    else:
+                        # may be stopped before it starts
+                        job = pool.submit(stop, None, marker, tjobs.STOP_GRACE, forced, timeout=0.02)
+                        job.add_done_callback(
+                            lambda _, seen=seen, ended=ended: (seen.append(time.monotonic()), ended.set())
+                        )
+                        # a job stopped before a worker took it has no start: no overshoot to measure
+                        if ended.wait(30) and seen and job.started_at:
+                            overshoots.append(seen[0] - (job.started_at + 0.02))
+            stats = pool.stats()
+        kept_running = len(os.listdir(markers))
     ms = lambda v: None if v is None else v * 1000  # noqa: E731
     return _result(
         case,
@@ -117,7 +127,9 @@ def cancel_latency(case: Case, backend: str, seed: int) -> dict[str, Any]:
                 "p99": ms(percentile(overshoots, 0.99)),
                 "n": len(overshoots),
             },
-            "stops_running_jobs": pool.capabilities.stops_running_jobs,
+            "kept_running": kept_running,
+            "probes": sc.jobs,
+            "stop": "forced" if forced else "cooperative",
         },
     )
 
@@ -296,26 +308,25 @@ def leaks(case: Case, backend: str, seed: int) -> dict[str, Any]:
 
 _RACY_CONFTEST = '''
 import pools
-from pools.thread import ThreadPool
+from pools.thread import ThreadBackend
 
 
-class RacyPool(ThreadPool):
-    """Two classic bugs: priorities ignored (FIFO), and a success counted twice."""
+class RacyBackend(ThreadBackend):
+    """Two classic backend bugs, written against pools.lowlevel as a user's backend
+    would be: work abandoned by a timeout counted twice, and a cancel that never
+    reaches the running job."""
 
-    backend = "racy"
+    name = "racy"
 
-    def _push_locked(self, job):
-        job.priority = 0  # a queue that forgets priorities
-        super()._push_locked(job)
+    def preempted_locked(self, job):
+        super().preempted_locked(job)
+        self.dispatcher.add_abandoned_locked(1)  # a double count: stats().abandoned never returns to 0
 
-    def _end_attempt_locked(self, job, attempt, outcome, value, preempted):
-        ended = super()._end_attempt_locked(job, attempt, outcome, value, preempted)
-        if ended is not None and ended[0] == "ok":
-            self._succeeded += 1  # a double count: breaks conservation
-        return ended
+    def stop_attempt(self, job, attempt):
+        pass  # a lost stop: the job's context is never cancelled, its function runs on
 
 
-pools.register_backend("racy", RacyPool)
+pools.register_backend("racy", RacyBackend)
 '''
 
 _RACY_TEST = """
@@ -324,6 +335,7 @@ from pools.testing.conformance import PoolConformance
 
 class TestRacy(PoolConformance):
     backends = ("racy",)
+    stop_grace = 0.5  # a probe left running reports itself after 0.5 s
 """
 
 

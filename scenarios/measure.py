@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import random
 import resource
 import sys
@@ -31,9 +30,10 @@ import time
 from typing import Any
 
 import pools
-from pools import jobtypes
 
+from . import jobtypes
 from .spec import Case
+from .stats import percentile
 
 WARMUP_JOBS = 20
 SAMPLE_EVERY = 0.005  # seconds between two samples of queue depth and busy workers
@@ -88,13 +88,6 @@ async def atimed(name: str, params: dict) -> tuple[float, float]:
     start = time.monotonic()
     await jobtypes.REGISTRY[name].coro(params)
     return (start, time.monotonic())
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    data = sorted(values)
-    return data[min(len(data) - 1, max(0, math.ceil(q * len(data)) - 1))]
 
 
 def mean(values: list[float]) -> float | None:

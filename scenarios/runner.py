@@ -30,7 +30,6 @@ import pools
 from . import store
 from .spec import QUICK_DEFAULT, SCENARIOS, cases
 
-DRIFT_LIMIT = 0.10  # control timings spread more than this: the machine's speed moved
 MEASURE_TIMEOUT = 300  # seconds for one measurement
 
 
@@ -231,9 +230,9 @@ def run(opts: RunOptions, *, progress: Callable[[str], None] | None = None) -> i
         ordered = sorted(controls)
         median = ordered[len(ordered) // 2]
         drift = (ordered[-1] - ordered[0]) / median
-        if drift > DRIFT_LIMIT:
+        if drift > store.DRIFT_LIMIT:
             flags.append(
-                f"the control workload drifted by {drift:.0%} during the run (limit {DRIFT_LIMIT:.0%}): "
+                f"the control workload drifted by {drift:.0%} during the run (limit {store.DRIFT_LIMIT:.0%}): "
                 "the machine's speed changed; compare backends within this run, and runs only after normalizing"
             )
     failures = conn.execute("SELECT count(*) FROM measurements WHERE run_id = ? AND ok = 0", (run_id,)).fetchone()[0]

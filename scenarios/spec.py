@@ -25,7 +25,7 @@ __all__ = ["SCENARIOS", "Case", "Scenario", "cases", "names"]
 class Scenario:
     name: str
     description: str
-    #: (weight, job type, params): the job mix, from pools.jobtypes
+    #: (weight, job type, params): the job mix, from scenarios.jobtypes
     mix: tuple[tuple[float, str, dict], ...]
     jobs: int = 2000
     #: "closed" (submit as fast as the pool accepts), "fixed", "poisson", "bursty"

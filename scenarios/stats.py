@@ -9,9 +9,17 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["ALPHA", "Comparison", "Estimate", "compare", "median_ci"]
+__all__ = ["ALPHA", "Comparison", "Estimate", "compare", "median_ci", "percentile"]
 
 ALPHA = 0.05  # two-sided significance level of compare()
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The nearest-rank ``q`` quantile (0 < q <= 1) of one sample; None for none."""
+    if not values:
+        return None
+    data = sorted(values)
+    return data[min(len(data) - 1, max(0, math.ceil(q * len(data)) - 1))]
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import sqlite3
 from typing import Any
 
 DEFAULT_DB = os.path.join("results", "poolbench.db")
+DRIFT_LIMIT = 0.10  # runs.control_drift above this: the machine's speed moved during the run
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (

@@ -62,11 +62,19 @@ def summarize(db: str, run_id: int) -> tuple[dict, list[Row]]:
                 notes.append(
                     f"cancel p50 {'—' if c is None else f'{c:.2f} ms'}, timeout overshoot p50 "
                     f"{'—' if o is None else f'{o:.2f} ms'}"
+                    + (
+                        f", function ran on past its stop in {extra['kept_running']} of {extra.get('probes')} probes"
+                        if "kept_running" in extra
+                        else ""
+                    )
                 )
             if "caught" in extra:
                 notes.append("leak checker caught: " + ", ".join(f"{k}: {v}" for k, v in extra["caught"].items()))
             if "caught_by" in extra:
-                notes.append(f"conformance kit caught the racy pool in {len(extra['caught_by'])} tests")
+                n = len(extra["caught_by"])
+                notes.append(
+                    f"conformance kit failed the racy pool in {n} tests" if n else "conformance kit caught nothing"
+                )
             if "queue_wait_ms_by_priority" in extra:
                 notes.append(
                     "queue wait p99 by priority: "

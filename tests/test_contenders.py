@@ -13,7 +13,7 @@ from scenarios import contenders
 def _run(tmp_path, *args):
     out_json = tmp_path / "contenders.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "pools.cli", "contenders", "--repeats", "1", "--json", str(out_json), *args],
+        [sys.executable, "-m", "poolbench", "contenders", "--repeats", "1", "--json", str(out_json), *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -44,6 +44,14 @@ def test_contenders_smoke_every_implementation_measured_and_ratios_printed(tmp_p
     assert "of the ideal" in out
     assert "thread, 2 workers, by jobs" in out and "growth" in out
     assert {r["case"] for r in doc["ratios"]} == {"noop", "latency", "cpu1ms", "map"}
+    # how each side was prepared is said, for ours and theirs alike
+    assert "how each side was prepared before its clock started" in out
+    for case in cases:
+        for impl, (_, _, prepared) in table[case].items():
+            assert f"{case:<8} {impl:<28} {prepared}" in out
+            assert doc["prepared"][case][impl] == prepared
+    if contenders._have_mpire():
+        assert doc["prepared"]["map"]["mpire map"].startswith("WorkerPool(keep_alive=True)")
     if not contenders._have_mpire():
         assert "mpire is not installed" in out
 

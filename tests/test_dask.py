@@ -473,25 +473,29 @@ def _arrive_then_work(latch, seconds):
 
 
 def test_packed_jobs_have_their_own_timeout_from_when_they_begin(make_pool, cluster):
+    # Timeouts generous enough for an echo through Dask to report back on a loaded
+    # machine, and shorter than the head's work: jobs whose clocks started when they
+    # were packed would all time out while the head works.
+    timeout, work = 1.0, 1.5
     pool = make_pool("dask", address=cluster, workers=1, queue_size=100)
     with Latch() as latch:
 
         def later_of(i):
             if i == 3:  # runs until its own deadline
-                return pool.submit(jobs.until_stopped, timeout=0.2)
-            return pool.submit(jobs.echo, i, timeout=0.2)
+                return pool.submit(jobs.until_stopped, timeout=timeout)
+            return pool.submit(jobs.echo, i, timeout=timeout)
 
-        first_gate, head, later = _packed_behind(pool, latch, _arrive_then_work, (latch, 0.5), later_of, 7)
+        first_gate, head, later = _packed_behind(pool, latch, _arrive_then_work, (latch, work), later_of, 7)
         with first_gate:
             assert latch.wait(2, T)
             assert all(j.prefetched for j in later)
-            assert head.result(T) == 0.5
-            # Their 0.2 s began when each began, after the head's 0.5 s of work.
+            assert head.result(T) == work
+            # Their timeouts began when each began, after the head's work.
             assert [j.result(T) for j in later[:3]] == [0, 1, 2]
             with pytest.raises(JobTimeout):
                 later[3].result(T)
             assert [j.result(T) for j in later[4:]] == [4, 5, 6]  # in the task, or taken back: on time
-    assert later[0].started_at >= head.started_at + 0.5  # its clock started when it began
+    assert later[0].started_at >= head.started_at + work  # its clock started when it began
     s = pool.stats()
     assert (s.timed_out, s.succeeded) == (1, 8) and s.conserved()
 

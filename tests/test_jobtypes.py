@@ -5,7 +5,7 @@ import random
 import pytest
 
 import pools
-from pools import jobtypes
+from scenarios import jobtypes
 
 T = 30.0
 

@@ -13,7 +13,8 @@ import sys
 import pytest
 
 from loadtests import profiles
-from loadtests.cli import parse_duration, parse_metrics, read_stats
+from loadtests.results import parse_metrics, read_stats
+from poolbench._cliargs import duration
 
 
 def test_a_mix_names_types_and_weights():
@@ -54,7 +55,7 @@ def test_capacity_follows_workers_sleeps_and_the_gil():
 
 @pytest.mark.parametrize(("text", "seconds"), [("30", 30), ("30s", 30), ("2m", 120), ("1m30s", 90), ("1h", 3600)])
 def test_durations(text, seconds):
-    assert parse_duration(text) == seconds
+    assert duration(text) == seconds
 
 
 def test_a_short_distributed_run_counts_503s_as_back_pressure(tmp_path):
@@ -64,7 +65,7 @@ def test_a_short_distributed_run_counts_503s_as_back_pressure(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "pools.cli",
+        "poolbench",
         "loadtest",
         "--backend",
         "thread",

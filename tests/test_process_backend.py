@@ -71,15 +71,25 @@ def test_timeout_kills_a_job_that_never_looks_at_its_context(make_pool):
     assert pool.submit(jobs.context_info).result(T)["pid"] != first_pid
 
 
-def test_cancel_kills_the_running_worker(make_pool):
+def pid_then_until_stopped(pid_file, latch):
+    with open(pid_file, "w") as f:
+        f.write(str(os.getpid()))
+    return jobs.until_stopped(latch)
+
+
+def test_cancel_kills_the_running_worker(make_pool, tmp_path):
     pool = make_pool("process", workers=1)
+    pid_file = tmp_path / "pid"
     with jobs.Latch() as latch:
-        job = pool.submit(jobs.until_stopped, latch)
-        assert latch.wait(1, T)
-        pid = None
+        job = pool.submit(pid_then_until_stopped, str(pid_file), latch)
+        assert latch.wait(1, T)  # it wrote its worker's pid before it arrived
+        old_pid = int(pid_file.read_text())
+        assert process_alive(old_pid)
         assert job.cancel()
-    pid = pool.submit(jobs.context_info).result(T)["pid"]
-    assert pool.stats().cancelled == 1 and process_alive(pid)
+    assert wait_process_gone(old_pid, T), f"worker {old_pid} still runs the cancelled job"
+    new_pid = pool.submit(jobs.context_info).result(T)["pid"]
+    assert new_pid != old_pid and process_alive(new_pid)  # its replacement serves
+    assert pool.stats().cancelled == 1
 
 
 def test_worker_traceback_is_the_cause(make_pool):
@@ -170,28 +180,34 @@ def _until(condition, timeout=T):
         time.sleep(0.001)
 
 
+# The backlog jobs' timeout: long enough for any of them to run and report back on a
+# loaded machine, short against the first job's timeout in the test that needs both.
+BACKLOG_TIMEOUT = 1.0
+
+
 def _held_with_backlog(pool, gate, latch, first_fn, backlog_fn, args_of, n, **first_opts):
+    # A busy worker's backlog is refilled while less than half of its depth (16) is
+    # used: jobs that arrive one at a time (a loaded machine) fill it up to 8, no more.
+    assert n <= 8
     first = pool.submit(first_fn, gate, latch, **first_opts)
     assert latch.wait(1, T)
-    later = [pool.submit(backlog_fn, *args_of(i), timeout=0.2) for i in range(n)]
-    _until(lambda: all(j._prefetched for j in later))  # all sent to the busy worker
+    later = [pool.submit(backlog_fn, *args_of(i), timeout=BACKLOG_TIMEOUT) for i in range(n)]
+    _until(lambda: all(j.prefetched for j in later))  # all sent to the busy worker
     return first, later
 
 
 def test_cancelled_backlog_jobs_never_run_and_stay_counted_as_waiting(make_pool, tmp_path):
     pool = make_pool("process", workers=1, queue_size=100)
     with jobs.Gate() as gate, jobs.Latch() as latch:
-        _first, later = _held_with_backlog(
-            pool, gate, latch, jobs.hold, record, lambda i: (str(tmp_path / str(i)),), 10
-        )
+        _first, later = _held_with_backlog(pool, gate, latch, jobs.hold, record, lambda i: (str(tmp_path / str(i)),), 8)
         s = pool.stats()
-        assert (s.busy, s.queued) == (1, 10) and s.conserved()
+        assert (s.busy, s.queued) == (1, 8) and s.conserved()
         cancelled = later[::2]
         assert all(j.cancel() for j in cancelled)
-        assert pool.stats().queued == 5
+        assert pool.stats().queued == 4
         gate.open()
-        assert sorted(j.result(T) for j in later[1::2]) == sorted(str(tmp_path / str(i)) for i in range(1, 10, 2))
-    assert {p.name for p in tmp_path.iterdir()} == {str(i) for i in range(1, 10, 2)}
+        assert sorted(j.result(T) for j in later[1::2]) == sorted(str(tmp_path / str(i)) for i in range(1, 8, 2))
+    assert {p.name for p in tmp_path.iterdir()} == {str(i) for i in range(1, 8, 2)}
     assert all(j.cancelled() for j in cancelled)
     assert pool.stats().conserved()
 
@@ -204,7 +220,7 @@ def test_a_crash_fails_only_the_running_job_and_its_backlog_runs_elsewhere(make_
         with pytest.raises(pools.WorkerCrashed):
             first.result(T)
         assert [j.result(T) for j in later] == list(range(8))
-    # Each ran once, on the new worker, within its own 0.2 s: never begun before.
+    # Each ran once, on the new worker, within its own timeout: never begun before.
     assert all(j.attempt == 1 for j in later)
     s = pool.stats()
     assert (s.crashed, s.succeeded, s.failed) == (1, 8, 1) and s.conserved()
@@ -213,9 +229,11 @@ def test_a_crash_fails_only_the_running_job_and_its_backlog_runs_elsewhere(make_
 def test_a_killed_worker_gives_its_backlog_back_and_their_clocks_start_only_when_they_run(make_pool):
     pool = make_pool("process", workers=1, queue_size=100)
     with jobs.Gate() as gate, jobs.Latch() as latch:
-        # The first job times out after 0.5 s; the backlog's 0.2 s timeouts would
-        # all have passed by then if their clocks had started when they were sent.
-        first, later = _held_with_backlog(pool, gate, latch, jobs.hold, jobs.echo, lambda i: (i,), 6, timeout=0.5)
+        # The first job times out after BACKLOG_TIMEOUT + 0.5 s; the backlog's timeouts
+        # would all have passed by then if their clocks had started when they were sent.
+        first, later = _held_with_backlog(
+            pool, gate, latch, jobs.hold, jobs.echo, lambda i: (i,), 6, timeout=BACKLOG_TIMEOUT + 0.5
+        )
         with pytest.raises(pools.JobTimeout):
             first.result(T)
         assert [j.result(T) for j in later] == list(range(6))

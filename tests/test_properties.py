@@ -2,10 +2,11 @@
 and shutdown keep the conservation law at every step and end every accepted job
 in exactly one terminal state."""
 
+import collections
 import concurrent.futures
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import pools
@@ -13,7 +14,10 @@ from pools.testing import jobs
 from pools.testing.jobs import Gate, job_for
 
 T = 30.0
-TALLY: dict = {}
+# backend -> what its examples did, summed: checked at the end of the test, so that
+# examples that exercise nothing (every submit refused, no cancel taking effect)
+# cannot pass unnoticed
+TALLY: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
 EXAMPLES = {"thread": 80, "asyncio": 60, "process": 25}
 
 kinds = st.sampled_from(["ok", "fail", "hold", "stopped", "retry", "crash"])
@@ -21,7 +25,9 @@ submit = st.tuples(
     st.just("submit"),
     kinds,
     st.integers(-2, 2),  # priority
-    st.sampled_from([None, None, 0.05]),  # timeout
+    # timeout: 1 ms ends any held job soon after it starts, so that timeouts happen
+    # within an example's short life (with 50 ms alone they were rare: the tally below)
+    st.sampled_from([None, None, 0.001, 0.05]),
 )
 cancel = st.tuples(st.just("cancel"), st.integers(0, 40))
 ops = st.lists(
@@ -84,8 +90,38 @@ def test_random_interleavings_conserve_jobs(pool_backend):
         queue_size=st.integers(0, 4),
         overflow=st.sampled_from(["block", "reject"]),
     )
+    # Besides the random ones, one example of each kind of event, so that the tally
+    # below fails only when the pool did not produce it: a job running into its
+    # timeout, a retry, a failure, a crash (where crashes are survivable), a cancel
+    # that takes effect and a success; a full unbuffered queue; a closed pool.
+    @example(
+        ops=[
+            ("submit", "stopped", 0, 0.001),
+            ("submit", "retry", 0, None),
+            ("submit", "fail", 0, None),
+            ("submit", "crash", 0, None),
+            ("submit", "hold", 0, None),
+            ("cancel", 4),
+            ("open",),
+            ("submit", "ok", 0, None),
+        ],
+        shutdown_at=None,
+        workers=3,
+        queue_size=4,
+        overflow="block",
+    )
+    @example(
+        ops=[("submit", "hold", 0, None), ("submit", "ok", 0, None)],
+        shutdown_at=None,
+        workers=1,
+        queue_size=0,
+        overflow="reject",
+    )
+    @example(ops=[("submit", "ok", 0, None)], shutdown_at=0, workers=1, queue_size=1, overflow="reject")
     def run(ops, shutdown_at, workers, queue_size, overflow):
         pool = pools.create_pool(pool_backend, workers=workers, queue_size=queue_size, overflow=overflow)
+        tally = TALLY[pool_backend]
+        tally["crash-safe"] = pool.capabilities.survives_crashes
         accepted = []
         with Gate() as gate:
             try:
@@ -100,10 +136,12 @@ def test_random_interleavings_conserve_jobs(pool_backend):
                                 if overflow == "reject"
                                 else _submit_bounded(pool, gate, *op[1:])
                             )
-                        except (pools.QueueFull, pools.PoolClosed):
-                            pass
+                        except pools.QueueFull:
+                            tally["refused: queue full"] += 1
+                        except pools.PoolClosed:
+                            tally["refused: pool closed"] += 1
                     elif op[0] == "cancel" and accepted:
-                        accepted[op[1] % len(accepted)].cancel()
+                        tally["cancel took effect"] += accepted[op[1] % len(accepted)].cancel()
                     elif op[0] == "open":
                         gate.open()
                     assert pool.stats().conserved(), pool.stats()
@@ -113,7 +151,7 @@ def test_random_interleavings_conserve_jobs(pool_backend):
                 gate.open()
                 pool.shutdown(timeout=T)
         concurrent.futures.wait(accepted, T)
-        TALLY[pool_backend] = TALLY.get(pool_backend, 0) + len(accepted)
+        tally["accepted"] += len(accepted)
         for job in accepted:
             _check_terminal(job)
         s = pool.stats()
@@ -130,8 +168,25 @@ def test_random_interleavings_conserve_jobs(pool_backend):
             "timed_out": s.timed_out,
         }
         assert report.abandoned_threads == 0
+        tally.update(by_state)
+        tally.update(retried=s.retried, crashed=s.crashed)
 
+    TALLY.pop(pool_backend, None)
     run()
+    seen = TALLY[pool_backend]
+    wanted = [
+        "accepted",
+        "succeeded",
+        "failed",
+        "cancelled",
+        "timed_out",
+        "retried",
+        "cancel took effect",
+        "refused: queue full",
+        "refused: pool closed",
+    ] + (["crashed"] if seen["crash-safe"] else [])
+    never = [what for what in wanted if not seen[what]]
+    assert not never, f"no example of {pool_backend} exercised: {', '.join(never)} (tally: {dict(seen)})"
 
 
 def _submit_bounded(pool, gate, kind, priority, timeout):

@@ -149,15 +149,15 @@ def test_report_from_a_real_run(tiny_run, report):
     per = {b: dict(zip(g.repeat, g.throughput, strict=False)) for b, g in cpu.groupby("backend")}
     winner = max(per, key=lambda b: statistics.median(per[b].values()))
     cpu_answer = answer(text, "q-cpu")
-    assert f"{winner} served 1 ms CPU jobs fastest" in cpu_answer
+    assert f"{winner} had the highest median throughput on 1 ms CPU jobs" in cpu_answer
     for other in set(per) - {winner}:
         point = statistics.median(per[winner].values()) / statistics.median(per[other].values())
         est = median_ci([per[winner][r] / per[other][r] for r in sorted(per[winner])])
+        # 2 repeats can never show a difference: no direction is claimed
         assert (
-            f"{winner} was {point:.2f}× as fast as {other} (95% CI of the per-repeat ratios "
-            f"{est.low:.2f}×–{est.high:.2f}×, 2 paired repeats;"
+            f"{winner} was not significantly different from {other} ({point:.2f}×; 95% CI of the per-repeat "
+            f"ratios {est.low:.2f}×–{est.high:.2f}×, 2 paired repeats; too few repeats (2 and 2)"
         ) in cpu_answer
-    assert "too few repeats (2 and 2)" in cpu_answer  # honest about 2 repeats
     for qid in ("q-io", "q-workers", "q-saturation", "q-priority", "q-cancel", "q-primitives", "q-breakdown"):
         assert not answer(text, qid).startswith("Not answered"), qid
     assert "no successful measurement of &#x27;failing&#x27;" in answer(text, "q-retries")
@@ -183,7 +183,7 @@ def test_report_from_a_real_run(tiny_run, report):
 
 
 def test_cli_writes_the_last_run_deterministically(tiny_run, report, tmp_path, capsys):
-    from pools.cli import main
+    from poolbench.cli import main
 
     db, _run_id = tiny_run
     out = tmp_path / "cli.html"
@@ -291,8 +291,14 @@ def test_locust_and_benchmark_data(tiny_run, tmp_path):
     assert "thread — 20250101T000000Z" in text and "100 of 1,000 (10.0%)" in text
     assert "The 503 rate over time is not recorded" in text
     assert "20250101T000000Z-process: no summary.json" in text  # the partial directory
-    assert "pool ran 0.67× the jobs/s of concurrent.futures.ThreadPoolExecutor" in answer(text, "q-overhead")
-    assert "ThreadPoolExecutor fastest, 1.50× the jobs/s of thread (faster, p=0.008)" in text
+    assert (
+        "the thread pool&#x27;s jobs/s were lower than those of concurrent.futures.ThreadPoolExecutor (0.67×; "
+        "not paired: no interval of the ratio; significant, Mann–Whitney p=0.008)"
+    ) in answer(text, "q-overhead")
+    assert (
+        "noop: ThreadPoolExecutor had the highest median round; it was faster than thread (1.50×; not paired: "
+        "no interval of the ratio; significant, Mann–Whitney p=0.008)"
+    ) in text
     assert "were made at commit abc" in text  # not this run's commit
 
 

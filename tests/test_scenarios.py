@@ -103,15 +103,17 @@ def test_a_a_comparison_reports_no_significant_difference():
 
 def test_a_a_comparison_of_one_backend_against_itself(tmp_path):
     """Real measurements: the thread backend against itself, same case, interleaved
-    (a, b, a, b, ...) as the runner does, so that drift hits both alike. At the 5%
-    level an A/A test is wrong 1 time in 20 by design; at 0.2% with 8 against 8
-    (smallest possible p: 0.00016) it can still fail, but only on a real difference."""
+    and rotated as the runner does (a then b, then b then a, ...), so that neither
+    drift nor an order effect (the second of a pair running warmer) favours one side.
+    At the 5% level an A/A test is wrong 1 time in 20 by design; at 0.2% with 8
+    against 8 (smallest possible p: 0.00016) it can still fail, but only on a real
+    difference."""
     sc = dataclasses.replace(spec.SCENARIOS["io"], jobs=200, workers=4)
     case = Case(sc, "")
     a, b = [], []
     for seed in range(8):
-        a.append(run_load(case, "thread", seed)["throughput"])
-        b.append(run_load(case, "thread", seed)["throughput"])
+        for side in (a, b) if seed % 2 == 0 else (b, a):
+            side.append(run_load(case, "thread", seed)["throughput"])
     result = stats.compare(a, b, alpha=0.002)
     assert result.verdict == "no significant difference", (result, a, b)
     assert 0.8 < result.ratio < 1.25
@@ -155,8 +157,11 @@ def test_open_loop_latency_counts_from_the_intended_start_when_submit_blocks():
         overflow="block",
     )
     result = run_load(Case(sc, ""), "thread")
-    assert result["queue_wait_ms"] < 5  # each job started as soon as it was accepted...
-    assert result["lat_max_ms"] > 100  # ...yet late against its schedule
+    # Each job started as soon as it was accepted (a hand-off: its queue wait is the
+    # worker waking up, on a loaded machine a few ms), yet late against its schedule:
+    # the last is intended at 39/800 s and can start only after 39 jobs of 5 ms.
+    assert result["lat_max_ms"] > 100
+    assert result["queue_wait_ms"] < 0.1 * result["lat_max_ms"]
     assert result["achieved_rate"] < 0.5 * result["offered_rate"]
 
 
@@ -168,12 +173,12 @@ def test_compare_ignores_missing_values_and_zero_medians():
 
 
 def test_the_racy_pool_experiment_catches_both_of_its_bugs(tmp_path):
-    # The demonstration must keep working as the core changes: the racy pool's bugs
-    # (priorities forgotten, a success counted twice) must reach the code paths the
-    # thread backend really uses, and the conformance kit must catch each of them.
+    # The demonstration must keep working as the core changes: the racy backend's bugs
+    # (abandoned work counted twice, a lost stop) must reach the code paths the thread
+    # backend really uses, and the conformance kit must catch each of them.
     db = str(tmp_path / "racy.db")
     run_id = runner.run(runner.RunOptions(backends=("thread",), scenarios=("racy_pool",), repeats=1, db=db))
     df = store.load_measurements(db, run_id)
     assert len(df) == 1 and df.ok.all(), df.error.tolist()
     caught = " ".join(df.iloc[0].extra["caught_by"])
-    assert "priorit" in caught and "conserv" in caught, caught
+    assert "timeout_stops_the_job" in caught and "cancel_running_job" in caught, caught

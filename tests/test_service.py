@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 import pools
-from pools.service.store import JobStore
+from poolbench.service.store import JobStore
 from pools.testing.jobs import Gate
 
 TOKEN = "t0ken-for-tests"
@@ -31,13 +31,13 @@ STOP_TIMEOUT = 30.0
 
 
 class Server:
-    """``python -m pools.service`` on 127.0.0.1, port 0."""
+    """``python -m poolbench.service`` on 127.0.0.1, port 0."""
 
     def __init__(self, tmp_path, *args: str, env: dict[str, str] | None = None, token: str | None = None) -> None:
         self.log = tmp_path / f"server-{time.monotonic_ns()}.log"
         self._err = open(self.log, "w")  # noqa: SIM115 - the server's stderr for its life
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pools.service", "--host", "127.0.0.1", "--port", "0", *args],
+            [sys.executable, "-m", "poolbench.service", "--host", "127.0.0.1", "--port", "0", *args],
             stdout=subprocess.PIPE,
             stderr=self._err,
             stdin=subprocess.DEVNULL,
@@ -127,8 +127,8 @@ def server(tmp_path_factory):
 
 def test_the_command_line_imports_no_web_framework_and_binds_loopback():
     code = (
-        "import sys, pools.cli\n"
-        "args = pools.cli.build_parser().parse_args(['serve'])\n"
+        "import sys, poolbench.cli\n"
+        "args = poolbench.cli.command_parser('serve').parse_args([])\n"
         "print(args.host, 'fastapi' in sys.modules, 'uvicorn' in sys.modules, 'locust' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)

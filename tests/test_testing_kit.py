@@ -180,3 +180,52 @@ def test_the_plugin_fails_a_test_that_leaks(pytester):
     result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*never shut down*"])
+
+
+@pytest.mark.parametrize(
+    ("claims_to_stop", "caught"),
+    [
+        # It claims to kill or cancel running jobs (as process and asyncio do) but
+        # cannot: both a timed-out and a cancelled job run on.
+        (True, ["the timed-out job kept running", "the cancelled job kept running"]),
+        # Cooperative (as thread and Dask are), but a cancel never reaches the job's
+        # context. Its deadline still does (the context says so by itself), so only
+        # the cancelled job runs on.
+        (False, ["the cancelled job kept running"]),
+    ],
+    ids=["claims-to-kill", "cooperative"],
+)
+def test_the_conformance_suite_catches_a_backend_that_lets_stopped_jobs_run_on(pytester, claims_to_stop, caught):
+    """The "kept running" checks can fail: a backend that settles a timed-out or
+    cancelled job for its caller but never stops its function (its stop_attempt does
+    nothing) fails them, on the marker that the probe job writes."""
+    pytester.makeconftest(
+        f"""
+        import dataclasses
+        import pools
+        from pools.thread import ThreadBackend
+
+        class RunsOn(ThreadBackend):
+            name = "runs-on"
+            capabilities = dataclasses.replace(ThreadBackend.capabilities, stops_running_jobs={claims_to_stop})
+
+            def stop_attempt(self, job, attempt):
+                pass  # the job's context is never cancelled: its function runs on
+
+        pools.register_backend("runs-on", RunsOn)
+        """
+    )
+    pytester.makepyfile(
+        """
+        from pools.testing.conformance import PoolConformance
+
+        class TestRunsOn(PoolConformance):
+            backends = ("runs-on",)
+            stop_grace = 0.5  # a probe left running reports itself after 0.5 s
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-q", "-p", "no:cacheprovider", "-W", "error", "-k", "timeout_stops_the_job or cancel_running_job"
+    )
+    result.assert_outcomes(failed=len(caught), passed=2 - len(caught))
+    result.stdout.fnmatch_lines([f"*AssertionError: {c}*" for c in caught])

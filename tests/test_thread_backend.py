@@ -155,17 +155,25 @@ def test_deadline_watch_fires_each_expired_deadline_once_and_never_a_disarmed_on
             done.set()
 
     watch = DeadlineWatch(timer, expired)
+    busy, release = threading.Event(), threading.Event()
     try:
+        # The timer thread is held in a callback while the deadlines are armed, so
+        # none can fire early however slowly this thread runs: "gone" is disarmed
+        # before any sweep could see it, and the rest are all due once it is released.
+        timer.call_later(0, lambda: (busy.set(), release.wait(10)))
+        assert busy.wait(10)
         now = time.monotonic()
-        watch.arm("late", now + 0.3, "late")
-        watch.arm("early", now + 0.05, "early")  # earlier: supersedes the armed sweep
-        watch.arm("gone", now + 0.1, "gone")
+        watch.arm("late", now + 0.003, "late")
+        watch.arm("early", now + 0.001, "early")  # earlier: supersedes the armed sweep
+        watch.arm("gone", now + 0.002, "gone")
         watch.disarm("gone")  # its job ended in time
-        watch.arm("last", now + 0.4, "last")
+        watch.arm("last", now + 0.004, "last")
+        release.set()
         assert done.wait(10)
         assert fired == ["early", "late", "last"]
         assert len(timer._heap) <= 1  # no chain of sweeps left behind
     finally:
+        release.set()
         assert timer.stop(10)
 
 
@@ -191,7 +199,9 @@ def test_deadline_watch_keeps_one_sweep_per_time_and_survives_a_failing_callback
         now = time.monotonic()
         watch.arm("long", now + 3600, "long")
         for i in range(200):  # short jobs that end in time, one after another
-            watch.arm(i, now + 0.01 * (200 - i), i)  # each earlier than the last
+            # each earlier than the last, and all far enough off (60 s and more) that
+            # none is due before its disarm however slowly this loop runs
+            watch.arm(i, now + 60 + 0.01 * (200 - i), i)
             watch.disarm(i)
         # Whatever sweeps those arms left, none is a second one for the long deadline.
         with timer._cv:

@@ -26,7 +26,7 @@ from typing import Any
 
 from .._context import current_context
 
-__all__ = ["Gate", "JobFailure", "Latch", "Transient", "job_for"]
+__all__ = ["STOP_GRACE", "Gate", "JobFailure", "Latch", "Transient", "job_for"]
 
 
 class JobFailure(ValueError):
@@ -180,11 +180,12 @@ class Latch:
 # ---------------------------------------------------------------------- jobs
 
 
-def echo(value: Any = None) -> Any:
+def echo(value: Any = None, *ballast: Any) -> Any:
+    """Return ``value`` (``ballast``: arguments that only make the job bigger)."""
     return value
 
 
-async def aecho(value: Any = None) -> Any:
+async def aecho(value: Any = None, *ballast: Any) -> Any:
     return value
 
 
@@ -202,6 +203,22 @@ def fail(message: str = "job failed") -> None:
 
 async def afail(message: str = "job failed") -> None:
     raise JobFailure(message)
+
+
+def fail_or_hold(message: str, gate: Gate | None = None) -> str:
+    """Without ``gate``, raise JobFailure(message) at once; with one, wait for it to
+    open, then return ``message``."""
+    if gate is None:
+        raise JobFailure(message)
+    gate.wait()
+    return message
+
+
+async def afail_or_hold(message: str, gate: Gate | None = None) -> str:
+    if gate is None:
+        raise JobFailure(message)
+    await gate.wait_async()
+    return message
 
 
 def fail_until(n: int, value: Any = None) -> tuple[Any, int]:
@@ -231,27 +248,65 @@ async def ahold(gate: Gate, latch: Latch | None = None, value: Any = None) -> An
     return value
 
 
-def until_stopped(latch: Latch | None = None, marker: str | None = None) -> bool:
-    """Run until stopped: wait on the job's context (thread: cancel or deadline;
-    process: the deadline, or until the worker is killed). Writes ``marker`` only
-    if it ever got past the wait without being stopped, which must not happen."""
+#: Seconds a probe (:func:`until_stopped`) gives the pool to stop it once it should be
+#: stopped, before it reports that it kept running. Generous: only a pool that does
+#: not stop its jobs ever waits this long.
+STOP_GRACE = 10.0
+
+
+def until_stopped(
+    latch: Latch | None = None, marker: str | None = None, grace: float = STOP_GRACE, forced: bool = False
+) -> bool:
+    """Run until stopped. Without ``marker``: return once the job's context is
+    cancelled or past its deadline.
+
+    With ``marker``, a probe that can see a job kept running. It should be stopped at
+    its deadline or, without one, soon after it started (a test cancels it at once);
+    from then it gives the pool ``grace`` seconds. What "stopped" means is the
+    backend's: a cooperative one (thread, Dask) cancels the job's context, and the
+    probe returns as soon as its context says so; with ``forced`` (a backend whose
+    ``capabilities.stops_running_jobs`` says it kills the process or cancels the task) the probe
+    ignores its context and must be ended from outside. A probe still running at the
+    end of the grace writes ``marker`` and returns False: the pool let it run on."""
+    ctx = current_context()
+    start = time.monotonic()
     if latch is not None:
         latch.arrive()
-    stopped = current_context().wait()
-    if not stopped and marker:
-        with open(marker, "w") as f:
-            f.write("ran on")
+    if marker is None:
+        return ctx.wait()
+    limit = (start if ctx.deadline is None else ctx.deadline) + grace
+    if forced:
+        time.sleep(max(0.0, limit - time.monotonic()))  # a kill ends this sleep, and the probe with it
+        stopped = False
+    else:
+        stopped = ctx.wait(max(0.0, limit - time.monotonic()))
+    if not stopped:
+        _ran_on(marker)
     return stopped
 
 
-async def auntil_stopped(latch: Latch | None = None, marker: str | None = None) -> bool:
+async def auntil_stopped(
+    latch: Latch | None = None, marker: str | None = None, grace: float = STOP_GRACE, forced: bool = True
+) -> bool:
+    """The coroutine form: a coroutine job is stopped by cancelling its task, which
+    ends this sleep (every coroutine backend can; ``forced`` is accepted for the same
+    call as the plain form). With ``marker``, the sleep lasts ``grace`` seconds past
+    the deadline (or past the start, without one); a probe that wakes up was not
+    stopped, writes ``marker`` and returns False."""
+    ctx = current_context()
     if latch is not None:
         latch.arrive()
-    await asyncio.sleep(3600)  # stopped by task cancellation
-    if marker:
-        with open(marker, "w") as f:  # noqa: ASYNC230 - a tiny marker file, once
-            f.write("ran on")
+    if marker is None:
+        await asyncio.sleep(3600)
+        return False
+    await asyncio.sleep((ctx.remaining() or 0.0) + grace)
+    _ran_on(marker)
     return False
+
+
+def _ran_on(marker: str) -> None:
+    with open(marker, "w") as f:
+        f.write(f"job {current_context().job_id} kept running after it should have been stopped")
 
 
 def context_info() -> dict[str, Any]:
@@ -334,6 +389,7 @@ _ASYNC = {
     echo: aecho,
     add: aadd,
     fail: afail,
+    fail_or_hold: afail_or_hold,
     fail_until: afail_until,
     hold: ahold,
     until_stopped: auntil_stopped,

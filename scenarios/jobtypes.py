@@ -27,8 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ._context import current_context
-from .exceptions import InvalidArgument, NoCurrentJob
+from pools import InvalidArgument, NoCurrentJob, current_context
 
 __all__ = ["REGISTRY", "JobType", "JobTypeFailure", "job_for", "names", "validate"]
 

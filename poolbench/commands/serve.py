@@ -1,43 +1,16 @@
-"""``poolbench serve``: an HTTP job service around one pool of any backend.
-
-Clients name a job type from :mod:`pools.jobtypes` and give its parameters as
-data — never code. The app is in :mod:`pools.service.app`, the bounded record of
-jobs in :mod:`pools.service.store`, the server and its SIGTERM drain in
-:mod:`pools.service.server`. This module only holds the options and the
-sub-command, so that building the ``poolbench`` parser imports no web framework.
-"""
+"""``poolbench serve`` (and ``python -m poolbench.service``): the service's options."""
 
 from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
 
-from .._cliargs import non_negative_int, positive_int, seconds
+from poolbench._cliargs import non_negative_int, positive_int, seconds
+from poolbench.service.config import TOKEN_ENV, ServiceConfig
 
-__all__ = ["TOKEN_ENV", "ServiceConfig", "add_arguments", "add_command", "config_from_args", "main"]
+__all__ = ["DESCRIPTION", "add_arguments", "config_from_args", "run"]
 
-TOKEN_ENV = "POOLBENCH_TOKEN"
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
-
-
-@dataclass(frozen=True)
-class ServiceConfig:
-    backend: str = "thread"
-    workers: int | None = None
-    queue_size: int = 1000
-    host: str = "127.0.0.1"
-    port: int = 8000
-    token: str | None = None
-    drain_timeout: float = 20.0
-    max_body: int = 64 * 1024
-    retain_jobs: int = 10_000
-    retain_seconds: float = 300.0
-    retain_bytes: int = 64 << 20
-    max_abandoned: int | None = None  # thread backend; None: max(32, 4 * workers)
-    drain_report: str | None = None
-    log_level: str = "warning"
-    access_log: bool = False
+DESCRIPTION = "Serve POST/GET/DELETE /jobs, /metrics, /healthz, /readyz for one pool."
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -123,23 +96,7 @@ def config_from_args(args: argparse.Namespace) -> ServiceConfig:
     )
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from .server import serve  # fastapi, uvicorn: only when serving
+def run(args: argparse.Namespace) -> int:
+    from poolbench.service.server import serve  # fastapi, uvicorn: only when serving
 
     return serve(config_from_args(args))
-
-
-def add_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "serve",
-        help="run the HTTP job service around one pool",
-        description="Serve POST/GET/DELETE /jobs, /metrics, /healthz, /readyz for one pool.",
-    )
-    add_arguments(p)
-    p.set_defaults(func=_serve)
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pools.service", description="the poolbench HTTP job service")
-    add_arguments(p)
-    return _serve(p.parse_args(argv))

@@ -37,10 +37,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import pools
+from pools import InvalidArgument, PoolClosed, QueueFull
+from scenarios import jobtypes
 
-from .. import jobtypes
-from ..exceptions import InvalidArgument, PoolClosed, QueueFull
-from . import ServiceConfig
+from .config import ServiceConfig
 from .metrics import PoolCollector, RequestMetrics
 from .store import STATUSES, JobStore
 

@@ -1,4 +1,4 @@
-"""``poolbench run``: the benchmark across all backends."""
+"""``poolbench run``: every backend through the scenarios, results in SQLite, then the report."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import argparse
 import time
 
 
-def add_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="run every backend through the scenarios; store results in SQLite")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--backends",
         nargs="+",
@@ -25,13 +24,12 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--db", default=None, help="SQLite file (default results/poolbench.db)")
     p.add_argument("--no-report", action="store_true", help="do not write the HTML report at the end")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
-    p.set_defaults(func=run_command)
 
 
-def run_command(args: argparse.Namespace) -> int:
-    from . import runner, store
-    from .spec import SCENARIOS
-    from .summary import print_summary
+def run(args: argparse.Namespace) -> int:
+    from scenarios import runner, store
+    from scenarios.spec import SCENARIOS
+    from scenarios.summary import print_summary
 
     if args.list:
         for name, sc in SCENARIOS.items():
@@ -59,11 +57,8 @@ def run_command(args: argparse.Namespace) -> int:
     print_summary(opts.db, run_id)
     print(f"\nrun {run_id} took {time.monotonic() - t0:.0f} s; results in {opts.db}")
     if not args.no_report:
-        try:
-            from reports.html import write_report
-        except ImportError:
-            print("(the HTML report comes with the reports module; the table above is the summary)")
-        else:
-            path = write_report(opts.db, run_id)
-            print(f"report: {path}")
+        from reports.html import write_report
+
+        path = write_report(opts.db, run_id)
+        print(f"report: {path}")
     return 0

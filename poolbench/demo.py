@@ -1,4 +1,4 @@
-"""``poolbench demo``: a few hundred jobs through every available backend.
+"""What ``poolbench demo`` runs: a few hundred jobs through every available backend.
 
 Each backend gets the same mix: 1 ms sleeps, jobs that fail once and are retried,
 jobs that always fail, and jobs that overrun a 50 ms timeout. The table shows
@@ -7,12 +7,11 @@ what each pool's ``stats()`` said at the end, and the wall time.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import concurrent.futures
 import time
 
-from . import Retry, available_backends, create_pool, current_context
+from pools import Retry, available_backends, create_pool, current_context
 
 
 class DemoFailure(RuntimeError):
@@ -85,10 +84,3 @@ def run_demo(*, jobs: int = 400, workers: int = 4) -> int:
         )
     print("\nEvery accepted job ended in exactly one state (stats().conserved() held on each backend).")
     return 0
-
-
-def add_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run a few hundred jobs through every backend and print their stats")
-    p.add_argument("--jobs", type=int, default=400, help="jobs per backend (default 400)")
-    p.add_argument("--workers", type=int, default=4, help="workers per pool (default 4)")
-    p.set_defaults(func=lambda args: run_demo(jobs=args.jobs, workers=args.workers))

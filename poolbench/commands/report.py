@@ -1,24 +1,19 @@
-"""``poolbench report``: the HTML report of a run, or of two runs compared.
-
-Only argparse is imported here; pandas and matplotlib load when a report is made.
-"""
+"""``poolbench report``: the HTML report of a run, or of two runs compared."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-__all__ = ["add_command", "report_command"]
+__all__ = ["DESCRIPTION", "add_arguments", "run"]
+
+DESCRIPTION = (
+    "Read the SQLite results, the locust CSVs and the pytest-benchmark JSON and write one self-contained HTML "
+    "file (plots inlined, nothing fetched when it is opened), plus the tables as CSV and Markdown beside it."
+)
 
 
-def add_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "report",
-        help="write the HTML report of a run (or compare two runs), with its tables as CSV and Markdown",
-        description="Read the SQLite results, the locust CSVs and the pytest-benchmark JSON and write one "
-        "self-contained HTML file (plots inlined, nothing fetched when it is opened), plus the tables as CSV "
-        "and Markdown beside it.",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--run", type=int, metavar="ID", help="the run to report on")
     which.add_argument("--last", action="store_true", help="the last run in the database (the default)")
@@ -41,23 +36,21 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--benchmarks", metavar="PATH", help="pytest-benchmark JSON (default: benchmarks.json next to the database)"
     )
-    p.set_defaults(func=report_command)
 
 
-def report_command(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    from reports.data import ReportError
     from scenarios.store import DEFAULT_DB
-
-    from .data import ReportError
 
     db = args.db or DEFAULT_DB
     opts = {"out": args.output, "loadtests_dir": args.loadtests, "benchmarks_path": args.benchmarks}
     try:
         if args.compare:
-            from .compare import write_comparison
+            from reports.compare import write_comparison
 
             path = write_comparison(db, args.compare[0], args.compare[1], **opts)
         else:
-            from .html import write_report
+            from reports.html import write_report
 
             path = write_report(db, args.run, **opts)
     except ReportError as e:

@@ -28,8 +28,8 @@ import uvicorn
 
 import pools
 
-from . import LOOPBACK, TOKEN_ENV, ServiceConfig
 from .app import Service, create_app
+from .config import LOOPBACK, TOKEN_ENV, ServiceConfig
 
 __all__ = ["serve"]
 

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import Job, JobStatus
+from pools import Job, JobStatus
 
 QUEUED, RETRYING, RUNNING = JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING
 SUCCEEDED, FAILED, CANCELLED, TIMED_OUT = (

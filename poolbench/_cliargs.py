@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 
 
 def positive_int(text: str) -> int:
@@ -32,3 +33,19 @@ def seconds(text: str) -> float:
     if not value >= 0 or math.isinf(value):
         raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {text}")
     return value
+
+
+def duration(text: str) -> float:
+    """``30``, ``30s``, ``2m``, ``1m30s``, ``1h`` → seconds."""
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        seconds = float(text)
+    else:
+        parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text)
+        if not parts or not any(parts.groups()):
+            raise argparse.ArgumentTypeError(f"duration must look like 30s, 2m or 1m30s, got {text!r}")
+        h, m, s = (int(g or 0) for g in parts.groups())
+        seconds = 3600 * h + 60 * m + s
+    if not 0 < seconds <= 24 * 3600:
+        raise argparse.ArgumentTypeError(f"duration must be > 0 and at most 24h, got {text!r}")
+    return seconds
