@@ -12,7 +12,7 @@ __all__ = ["LoadTest"]
 
 @dataclass(frozen=True)
 class LoadTest:
-    mix: tuple[MixEntry, ...]  # checked with check_mix before any process starts
+    mix: tuple[MixEntry, ...]  # made by orchestrator.parse_mix, which checks it, before any process starts
     backend: str = "thread"
     workers: int | None = None  # None: the backend's default
     queue_size: int = 1000
@@ -24,3 +24,4 @@ class LoadTest:
     user_rate: float = 0.0  # iterations per second per user; 0: as fast as possible (overload sets its own)
     drain_timeout: float = 10.0  # the service's drain deadline at the end
     results_dir: str = "results/loadtests"
+    jobtypes: tuple[str, ...] = ()  # modules of job types the service loads (--jobtypes), besides the installed ones

@@ -26,13 +26,14 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from . import profiles
 from .config import LoadTest
 from .processes import STOP_TIMEOUT, Child, free_port, watch
 from .results import parse_metrics, print_summary, summarize
 
-__all__ = ["check_mix", "run_loadtest"]
+__all__ = ["parse_mix", "run_loadtest"]
 
 SERVICE = "poolbench.service"  # run as `python -m`
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -51,9 +52,12 @@ def run_loadtest(config: LoadTest) -> int:
         user_rate = 2 * capacity / config.users  # each iteration submits one job
     out = _results_dir(Path(config.results_dir), config.backend)
     token = secrets.token_urlsafe(16)
+    uncosted = sorted({e.type for e in mix} - set(profiles.COSTED))
     print(
         f"poolbench loadtest: {config.shape}, {config.users} users, {config.duration:g}s against {config.backend} "
-        f"({workers} workers, capacity ~{capacity:.0f} jobs/s); results in {out}",
+        f"({workers} workers, capacity ~{capacity:.0f} jobs/s"
+        + (f", not counting the work of {', '.join(uncosted)}" if uncosted else "")
+        + f"); results in {out}",
         flush=True,
     )
     service, url = _start_service(config, out, token)
@@ -104,17 +108,25 @@ def run_loadtest(config: LoadTest) -> int:
     return 0 if ok else 1
 
 
-def check_mix(mix: list[profiles.MixEntry] | tuple[profiles.MixEntry, ...]) -> None:
-    """Validate a mix with the service's own rules, before any process starts:
-    ValueError naming the job type and the field."""
+def parse_mix(spec: str, registry: Any) -> tuple[profiles.MixEntry, ...]:
+    """The mix ``spec`` (see ``profiles.parse_mix``) over the job types of
+    ``registry`` (a ``scenarios.jobtypes.Registry``), each entry's data checked by its
+    type's model, before any process starts: ValueError naming the type and the field."""
     from pools import InvalidArgument
-    from scenarios import jobtypes  # light: no pool is made here
 
+    mix = tuple(profiles.parse_mix(spec, {name: jt.example for name, jt in registry.items()}))
     for e in mix:
         try:
-            jobtypes.validate(e.type, e.data)
+            registry.validate(e.type, e.data)
         except InvalidArgument as err:
-            raise ValueError(f"{e.type}: {err}") from None
+            hint = ""
+            if not e.data:
+                hint = (
+                    f'; give its data in a JSON mix, \'[{{"type": "{e.type}", "data": {{...}}}}]\', '
+                    "or an example= in its JobType"
+                )
+            raise ValueError(f"job type {e.type!r}: {err}{hint}") from None
+    return mix
 
 
 def _default_workers(backend: str) -> int:
@@ -143,6 +155,8 @@ def _start_service(config: LoadTest, out: Path, token: str) -> tuple[Child, str]
     ]
     if config.workers:
         cmd += ["--workers", str(config.workers)]
+    for module in config.jobtypes:
+        cmd += ["--jobtypes", module]
     env = {**os.environ, profiles.ENV_TOKEN: token}
     service = Child("service", cmd, out / "service.log", env, stdout=subprocess.PIPE)
     ready = select.select([service.proc.stdout], [], [], SERVICE_START_TIMEOUT)[0]

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = [
-    "DEFAULT_DATA",
+    "COSTED",
     "DEFAULT_MIX",
     "SHAPES",
     "MixEntry",
@@ -35,15 +36,6 @@ ENV_TOKEN = "POOLBENCH_TOKEN"
 
 SHAPES = ("steady", "ramp", "spike", "overload")
 
-#: Parameters a mix entry gets when it names only a type.
-DEFAULT_DATA: dict[str, dict[str, Any]] = {
-    "noop": {},
-    "echo": {"value": "hello"},
-    "sleep": {"ms": 10},
-    "cpu": {"ms": 2},
-    "fail": {"probability": 0.5},
-    "heavy_tail": {"alpha": 1.5, "scale_ms": 1, "max_ms": 200},
-}
 DEFAULT_MIX = "noop:4,echo:1,sleep:3,cpu:1,fail:1"
 
 
@@ -64,34 +56,54 @@ class MixEntry:
         return out
 
 
-def parse_mix(spec: str) -> list[MixEntry]:
-    """``"noop:4,sleep:3"`` (types with weights, default parameters), or a JSON list
-    of ``{"type", "weight", "data", "timeout", "retries"}`` (inline, or ``@file``)."""
+def parse_mix(spec: str, examples: Mapping[str, Mapping[str, Any]]) -> list[MixEntry]:
+    """``"noop:4,sleep:3"`` (types with weights, each sent with its example data), or
+    a JSON list of ``{"type", "weight", "data", "timeout", "retries"}`` (inline, or
+    ``@file``). ``examples`` maps every known job type to its example data (the
+    registry's, see ``scenarios.jobtypes``): a name outside it is an error that lists them."""
     spec = spec.strip()
     if spec.startswith("@"):
         with open(spec[1:]) as f:
             spec = f.read().strip()
+
+    def known(name: Any) -> dict[str, Any]:
+        if not isinstance(name, str) or name not in examples:
+            raise ValueError(
+                f"unknown job type {name!r} in the mix; the types are: {', '.join(examples)} "
+                "(a type of your own: --jobtypes MODULE)"
+            )
+        return dict(examples[name])
+
+    entries = []
     if spec.startswith("["):
         raw = json.loads(spec)
-        if not isinstance(raw, list):
-            raise ValueError("a JSON mix is a list of {type, weight, data, timeout, retries}")
-        entries = [MixEntry(**{"data": dict(DEFAULT_DATA.get(e.get("type"), {})), **e}) for e in raw]
+        if not isinstance(raw, list) or not all(isinstance(e, dict) for e in raw):
+            raise ValueError("a JSON mix is a list of objects {type, weight, data, timeout, retries}")
+        for e in raw:
+            extra = sorted(set(e) - set(MixEntry.__dataclass_fields__))
+            if extra:
+                raise ValueError(
+                    f"mix entry {e!r:.80} has no field {extra[0]!r}; the fields are: type, weight, data, timeout, retries"
+                )
+            entries.append(MixEntry(**{"data": known(e.get("type")), **e}))
     else:
-        entries = []
         for item in filter(None, (part.strip() for part in spec.split(","))):
             name, _, weight = item.partition(":")
-            if name not in DEFAULT_DATA:
-                raise ValueError(f"unknown job type {name!r} in the mix; valid types are: {', '.join(DEFAULT_DATA)}")
+            data = known(name)
             try:
                 w = float(weight) if weight else 1.0
             except ValueError:
                 raise ValueError(f"weight of {name!r} must be a number, got {weight!r}") from None
-            entries.append(MixEntry(name, w, dict(DEFAULT_DATA[name])))
+            entries.append(MixEntry(name, w, data))
     if not entries:
         raise ValueError("the mix is empty")
     for e in entries:
-        if not (e.weight > 0 and math.isfinite(e.weight)):
-            raise ValueError(f"weight of {e.type!r} must be > 0, got {e.weight!r}")
+        if (
+            isinstance(e.weight, bool)
+            or not isinstance(e.weight, (int, float))
+            or not (e.weight > 0 and math.isfinite(e.weight))
+        ):
+            raise ValueError(f"weight of {e.type!r} must be a number > 0, got {e.weight!r}")
     return entries
 
 
@@ -114,6 +126,10 @@ def _heavy_tail_mean(alpha: float, scale: float, cap: float) -> float:
     if alpha == 1:
         return scale * (1 + math.log(cap / scale))
     return scale * alpha / (alpha - 1) * (1 - (scale / cap) ** (alpha - 1)) + cap * tail
+
+
+#: The job types whose cost :func:`mean_ms` knows (the built-in ones).
+COSTED = ("noop", "echo", "sleep", "cpu", "fail", "heavy_tail")
 
 
 def mean_ms(entry: MixEntry) -> tuple[float, float]:
@@ -139,7 +155,8 @@ def mean_ms(entry: MixEntry) -> tuple[float, float]:
 def estimate_capacity(entries: list[MixEntry], backend: str, workers: int, cpus: int) -> float:
     """Jobs per second the pool could finish with this mix: ``workers`` jobs at a
     time, and CPU work limited to one core (thread, asyncio: the GIL, the loop) or to
-    ``min(workers, cpus)`` cores (process). HTTP costs are not counted."""
+    ``min(workers, cpus)`` cores (process). HTTP costs are not counted, nor the work
+    of a type outside ``COSTED`` (a user's type: its cost is unknown here)."""
     total = sum(e.weight for e in entries)
     wall = sum(e.weight * mean_ms(e)[0] for e in entries) / total
     cpu = sum(e.weight * mean_ms(e)[1] for e in entries) / total

@@ -25,7 +25,7 @@ __all__ = ["COMMANDS", "EXTRAS", "Command", "CommandUnavailable", "command_parse
 EXTRAS: dict[str, tuple[str, ...]] = {
     "service": ("fastapi", "uvicorn", "uvloop", "httptools", "prometheus_client"),
     "loadtest": ("locust",),
-    "bench": ("rich", "psutil", "scipy", "pandas", "matplotlib"),
+    "bench": ("pydantic", "rich", "psutil", "scipy", "pandas", "matplotlib"),
 }
 
 

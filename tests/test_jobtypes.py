@@ -14,11 +14,11 @@ T = 30.0
     ("name", "data", "words"),
     [
         ("sleep", {}, ["'ms'", "required"]),
-        ("sleep", {"ms": -1}, ["'ms'", "[0", "-1"]),
+        ("sleep", {"ms": -1}, ["'ms'", "greater than or equal to 0", "-1"]),
         ("sleep", {"ms": "5"}, ["'ms'", "number", "'5'"]),
         ("cpu", {"ms": 1e9}, ["'ms'", "60000"]),
         ("fail", {"probability": 2}, ["'probability'", "2"]),
-        ("heavy_tail", {"alpha": 1}, ["'alpha'", "(1.0"]),
+        ("heavy_tail", {"alpha": 1}, ["'alpha'", "greater than 1", "1"]),
         ("echo", {"valu": 1}, ["'valu'", "value"]),
         ("nope", {}, ["'nope'", "noop", "heavy_tail"]),
         ("noop", [1], ["'data'", "object"]),

@@ -13,26 +13,50 @@ import sys
 import pytest
 
 from loadtests import profiles
+from loadtests.orchestrator import parse_mix
 from loadtests.results import parse_metrics, read_stats
 from poolbench._cliargs import duration
+from scenarios import jobtypes
+
+EXAMPLES = {name: jt.example for name, jt in jobtypes.BUILTIN.items()}
 
 
 def test_a_mix_names_types_and_weights():
-    mix = profiles.parse_mix("noop:4,sleep:3,cpu")
+    mix = profiles.parse_mix("noop:4,sleep:3,cpu", EXAMPLES)
     assert [(e.type, e.weight) for e in mix] == [("noop", 4.0), ("sleep", 3.0), ("cpu", 1.0)]
     assert mix[1].body() == {"type": "sleep", "data": {"ms": 10}}
-    custom = profiles.parse_mix('[{"type": "sleep", "data": {"ms": 50}, "timeout": 0.02, "retries": 1}]')
+    custom = profiles.parse_mix('[{"type": "sleep", "data": {"ms": 50}, "timeout": 0.02, "retries": 1}]', EXAMPLES)
     assert custom[0].body() == {"type": "sleep", "data": {"ms": 50}, "timeout": 0.02, "retries": 1}
     assert profiles.mix_from_env(profiles.mix_to_env(custom)) == custom
 
 
 @pytest.mark.parametrize(
     ("spec", "words"),
-    [("nope:1", ["'nope'", "noop"]), ("noop:x", ["weight", "'x'"]), ("noop:0", ["> 0"]), ("", ["empty"])],
+    [
+        ("nope:1", ["'nope'", "noop", "--jobtypes"]),
+        ('[{"type": "nope"}]', ["'nope'", "noop"]),
+        ('[{"type": "noop", "wieght": 2}]', ["'wieght'", "weight"]),
+        ("noop:x", ["weight", "'x'"]),
+        ("noop:0", ["> 0"]),
+        ("", ["empty"]),
+    ],
 )
 def test_a_bad_mix_is_refused_with_the_reason(spec, words):
     with pytest.raises(ValueError, match=r"\S") as info:  # the words are checked below
-        profiles.parse_mix(spec)
+        profiles.parse_mix(spec, EXAMPLES)
+    assert all(w in str(info.value) for w in words), str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ('[{"type": "sleep", "data": {"ms": -1}}]', ["'sleep'", "'ms'", "greater than or equal to 0"]),
+        ('[{"type": "sleep", "data": {}}]', ["'sleep'", "'ms'", "required", "JSON mix"]),
+    ],
+)
+def test_a_mix_is_checked_by_the_job_types_models(spec, words):
+    with pytest.raises(ValueError, match=r"\S") as info:
+        parse_mix(spec, jobtypes.BUILTIN)
     assert all(w in str(info.value) for w in words), str(info.value)
 
 
@@ -44,12 +68,14 @@ def test_the_shapes():
 
 
 def test_capacity_follows_workers_sleeps_and_the_gil():
-    sleep = profiles.parse_mix("sleep")  # 10 ms each
+    sleep = profiles.parse_mix("sleep", EXAMPLES)  # 10 ms each
     assert profiles.estimate_capacity(sleep, "thread", 8, 2) == pytest.approx(8 * 1000 / 10.05)
-    cpu = profiles.parse_mix('[{"type": "cpu", "data": {"ms": 10}}]')
+    cpu = profiles.parse_mix('[{"type": "cpu", "data": {"ms": 10}}]', EXAMPLES)
     assert profiles.estimate_capacity(cpu, "thread", 8, 2) == pytest.approx(1000 / 10.05)  # one core
     assert profiles.estimate_capacity(cpu, "process", 8, 2) == pytest.approx(2 * 1000 / 10.05)
-    tail = profiles.parse_mix('[{"type": "heavy_tail", "data": {"alpha": 1.5, "scale_ms": 1, "max_ms": 1000}}]')
+    tail = profiles.parse_mix(
+        '[{"type": "heavy_tail", "data": {"alpha": 1.5, "scale_ms": 1, "max_ms": 1000}}]', EXAMPLES
+    )
     assert 2.5 < profiles.mean_ms(tail[0])[0] < 3.0  # 3 * (1 - 1000 ** -0.5) + 1000 ** -0.5, plus overhead
 
 

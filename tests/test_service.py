@@ -33,7 +33,9 @@ STOP_TIMEOUT = 30.0
 class Server:
     """``python -m poolbench.service`` on 127.0.0.1, port 0."""
 
-    def __init__(self, tmp_path, *args: str, env: dict[str, str] | None = None, token: str | None = None) -> None:
+    def __init__(
+        self, tmp_path, *args: str, env: dict[str, str] | None = None, token: str | None = None, cwd=None
+    ) -> None:
         self.log = tmp_path / f"server-{time.monotonic_ns()}.log"
         self._err = open(self.log, "w")  # noqa: SIM115 - the server's stderr for its life
         self.proc = subprocess.Popen(
@@ -42,6 +44,7 @@ class Server:
             stderr=self._err,
             stdin=subprocess.DEVNULL,
             env={**os.environ, **(env or {})},
+            cwd=cwd,
         )
         try:
             line = self._first_line(START_TIMEOUT)
@@ -226,12 +229,14 @@ def test_a_full_queue_answers_503_with_retry_after(server):
 @pytest.mark.parametrize(
     ("body", "status", "words"),
     [
-        ({"type": "sleep", "data": {"ms": -1}}, 422, ["data.ms", "[0", "-1"]),
+        ({"type": "sleep", "data": {"ms": -1}}, 422, ["data.ms", "greater than or equal to 0", "-1"]),
         ({"type": "sleep"}, 422, ["data.ms", "required"]),
         ({"type": "cpu", "data": {"ms": 1e9}}, 422, ["data.ms", "60000"]),
-        ({"type": "fail", "data": {"probability": 2}}, 422, ["data.probability", "[0", "1]"]),
-        ({"type": "echo", "data": {"valu": 1}}, 422, ["data.valu", "value"]),
-        ({"type": "nope"}, 422, ["type", "'nope'", "noop", "heavy_tail"]),
+        ({"type": "fail", "data": {"probability": 2}}, 422, ["data.probability", "less than or equal to 1", "2"]),
+        ({"type": "sleep", "data": {"ms": "5"}}, 422, ["data.ms", "number", "'5'"]),
+        (b'{"type": "echo", "data": {"value": NaN}}', 422, ["data.value", "plain JSON"]),
+        ({"type": "echo", "data": {"valu": 1}}, 422, ["data.valu", "'echo' takes no field", "value"]),
+        ({"type": "nope"}, 422, ["unknown job type 'nope'", "noop", "heavy_tail"]),
         ({"data": {}}, 422, ["'type'", "required"]),
         ({"type": 3}, 422, ["'type'", "string", "3"]),
         ({"type": "noop", "timeout": 0}, 422, ["'timeout'", "greater than 0"]),
@@ -241,6 +246,7 @@ def test_a_full_queue_answers_503_with_retry_after(server):
         ({"type": "noop", "priority": "high"}, 422, ["'priority'", "integer", "'high'"]),
         ({"type": "noop", "priority": True}, 422, ["'priority'", "integer"]),
         ({"type": "noop", "data": []}, 422, ["'data'", "object"]),
+        ({"type": "sleep", "data": [1]}, 422, ["'data'", "object", "'sleep'", "ms"]),
         ({"type": "noop", "code": "print(1)"}, 422, ["'code'", "not allowed", "type, data"]),
         ([1, 2], 422, ["JSON object", "type, data"]),
         ("not json", 400, ["not valid JSON"]),
@@ -251,8 +257,8 @@ def test_a_full_queue_answers_503_with_retry_after(server):
 def test_a_bad_body_gets_4xx_naming_the_field_and_constraint(server, body, status, words):
     if body == "not json":
         r = server.http.post("/jobs", content=b'{"type": "noop",', headers={"content-type": "application/json"})
-    elif body == b"":
-        r = server.http.post("/jobs", content=b"", headers={"content-type": "application/json"})
+    elif isinstance(body, bytes):
+        r = server.http.post("/jobs", content=body, headers={"content-type": "application/json"})
     elif body == "form":
         r = server.http.post("/jobs", data={"type": "noop"})
     else:

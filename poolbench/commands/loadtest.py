@@ -56,6 +56,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         f"of {{type, weight, data, timeout, retries}} (default {profiles.DEFAULT_MIX})",
     )
     p.add_argument(
+        "--jobtypes",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="a module of job types (import path; see `poolbench serve --jobtypes`) the service loads and the mix "
+        "may name; repeatable",
+    )
+    p.add_argument(
         "--user-rate",
         type=float,
         default=d.user_rate,
@@ -72,11 +80,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from loadtests.orchestrator import check_mix, run_loadtest
+    from loadtests.orchestrator import parse_mix, run_loadtest
+    from scenarios import jobtypes
+    from scenarios.imports import LoadError
 
     try:
-        mix = tuple(profiles.parse_mix(args.mix))
-        check_mix(mix)
+        registry = jobtypes.load_registry(args.jobtypes)
+    except LoadError as e:
+        print(f"poolbench loadtest: --jobtypes: {e}", file=sys.stderr)
+        return 2
+    try:
+        mix = parse_mix(args.mix, registry)
     except (ValueError, OSError) as e:
         print(f"poolbench loadtest: --mix: {e}", file=sys.stderr)
         return 2
@@ -94,5 +108,6 @@ def run(args: argparse.Namespace) -> int:
             user_rate=args.user_rate,
             drain_timeout=args.drain_timeout,
             results_dir=args.results_dir,
+            jobtypes=tuple(args.jobtypes),
         )
     )

@@ -71,6 +71,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--drain-report", default=None, metavar="FILE", help="on exit, write what the drain did (JSON) to FILE"
     )
+    p.add_argument(
+        "--jobtypes",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="a module (import path, e.g. mypkg.jobtypes; the current directory is importable) whose JOBTYPES "
+        "list adds job types; repeatable. Installed packages add theirs through the entry-point group "
+        "'poolbench.jobtypes'",
+    )
     p.add_argument("--log-level", default=d.log_level, choices=("debug", "info", "warning", "error"))
     p.add_argument("--access-log", action="store_true", help="log every request (slower)")
 
@@ -93,6 +102,7 @@ def config_from_args(args: argparse.Namespace) -> ServiceConfig:
         drain_report=args.drain_report,
         log_level=args.log_level,
         access_log=args.access_log,
+        jobtypes=tuple(args.jobtypes),
     )
 
 

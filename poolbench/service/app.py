@@ -3,7 +3,8 @@
 Request path::
 
     client ─▶ _Edge (pure ASGI: bearer token, body size, request metrics)
-               ├─ POST /jobs (fast path) ─▶ Service.submit_raw: JobRequest, jobtypes.validate
+               ├─ POST /jobs (fast path) ─▶ Service.submit_raw: the request model of the
+               │                              job-type registry (type, and its data model)
                │                              ─▶ await pool.asubmit(overflow="reject")
                │                                    │ QueueFull ─▶ 503 + Retry-After
                │                                    ▼
@@ -20,24 +21,25 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import inspect
 import json
 import logging
 import math
 import re
 import time
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any, Literal, Union
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, ProcessCollector, generate_latest
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import pools
-from pools import InvalidArgument, PoolClosed, QueueFull
+from pools import PoolClosed, QueueFull
 from scenarios import jobtypes
 
 from .config import ServiceConfig
@@ -59,23 +61,44 @@ PRIORITY_LIMIT = 2**31 - 1
 # ---------------------------------------------------------------------- schema
 
 
-class JobRequest(BaseModel):
-    """A job to run: a named type from the registry and its parameters."""
+class JobFields(BaseModel):
+    """What every job request has besides its type and data."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    type: str = Field(
-        description="A job type: " + "; ".join(f"{t.name}: {t.doc}" for t in jobtypes.REGISTRY.values()),
-        json_schema_extra={"enum": list(jobtypes.names())},
-    )
-    data: dict[str, Any] | None = Field(
-        default=None,
-        description="The type's parameters: noop {}; echo {value}; sleep {ms}; cpu {ms}; "
-        "fail {probability, ms}; heavy_tail {alpha, scale_ms, max_ms}. ms at most 60000.",
-    )
     priority: int = Field(default=0, ge=-PRIORITY_LIMIT, le=PRIORITY_LIMIT, description="higher runs first")
     timeout: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT, description="seconds per attempt")
     retries: int = Field(default=0, ge=0, le=MAX_RETRIES, description="attempts after the first, on any failure")
+
+
+FIELDS = ("type", "data", *JobFields.model_fields)
+
+
+def _no_data_is_empty(cls: type, value: Any) -> Any:
+    return {} if value is None else value
+
+
+def request_type(registry: jobtypes.Registry) -> Any:
+    """The body of POST /jobs: one model per job type, told apart by ``type``, whose
+    ``data`` is that type's model. A discriminated union: pydantic validates the data
+    against the named type only, reports an error at ``<type>.data.<field>``, and
+    ``/openapi.json`` shows every type's model."""
+    variants = []
+    for jt in registry.values():
+        variants.append(
+            create_model(
+                f"Job_{re.sub(r'[^A-Za-z0-9_]', '_', jt.name)}",
+                __base__=JobFields,
+                __doc__=f"A {jt.name!r} job: {jt.doc}" if jt.doc else f"A {jt.name!r} job.",
+                __validators__={"_no_data": field_validator("data", mode="before")(_no_data_is_empty)},
+                type=(Literal[jt.name], Field(description=jt.doc or jt.name)),
+                data=(
+                    jt.model,
+                    Field(default_factory=dict, validate_default=True, description=f"the parameters of {jt.name!r}"),
+                ),
+            )
+        )
+    return Annotated[Union[tuple(variants)], Field(discriminator="type")]  # noqa: UP007 - a runtime union of models
 
 
 class Accepted(BaseModel):
@@ -132,13 +155,21 @@ _JOB_RESPONSES: dict[int | str, dict[str, Any]] = {404: _problem("no such job, o
 class Service:
     """The pool, the job store and the drain state of one app."""
 
-    def __init__(self, config: ServiceConfig) -> None:
+    def __init__(self, config: ServiceConfig, job_types: jobtypes.Registry) -> None:
         self.config = config
+        self.jobtypes = job_types
+        self.request_type = request_type(job_types)
+        self._parse = TypeAdapter(self.request_type).validate_json
+        self._forms: dict[str, Any] = {}  # job type -> the function the pool runs
         self.pool: pools.Pool | None = None
         self.store = JobStore(max_jobs=config.retain_jobs, max_age=config.retain_seconds, max_bytes=config.retain_bytes)
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, process_resident_memory_bytes...
         self.requests = RequestMetrics(self.registry)
+        accepted = Counter(
+            "poolbench_service_jobs_accepted", "Jobs accepted, by job type", ("type",), registry=self.registry
+        )
+        self._accepted = {name: accepted.labels(name) for name in job_types}  # a label per type: a bounded set
         self.registry.register(PoolCollector(lambda: self.pool, self._extra_metrics))
         self.draining = False
         self.refused = {"queue_full": 0, "draining": 0, "threads": 0}
@@ -174,6 +205,7 @@ class Service:
             pool.start()  # here, on the server's loop: jobs submitted from it pay no thread hop
         else:
             await asyncio.to_thread(pool.start)  # process workers take a moment to fork
+        self._forms = {name: self.jobtypes.job_for(pool, name) for name in self.jobtypes}
         self.pool = pool
         if cfg.backend == "thread":
             self._max_abandoned = cfg.max_abandoned if cfg.max_abandoned is not None else max(32, 4 * pool.workers)
@@ -187,12 +219,13 @@ class Service:
                 422, "the body is required: a JSON object with fields type, data, priority, timeout, retries", "body"
             )
         try:
-            request = JobRequest.model_validate_json(body)
+            request = self._parse(body)
         except ValidationError as e:
-            return _validation_reply(e.errors())
+            return _validation_reply(e.errors(), self.jobtypes)
         return await self.submit(request)
 
-    async def submit(self, req: JobRequest) -> Reply:
+    async def submit(self, req: Any) -> Reply:
+        """Submit a validated request (an instance of one of :func:`request_type`'s models)."""
         pool = self.pool
         if self.draining or pool is None:
             self.refused["draining"] += 1
@@ -201,13 +234,6 @@ class Service:
                 "the server is draining (shutting down) and takes no new jobs",
                 headers=[(b"retry-after", self.retry_after().encode())],
             )
-        try:
-            params = jobtypes.validate(req.type, req.data)
-        except InvalidArgument as e:
-            field = _jobtype_field(req.type, str(e))
-            return _problem_reply(422, f"{field}: {e}", field)
-        if req.type == "echo" and not _is_plain_json(params["value"]):
-            return _problem_reply(422, "data.value: must be plain JSON: no NaN or Infinity", "data.value")
         if self.too_many_abandoned():
             self.refused["threads"] += 1
             return _problem_reply(
@@ -218,7 +244,7 @@ class Service:
         retry = pools.Retry(attempts=req.retries + 1, backoff=RETRY_BACKOFF) if req.retries else None
         try:
             job = await pool.asubmit(
-                jobtypes.job_for(pool, req.type), params, priority=req.priority, timeout=req.timeout, retry=retry
+                self._forms[req.type], req.data.model_dump(), priority=req.priority, timeout=req.timeout, retry=retry
             )
         except QueueFull:
             self.refused["queue_full"] += 1
@@ -235,6 +261,7 @@ class Service:
                 headers=[(b"retry-after", self.retry_after().encode())],
             )
         self.store.add(job, req.type)
+        self._accepted[req.type].inc()
         job.add_done_callback(self.store.finish)
         return 202, b'{"job_id":%d,"status":"accepted"}' % job.job_id, [(b"location", b"/jobs/%d" % job.job_id)]
 
@@ -391,9 +418,7 @@ class _Edge:
 # ---------------------------------------------------------------------- errors
 
 
-def _field(loc: tuple) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "path", "query", "header")]
-    return ".".join(parts) or "body"
+_BODY = f"a JSON object with fields {', '.join(FIELDS)}"
 
 
 def _short(value: Any) -> str:
@@ -401,31 +426,45 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _describe_error(err: dict) -> tuple[int, str, str]:
+def _describe_error(err: dict, registry: jobtypes.Registry) -> tuple[int, str, str]:
     """(status, field, message) for one pydantic error, naming the field and the constraint."""
-    kind, loc = err.get("type", ""), tuple(err.get("loc", ()))
-    field = _field(loc)
+    kind = err.get("type", "")
+    loc = [str(p) for p in err.get("loc", ())]
+    if loc[:1] == ["body"]:  # FastAPI's route puts the body first; the fast path does not
+        loc = loc[1:]
     if kind == "json_invalid":
         ctx = err.get("ctx") or {}
         if "error" in ctx:  # from FastAPI's parser: the reason and the offset
             return 400, "body", f"the body is not valid JSON: {ctx['error']} (at character {loc[-1] if loc else '?'})"
         return 400, "body", f"the body is not valid JSON: {err.get('msg', '').removeprefix('Invalid JSON: ')}"
-    if kind == "missing" and field == "body":
-        return 422, field, "the body is required: a JSON object with fields type, data, priority, timeout, retries"
+    types = ", ".join(registry)
+    if kind == "union_tag_invalid":
+        tag = (err.get("input") or {}).get("type")
+        if not isinstance(tag, str):
+            return (
+                422,
+                "type",
+                f"field 'type' must be a string naming a job type, got {_short(tag)}; the types are: {types}",
+            )
+        return 422, "type", f"unknown job type {tag!r}; the types are: {types}"
+    if kind == "union_tag_not_found":
+        return 422, "type", f"field 'type' is required: it names the job type, one of: {types}"
+    if not loc:  # the body itself
+        if kind == "missing":
+            return 422, "body", f"the body is required: {_BODY}"
+        return 422, "body", f"the body must be {_BODY}, got {_short(err.get('input'))}"
+    # Every error inside a request starts at the tag of its job type: <type>.<field>...
+    jt, loc = registry.get(loc[0]), loc[1:]
+    if jt is not None and loc[:1] == ["data"]:
+        field, message = jobtypes.data_error(jt, {**err, "loc": loc[1:]}, prefix="data.")
+        return 422, field, message
+    field = ".".join(loc) or "body"
     if kind == "missing":
         return 422, field, f"field {field!r} is required"
     if kind == "extra_forbidden":
-        allowed = ", ".join(JobRequest.model_fields)
-        return 422, field, f"field {field!r} is not allowed; the fields are: {allowed}"
+        return 422, field, f"field {field!r} is not allowed; the fields are: {', '.join(FIELDS)}"
     msg = err.get("msg", "is invalid")
-    msg = msg[0].lower() + msg[1:] if msg else msg
-    if field == "body":
-        return (
-            422,
-            field,
-            f"the body must be a JSON object with fields type, data, priority, timeout, retries: {msg}, got {_short(err.get('input'))}",
-        )
-    return 422, field, f"field {field!r}: {msg}, got {_short(err.get('input'))}"
+    return 422, field, f"field {field!r}: {msg[:1].lower() + msg[1:]}, got {_short(err.get('input'))}"
 
 
 def _is_json(content_type: str) -> bool:
@@ -438,7 +477,7 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> Re
     if request.method == "POST" and not _is_json(content_type):
         status, body, _ = _not_json(content_type)
     else:
-        status, body, _ = _validation_reply(exc.errors())
+        status, body, _ = _validation_reply(exc.errors(), request.app.state.service.jobtypes)
     return Response(body, status_code=status, media_type="application/json")
 
 
@@ -460,8 +499,8 @@ def _not_json(content_type: str) -> Reply:
     return _problem_reply(415, detail, "content-type")
 
 
-def _validation_reply(errors: list[dict]) -> Reply:
-    found = [_describe_error(e) for e in errors]
+def _validation_reply(errors: list[dict], registry: jobtypes.Registry) -> Reply:
+    found = [_describe_error(e, registry) for e in errors]
     status = 400 if any(s == 400 for s, _, _ in found) else 422
     listed = [{"field": f, "message": m} for s, f, m in found if s == status]
     return status, json.dumps({"detail": "; ".join(e["message"] for e in listed), "errors": listed}).encode(), []
@@ -476,26 +515,6 @@ def _error(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-_NAMED_FIELD = re.compile(r"field '([A-Za-z_][A-Za-z0-9_]*)'")
-
-
-def _jobtype_field(type_name: str, message: str) -> str:
-    """Where a jobtypes.validate error points: "type", or "data.<its field>"."""
-    if type_name not in jobtypes.REGISTRY:
-        return "type"
-    m = _NAMED_FIELD.search(message)
-    return "data" if m is None or m.group(1) == "data" else f"data.{m.group(1)}"
-
-
-def _is_plain_json(value: Any) -> bool:
-    # Python's JSON parser takes NaN and Infinity, which no strict client can read back.
-    try:
-        json.dumps(value, allow_nan=False)
-    except (ValueError, RecursionError):
-        return False
-    return True
-
-
 def _parse_id(job_id: str) -> int | None:
     return int(job_id) if job_id.isascii() and job_id.isdigit() and len(job_id) < 19 else None
 
@@ -503,8 +522,12 @@ def _parse_id(job_id: str) -> int | None:
 # ---------------------------------------------------------------------- app
 
 
-def create_app(config: ServiceConfig) -> FastAPI:
-    service = Service(config)
+def create_app(config: ServiceConfig, registry: jobtypes.Registry | None = None) -> FastAPI:
+    """The app; ``registry`` is the job types it serves (default: loaded from
+    ``config.jobtypes``, the installed packages' and the built-in ones)."""
+    if registry is None:
+        registry = jobtypes.load_registry(config.jobtypes)
+    service = Service(config, registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -529,8 +552,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     gone = f"finished jobs are kept {config.retain_seconds:g}s, and at most the latest {config.retain_jobs} of them"
 
-    @app.post("/jobs", status_code=202, response_model=Accepted, responses=_SUBMIT_RESPONSES, summary="Submit a job")
-    async def submit_job(body: JobRequest) -> Response:
+    async def submit_job(body: Any) -> Response:
         # Documents the operation; requests are answered by _Edge's fast path, which
         # ends in the same Service.submit (this body runs only without _Edge).
         status, payload, headers = await service.submit(body)
@@ -540,6 +562,19 @@ def create_app(config: ServiceConfig) -> FastAPI:
             media_type="application/json",
             headers={k.decode(): v.decode() for k, v in headers},
         )
+
+    # The body's type is made from the registry at run time; FastAPI reads it from
+    # the signature (a string annotation would be looked up in this module).
+    body = inspect.Parameter("body", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=service.request_type)
+    submit_job.__signature__ = inspect.Signature([body], return_annotation=Response)  # type: ignore[attr-defined]
+    app.post(
+        "/jobs",
+        status_code=202,
+        response_model=Accepted,
+        responses=_SUBMIT_RESPONSES,
+        summary="Submit a job",
+        description="Job types: " + "; ".join(f"{t.name}: {t.doc}" for t in registry.values()),
+    )(submit_job)
 
     @app.get("/jobs/{job_id}", response_model=JobInfo, responses=_JOB_RESPONSES, summary="A job's status and result")
     async def get_job(job_id: str) -> Response:

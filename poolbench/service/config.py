@@ -27,3 +27,4 @@ class ServiceConfig:
     drain_report: str | None = None
     log_level: str = "warning"
     access_log: bool = False
+    jobtypes: tuple[str, ...] = ()  # modules of job types, besides the built-in and the installed packages' ones

@@ -27,6 +27,8 @@ from types import FrameType
 import uvicorn
 
 import pools
+from scenarios import jobtypes
+from scenarios.imports import LoadError
 
 from .app import Service, create_app
 from .config import LOOPBACK, TOKEN_ENV, ServiceConfig
@@ -85,15 +87,37 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def load_jobtypes(config: ServiceConfig, pool: pools.Pool) -> jobtypes.Registry:
+    """The job types to serve: the built-in ones, the installed packages' and those
+    of ``config.jobtypes``; each must have the form ``pool`` runs, and that form must
+    pass the backend's own check (a process pool pickles it). ``LoadError`` naming
+    the type, its module and the fix."""
+    registry = jobtypes.load_registry(config.jobtypes)
+    for name in registry:
+        fn = registry.job_for(pool, name)
+        try:
+            pool.impl.prepare(fn, ({},))
+        except pools.InvalidCallable as e:
+            raise jobtypes.JobTypeError(
+                f"job type {name!r} ({registry.source(name)}) cannot run on the {config.backend!r} backend: {e}"
+            ) from e
+    return registry
+
+
 def serve(config: ServiceConfig) -> int:
     logging.basicConfig(
         level=config.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        pools.create_pool(
+        # Checks the options, and that the pool can run every job type, before binding anything.
+        probe = pools.create_pool(
             config.backend, workers=config.workers, queue_size=config.queue_size, overflow="reject"
-        ).shutdown()  # checks the options before binding anything
-    except pools.PoolError as e:
+        )
+        try:
+            registry = load_jobtypes(config, probe)
+        finally:
+            probe.shutdown()
+    except (pools.PoolError, LoadError) as e:
         print(f"poolbench serve: {e}", file=sys.stderr)
         return 2
     if config.host not in LOOPBACK and not config.token:
@@ -102,7 +126,7 @@ def serve(config: ServiceConfig) -> int:
             config.host,
             TOKEN_ENV,
         )
-    app = create_app(config)
+    app = create_app(config, registry)
     uv_config = uvicorn.Config(
         app,
         loop="uvloop",
