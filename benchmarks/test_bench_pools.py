@@ -25,6 +25,7 @@ import pytest
 
 import pools
 from pools.testing import jobs
+from pools.testing.bench import warm
 from scenarios import jobtypes
 
 BATCH = 500
@@ -41,16 +42,6 @@ def sleep_1ms():
 
 
 WORKERS = 4
-
-
-def warm(submit, workers: int, hold=jobs.hold) -> None:
-    """Every worker runs a job at the same time (held at a gate until all have
-    arrived): each is started and has run a job before the first round."""
-    with jobs.Gate() as gate, jobs.Latch() as latch:
-        held = [submit(hold, gate, latch) for _ in range(workers)]
-        assert latch.wait(workers, 120), f"{workers} workers did not all start within 120 s"
-        gate.open()
-        concurrent.futures.wait(held)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

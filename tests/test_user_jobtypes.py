@@ -88,6 +88,17 @@ def test_a_module_in_the_current_directory_adds_its_types(write_module, make_poo
     assert list(registry).count("scale") == 1
 
 
+def test_the_example_module_in_the_readme(make_pool, monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    registry = jobtypes.load_registry(["examples.jobtypes_example"], entry_points=False)
+    resize = registry["resize"]
+    params = registry.validate("resize", resize.example)
+    pool = make_pool("thread", workers=1)
+    assert pool.submit(registry.job_for(pool, "resize"), params).result(T) == {"width": 16, "height": 12, "mean": 127}
+    with pytest.raises(pools.InvalidArgument, match=r"'widht'.*width, height, factor"):
+        registry.validate("resize", {"width": 4, "height": 4, "widht": 3})
+
+
 _MODEL = """
 from dataclasses import dataclass
 from pydantic import BaseModel

@@ -12,7 +12,9 @@
 
 - Job functions and cross-process signals for tests: :mod:`pools.testing.jobs`.
 - A pytest plugin (loaded automatically once poolbench is installed) with the
-  ``pool_backend``, ``make_pool`` and ``leak_check`` fixtures.
+  ``pool_backend``, ``make_pool``, ``leak_check`` and ``pool_benchmark`` fixtures;
+  what ``pool_benchmark`` times (the implementations, their warm-up, a round) is
+  :mod:`pools.testing.bench`.
 """
 
 from ._leaks import Snapshot, check_leaks, find_leaks, no_leaks, process_alive, snapshot, wait_process_gone

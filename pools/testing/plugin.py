@@ -13,6 +13,17 @@ Fixtures:
 - ``aio_benchmark``: pytest-benchmark for coroutine functions, which it does not
   support itself: ``aio_benchmark(async_fn, *args)`` times ``await async_fn(*args)``
   on one event loop kept for the whole test (needs pytest-benchmark).
+- ``pool_benchmark``: ``pool_benchmark(fn, args, implementations=..., workers=...)``
+  times a batch of jobs of ``fn`` (one per argument tuple in ``args``) on each
+  implementation — the backends by name, ``ThreadPoolExecutor``,
+  ``ProcessPoolExecutor``, ``asyncio.gather`` (see :mod:`pools.testing.bench`) —
+  with pytest-benchmark: one benchmark per implementation, named
+  ``test_x[thread]``, in one group, so ``--benchmark-json``, ``--benchmark-compare``
+  and ``--benchmark-histogram`` treat them as their own. An implementation that
+  cannot run ``fn`` is left out with the reason, in the terminal summary and in the
+  JSON (``pool_benchmark_skipped``); the test is skipped if none can. Returns the
+  last round's results by implementation. Needs pytest-benchmark
+  (``pip install 'poolbench[bench]'``).
 """
 
 from __future__ import annotations
@@ -23,7 +34,8 @@ from typing import Any
 
 import pytest
 
-from .. import available_backends, create_pool
+from .. import InvalidArgument, available_backends, create_pool
+from . import bench
 from ._leaks import find_leaks, snapshot
 
 SHUTDOWN_LIMIT = 10.0
@@ -86,3 +98,152 @@ def aio_benchmark(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+
+
+# ---------------------------------------------------------------------- pool_benchmark
+
+_SKIPPED = pytest.StashKey[list[dict[str, str]]]()
+_NEEDS = (
+    "pool_benchmark needs pytest-benchmark, which is not installed here (or is disabled with -p no:benchmark): "
+    "pip install 'poolbench[bench]' (or pip install pytest-benchmark)"
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pool_benchmark stands on pytest-benchmark's `benchmark` fixture when that plugin
+    # is active, so that --benchmark-only and --benchmark-skip count its tests as
+    # benchmarks; without the plugin, the fixture says what to install.
+    pm = config.pluginmanager
+    active = pm.hasplugin("benchmark") or pm.hasplugin("pytest_benchmark.plugin")  # by entry point, or by -p
+    config.stash[_SKIPPED] = []
+    config.pluginmanager.register(_PoolBenchmarkFixture() if active else _NoBenchmark(), "poolbench-pool-benchmark")
+
+
+class PoolBenchmark:
+    """The value of the ``pool_benchmark`` fixture; call it once per test."""
+
+    def __init__(self, request: pytest.FixtureRequest, benchmark: Any) -> None:
+        self._request = request
+        self._template = benchmark  # the test's own BenchmarkFixture: its options, its class
+        self._used = False
+        self._made = 0  # BenchmarkFixtures handed out
+        #: implementation -> why it did not run
+        self.skipped: dict[str, str] = {}
+
+    def __call__(
+        self,
+        fn: Callable[..., Any],
+        args: Any,
+        *,
+        implementations: Any = None,
+        workers: int | list[int] | tuple[int, ...] | None = None,
+        group: str | None = None,
+    ) -> dict[str, list[Any]]:
+        if self._used:
+            raise InvalidArgument(
+                "pool_benchmark runs once per test, as pytest-benchmark's benchmark does: put the other call in a "
+                "test of its own, or parametrize the test"
+            )
+        self._used = True
+        if not callable(fn):
+            raise InvalidArgument(f"fn must be callable, got {fn!r:.60}")
+        batch = bench.check_args(args)
+        counts = bench.check_workers(workers)
+        impls = bench.default_implementations(fn) if implementations is None else bench.implementations(implementations)
+        group = group or self._template.group or self._request.node.name
+        results: dict[str, list[Any]] = {}
+        for impl in impls:
+            for w in counts:
+                label = impl.id if len(counts) == 1 else f"{impl.id}-{w}w"
+                try:
+                    prepared = bench.prepare(impl, fn, batch, w)
+                except bench.Unsupported as e:
+                    self._skip(label, e.reason)
+                    continue
+                except BaseException:
+                    # The function failed in the untimed round: that error is the test's
+                    # result, as when benchmark(fn) raises; the test's own BenchmarkFixture
+                    # must not then warn that it was never used.
+                    if not self._made:
+                        self._template._mode = "pool_benchmark(...)"
+                        self._template.has_error = True
+                    raise
+                try:
+                    fixture = self._fixture(label, group)
+                    fixture.extra_info.update(backend=label, implementation=impl.name, workers=w, jobs=len(batch))
+                    results[label] = fixture(prepared.round)
+                finally:
+                    prepared.close()
+        if not results:
+            reasons = "; ".join(f"{label}: {reason}" for label, reason in self.skipped.items())
+            pytest.skip(f"pool_benchmark: no implementation can run it: {reasons}")
+        return results
+
+    def _skip(self, label: str, reason: str) -> None:
+        self.skipped[label] = reason
+        self._request.config.stash[_SKIPPED].append(
+            {"fullname": self._request.node.nodeid, "implementation": label, "reason": reason}
+        )
+
+    def _fixture(self, label: str, group: str) -> Any:
+        """A BenchmarkFixture of pytest-benchmark's, made as its own ``benchmark``
+        fixture makes one (the session's options, the test's ``benchmark`` marker),
+        named for the implementation: ``test_x[thread]``, or ``test_x[a-thread]`` in
+        a parametrized test, as if the implementation were one more parameter."""
+        node = self._request.node
+        if not self._made:
+            # The first is the test's own: pytest-benchmark warns about a test whose
+            # `benchmark` fixture was never used.
+            fixture = self._template
+            fixture.group = group
+        else:
+            session = self._request.config._benchmarksession  # type: ignore[attr-defined]
+            marker = node.get_closest_marker("benchmark")
+            options = dict(marker.kwargs) if marker else {}
+            if "timer" in options:
+                from pytest_benchmark.utils import NameWrapper
+
+                options["timer"] = NameWrapper(options["timer"])
+            options["group"] = group
+            fixture = type(self._template)(
+                node,
+                add_stats=session.benchmarks.append,
+                logger=session.logger,
+                warner=node.warn,
+                disabled=session.disabled,
+                **dict(session.options, **options),
+            )
+        self._made += 1
+        callspec = getattr(node, "callspec", None)
+        if callspec is None:
+            fixture.name, fixture.fullname = f"{node.name}[{label}]", f"{node.nodeid}[{label}]"
+            fixture.param, fixture.params = label, {"implementation": label}
+        else:
+            param = f"{callspec.id}-{label}"
+            base = node.nodeid.removesuffix(f"[{callspec.id}]")
+            fixture.name, fixture.fullname = f"{node.originalname}[{param}]", f"{base}[{param}]"
+            fixture.param, fixture.params = param, {**callspec.params, "implementation": label}
+        return fixture
+
+
+class _PoolBenchmarkFixture:
+    @pytest.fixture
+    def pool_benchmark(self, request: pytest.FixtureRequest, benchmark: Any) -> PoolBenchmark:
+        return PoolBenchmark(request, benchmark)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_benchmark_update_json(self, config: pytest.Config, benchmarks: Any, output_json: dict) -> None:
+        if config.stash[_SKIPPED]:
+            output_json["pool_benchmark_skipped"] = list(config.stash[_SKIPPED])
+
+    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+        if config.stash[_SKIPPED]:
+            terminalreporter.section("pool_benchmark: implementations that could not run the function")
+            for s in config.stash[_SKIPPED]:
+                terminalreporter.write_line(f"{s['fullname']} [{s['implementation']}]: {s['reason']}")
+
+
+class _NoBenchmark:
+    @pytest.fixture
+    def pool_benchmark(self) -> None:
+        pytest.fail(_NEEDS, pytrace=False)
