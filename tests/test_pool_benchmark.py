@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
+import time
 import types
 from pathlib import Path
 
@@ -105,9 +108,31 @@ def _run(pytester, *args: str, options: tuple[str, ...] = FAST):
     return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error", "-rs", *options, *args, timeout=300)
 
 
-def test_one_benchmark_per_implementation_in_a_shared_group_and_the_report_reads_them(pytester):
-    out_json = pytester.path / "bench.json"
-    result = _run(pytester, "--benchmark-json", str(out_json))
+@pytest.fixture(scope="module")
+def user_run(tmp_path_factory):
+    """USER_TESTS run once with --benchmark-json, in a pytest of its own. (A plain
+    subprocess, not pytester: the report's test below imports pandas and numpy, which
+    pytester's restore of sys.modules would unload, and numpy cannot load twice.)"""
+    where = tmp_path_factory.mktemp("user_run")
+    (where / "conftest.py").write_text(CONFTEST)
+    (where / "test_user.py").write_text(USER_TESTS)
+    out_json = where / "bench.json"
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-W", "error", "-rs", *FAST]
+    t0 = time.monotonic()
+    run = subprocess.run(
+        [*cmd, "--benchmark-json", str(out_json)],
+        cwd=where,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    result = pytest.RunResult(run.returncode, run.stdout.splitlines(), run.stderr.splitlines(), time.monotonic() - t0)
+    return result, out_json
+
+
+def test_each_outcome_and_the_implementations_left_out(user_run):
+    result, _ = user_run
     result.assert_outcomes(passed=7, failed=1, skipped=1)
     result.stdout.fnmatch_lines(
         [
@@ -121,6 +146,9 @@ def test_one_benchmark_per_implementation_in_a_shared_group_and_the_report_reads
         ]
     )
 
+
+def test_one_benchmark_per_implementation_in_a_shared_group(user_run):
+    _, out_json = user_run
     raw = json.loads(out_json.read_text())
     by_name = {b["name"]: b for b in raw["benchmarks"]}
     square = [n for n in by_name if n.startswith("test_square[")]
@@ -153,14 +181,17 @@ def test_one_benchmark_per_implementation_in_a_shared_group_and_the_report_reads
         ("test_nothing_can_run_it", "ThreadPoolExecutor"),
     }
 
-    # The report's reader (reports/data.py) and its section of micro-benchmarks.
+
+def test_the_report_reads_the_json(user_run):
+    """The report's reader of pytest-benchmark JSON (reports/data.py) and its section."""
     from reports.data import load_benchmarks
     from reports.external import benchmarks_html
 
+    _, out_json = user_run
     frame, meta, problem = load_benchmarks(str(out_json))
     assert problem is None and meta["path"] == str(out_json)
     rows = frame[frame.group == "test_square"].set_index("contender")
-    assert list(rows.index) == [n.removeprefix("test_square[")[:-1] for n in square]
+    assert list(rows.index) == list(SQUARE)
     assert (rows.jobs == 40).all() and (rows.jobs_per_s > 0).all()
     assert all(len(r) == rows.loc[c, "rounds"] for c, r in rows.round_jobs_per_s.items())
     html = benchmarks_html(types.SimpleNamespace(benchmarks=frame, bench_meta=meta))
