@@ -52,8 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--mix",
         default=profiles.DEFAULT_MIX,
-        help=f"job types and weights, e.g. 'noop:4,sleep:3', or a JSON list / @file.json "
-        f"of {{type, weight, data, timeout, retries}} (default {profiles.DEFAULT_MIX})",
+        help=f"job types and weights, e.g. 'noop:4,sleep:3' (each sent with its example data), or a JSON list / "
+        f"@file.json of {{type, weight, data, timeout, retries}}; any built-in, installed or --jobtypes type "
+        f"(default {profiles.DEFAULT_MIX})",
     )
     p.add_argument(
         "--jobtypes",
