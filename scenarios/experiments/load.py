@@ -59,6 +59,8 @@ class LoadFindings:
     queue_wait_ms_by_priority: dict[str, Percentiles] = field(default_factory=dict)
     #: the first failure of a job, "ExceptionType: message"
     first_error: str | None = None
+    #: jobs of each workload of the mix, as drawn by weight
+    mix: dict[str, int] = field(default_factory=dict)
     #: how the implementation was made, and then prepared before the clock
     prepared: str = ""
 
@@ -176,6 +178,7 @@ class Job:
     fn: Callable[..., Any]
     args: tuple
     priority: int
+    workload: int  # its index in the mix
 
 
 def plan(sc: Scenario, forms: list[Callable[..., Any]], argsets: list[list[tuple]], rng: random.Random) -> list[Job]:
@@ -188,7 +191,7 @@ def plan(sc: Scenario, forms: list[Callable[..., Any]], argsets: list[list[tuple
     for k, prio in zip(picks, prios, strict=True):
         args = argsets[k][used[k] % len(argsets[k])]
         used[k] += 1
-        out.append(Job(forms[k], args, prio))
+        out.append(Job(forms[k], args, prio, k))
     return out
 
 
@@ -207,6 +210,13 @@ def _outcome(fut: Any) -> str:
     if exc is None:
         return "succeeded"
     return "timed_out" if isinstance(exc, TimeoutError) else "failed"
+
+
+def _drawn(mix: list[Any], jobs_plan: list[Job]) -> dict[str, int]:
+    counts = dict.fromkeys((w.label for w in mix), 0)
+    for job in jobs_plan:
+        counts[mix[job.workload].label] += 1
+    return counts
 
 
 def _ms(v: float | None) -> float | None:
@@ -337,6 +347,7 @@ def run(case: Case, impl: Implementation, seed: int) -> Result:
         if len(sc.priorities) > 1
         else {},
         first_error=first_error,
+        mix=_drawn(mix, jobs_plan),
         prepared=f"{impl.prepared}; {PREPARED}",
     )
     return Result(
