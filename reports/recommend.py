@@ -220,8 +220,8 @@ def recommend(data: RunData, scenario: str) -> Recommendation:
         )
     elif not workers_swept:
         sentences.append(
-            f"Workers: only {params.get('workers')} was measured; sweep them (--workers 1 2 4 8, or [sweep] "
-            "workers = [...] in a scenario file) to find the knee."
+            f"Workers: {params.get('workers')} only; sweep them (--workers 1 2 4 8, or [sweep] workers = [...] in a "
+            "scenario file) to find the knee."
         )
     rec.answer = " ".join(sentences)
     for c in configs:

@@ -142,6 +142,7 @@ def workload_scenario(args: argparse.Namespace) -> dict[str, Any]:
 
 def _list() -> int:
     from scenarios import implementations, spec
+    from scenarios.imports import LoadError
 
     for group, title in (("", "scenarios"), ("contenders", "the contenders preset (poolbench contenders)")):
         print(f"{title}:")
@@ -149,8 +150,15 @@ def _list() -> int:
             print(f"  {name:<22} {sc.description}")
     print("implementations:")
     for name in implementations.names():
-        print(f"  {name}")
-    print("  module:factory         your concurrent.futures.Executor, made by factory(workers)")
+        try:
+            impl = implementations.resolve(name)
+        except LoadError as e:
+            print(f"  {name:<22} not available here: {e}")
+            continue
+        runs = "coroutine functions" if impl.runs == "coroutines" else "plain functions"
+        how = f"{'ours' if impl.kind == 'ours' else 'contender'}: runs {runs}{', pickled' * impl.pickles}"
+        print(f"  {name:<22} {how}" + (f" ({impl.unavailable()})" if impl.unavailable() else ""))
+    print("  module:factory         yours: a concurrent.futures.Executor made by factory(workers); plain functions")
     return 0
 
 
