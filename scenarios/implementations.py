@@ -21,7 +21,9 @@ of workers and returns a ``concurrent.futures.Executor``.
 
 Every implementation is made as its users make it (the standard library's defaults,
 mpire's ``WorkerPool`` kept alive), then prepared alike by the experiment before its
-clock starts (see :data:`PREPARED`). The asyncio ones, ours and the contenders, run
+clock starts (see :data:`PREPARED`). The contenders have no bound on their queues: the
+load generator bounds the jobs in flight for them as our pools' queue does
+(:class:`scenarios.experiments.load.Generator`). The asyncio ones, ours and the contenders, run
 their event loop on a thread of their own, and the load generator submits to it from
 its thread, alike for all.
 """
@@ -68,11 +70,11 @@ FEATURE_WORDS = {
 #: every one alike (see scenarios.experiments.load.warm), and the report prints both.
 PREPARED = {
     "ours": "create_pool with the scenario's workers, queue_size and overflow",
-    "executor": "made with max_workers=workers and the standard library's defaults; no bound on its queue",
-    "multiprocessing.Pool": "multiprocessing.Pool(workers), the standard library's defaults; no bound on its queue",
+    "executor": "made with max_workers=workers and the standard library's defaults",
+    "multiprocessing.Pool": "multiprocessing.Pool(workers), the standard library's defaults",
     "gather+Semaphore": (
         "an event loop on its own thread and an asyncio.Semaphore(workers); a task per job, made as the job "
-        "is submitted (asyncio.run_coroutine_threadsafe), so no bound on waiting jobs"
+        "is submitted (asyncio.run_coroutine_threadsafe)"
     ),
     "TaskGroup": (
         "an event loop on its own thread; an asyncio.TaskGroup of `workers` consumer tasks on an unbounded "

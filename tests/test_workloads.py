@@ -201,6 +201,42 @@ def test_a_coroutine_function_runs_where_coroutines_run_and_is_skipped_elsewhere
     )
 
 
+def test_a_measurement_past_its_time_is_killed_with_its_whole_process_group(project, monkeypatch):
+    """A contender's worker processes too: a hanging job on a ProcessPoolExecutor is
+    recorded as timed out, and no process of that measurement is left running."""
+    import psutil
+
+    from scenarios import runner
+
+    cwd, mod, _env = project
+    (cwd / f"{mod}_hang.py").write_text(
+        "import os, time\n\n\ndef hang(where):\n"
+        "    open(os.path.join(where, f'pid-{os.getpid()}'), 'w').close()\n"
+        "    time.sleep(600)\n"
+    )
+    monkeypatch.chdir(cwd)
+    monkeypatch.syspath_prepend(str(cwd))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.setattr(runner, "MEASURE_TIMEOUT", 5)
+    sc = spec.parse(
+        {"name": "hangs", "jobs": 4, "workers": 2, "workload": [{"fn": f"{mod}_hang:hang", "args": [[str(cwd)]]}]},
+        "test",
+    )
+    db = str(cwd / "hang.db")
+    run_id = runner.run(runner.RunOptions(scenarios=[sc], implementations=("ProcessPoolExecutor",), repeats=1, db=db))
+    row = store.load_measurements(db, run_id).iloc[0]
+    assert row.ok == 0 and row.error == "timed out after 5s"
+    pids = [int(p.name.removeprefix("pid-")) for p in cwd.glob("pid-*")]
+    assert pids  # the job ran in a worker process of the contender
+    for pid in pids:
+        try:
+            status = psutil.Process(pid).status()
+        except psutil.NoSuchProcess:
+            continue
+        assert status == psutil.STATUS_ZOMBIE, (pid, status)  # dead, waiting to be reaped
+    sys.modules.pop(f"{mod}_hang", None)
+
+
 # ---------------------------------------------------------------- mistakes: named, and nothing written
 
 

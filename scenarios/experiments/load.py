@@ -3,7 +3,7 @@
 Data flow::
 
     generator (this thread) ──submit at intended times──▶ implementation ──▶ workers
-         │ records intended / submitted time                   │          │ timed(): worker-side
+         │ records intended start times                        │          │ timed(): worker-side
          │                                                     ▼          ▼ start and end times
          └──────────── done-callbacks record when each job's result reached the caller
 
@@ -195,11 +195,6 @@ def plan(sc: Scenario, forms: list[Callable[..., Any]], argsets: list[list[tuple
     return out
 
 
-def _record_done(done_at: list[float], finished: threading.Semaphore, i: int, _fut: Any) -> None:
-    done_at[i] = time.monotonic()
-    finished.release()
-
-
 def _outcome(fut: Any) -> str:
     status = getattr(fut, "status", None)  # our Job knows its terminal state
     if status is not None:
@@ -251,15 +246,10 @@ def run(case: Case, impl: Implementation, seed: int) -> Result:
         retry = pools.Retry(attempts=1 + sc.retries, backoff=0.001, max_backoff=0.01)
     timeout = sc.timeout if sc.timeout is not None or not (sc.armed and ours) else ARMED_TIMEOUT
     n = len(jobs_plan)
-    intended = [0.0] * n
-    submitted = [0.0] * n
-    done_at = [0.0] * n
-    futures: list[Any] = [None] * n
-    finished = threading.Semaphore(0)  # released once per job, by its done-callback
-    rejected = 0
     sampler: Sampler | None = None
 
     with impl.open(workers=sc.workers, queue_size=sc.queue_size, overflow=sc.overflow) as session:
+        gen = Generator(session, sc, jobs_plan, offsets, wrapper, ours=ours, timeout=timeout, retry=retry)
         warm(session, tuple(forms))
         for job in jobs_plan[:WARMUP_JOBS]:  # one at a time: fits even queue_size=0 + reject
             session.submit(wrapper, (job.fn, job.args)).exception()
@@ -274,36 +264,18 @@ def run(case: Case, impl: Implementation, seed: int) -> Result:
             if session.gauges() is not None:
                 sampler = Sampler(session.gauges, t0).start()
             try:
-                rejected = _generate(
-                    session,
-                    sc,
-                    jobs_plan,
-                    offsets,
-                    wrapper,
-                    ours,
-                    timeout,
-                    retry,
-                    t0,
-                    intended,
-                    submitted,
-                    done_at,
-                    futures,
-                    finished,
-                )
+                gen.submit_all(t0)
                 last_submit = time.monotonic()
                 gen_cpu = time.thread_time() - gen_cpu0
-                # Wait for the done-callbacks, not the futures: a future wakes its waiters
-                # before it runs its callbacks, and done_at[i] is written by the callback.
-                if sc.arrival != "serial":
-                    for _ in range(n - rejected):
-                        finished.acquire()
+                gen.wait_all()
             finally:
                 if sampler is not None:
                     sampler.stop()
-            t_end = max([d for d in done_at if d] or [last_submit])
+            t_end = max([d for d in gen.done_at if d] or [last_submit])
         cpu1, workers_rss = cpu_and_rss()
         retried = session.retried()
 
+    intended, done_at, futures, rejected = gen.intended, gen.done_at, gen.futures, gen.rejected
     counts = dict.fromkeys(("succeeded", "failed", "timed_out", "cancelled"), 0)
     latencies, waits, dispatch, runs, returns = [], [], [], [], []
     wait_by_prio: dict[int, list[float]] = {}
@@ -348,7 +320,13 @@ def run(case: Case, impl: Implementation, seed: int) -> Result:
         else {},
         first_error=first_error,
         mix=_drawn(mix, jobs_plan),
-        prepared=f"{impl.prepared}; {PREPARED}",
+        prepared=f"{impl.prepared}; {PREPARED}"
+        + (
+            ""
+            if ours or sc.arrival == "map"
+            else f"; the generator kept at most {sc.workers + sc.queue_size} jobs in flight (workers + queue_size), "
+            "as our pools' bounded queue does"
+        ),
     )
     return Result(
         jobs=n,
@@ -382,56 +360,86 @@ def run(case: Case, impl: Implementation, seed: int) -> Result:
     )
 
 
-def _generate(
-    session: Session,
-    sc: Scenario,
-    jobs_plan: list[Job],
-    offsets: list[float] | None,
-    wrapper: Callable[..., Any],
-    ours: bool,
-    timeout: float | None,
-    retry: Any,
-    t0: float,
-    intended: list[float],
-    submitted: list[float],
-    done_at: list[float],
-    futures: list[Any],
-    finished: threading.Semaphore,
-) -> int:
-    """Submit every job at its intended time (or at once, or one after another);
-    return how many were rejected (QueueFull)."""
-    import pools
+class Generator:
+    """The load generator: submits the plan at its intended times (at once in a closed
+    loop, one after another in a serial one) and records, in each job's done-callback,
+    when its result reached the caller.
 
-    rejected = 0
-    armed = sc.armed and ours
-    for i, job in enumerate(jobs_plan):
-        if offsets is not None:
-            intended[i] = t0 + offsets[i]
-            delay = intended[i] - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-        now = time.monotonic()
-        submitted[i] = now
-        if offsets is None:
-            intended[i] = now
-        options = {}
-        if ours:
-            options = {
-                "priority": i & 1 if armed else job.priority,
-                "timeout": timeout,
-                "retry": retry,
-                "wait": sc.wait,
-            }
-        try:
-            fut = session.submit(wrapper, (job.fn, job.args), **options)
-        except pools.QueueFull:
-            rejected += 1
-            continue
-        fut.add_done_callback(functools.partial(_record_done, done_at, finished, i))
-        futures[i] = fut
-        if sc.arrival == "serial":  # the next job only after this one's result reached us
-            finished.acquire()
-    return rejected
+    An implementation without a bounded queue gets the same bound from the generator:
+    at most ``workers + queue_size`` jobs in flight (a semaphore, as a user would bound
+    an executor), which our pools' bounded queue enforces with ``overflow="block"``. So
+    the generator is held back alike, and a job's latency means the same on every one."""
+
+    def __init__(
+        self,
+        session: Session,
+        sc: Scenario,
+        jobs: list[Job],
+        offsets: list[float] | None,
+        wrapper: Callable[..., Any],
+        *,
+        ours: bool,
+        timeout: float | None,
+        retry: Any,
+    ) -> None:
+        self.session, self.sc, self.jobs, self.offsets, self.wrapper = session, sc, jobs, offsets, wrapper
+        self.ours, self.timeout, self.retry = ours, timeout, retry
+        n = len(jobs)
+        self.intended = [0.0] * n
+        self.done_at = [0.0] * n
+        self.futures: list[Any] = [None] * n
+        self.rejected = 0
+        self.finished = threading.Semaphore(0)  # released once per job, by its done-callback
+        self.room = None if ours else threading.BoundedSemaphore(sc.workers + sc.queue_size)
+
+    def _done(self, i: int, _fut: Any) -> None:
+        self.done_at[i] = time.monotonic()
+        if self.room is not None:
+            self.room.release()
+        self.finished.release()
+
+    def _options(self, i: int, job: Job) -> dict[str, Any]:
+        if not self.ours:
+            return {}
+        armed = self.sc.armed
+        return {
+            "priority": i & 1 if armed else job.priority,
+            "timeout": self.timeout,
+            "retry": self.retry,
+            "wait": self.sc.wait,
+        }
+
+    def submit_all(self, t0: float) -> None:
+        import pools
+
+        serial = self.sc.arrival == "serial"
+        for i, job in enumerate(self.jobs):
+            if self.offsets is not None:
+                self.intended[i] = t0 + self.offsets[i]
+                delay = self.intended[i] - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            if self.offsets is None:  # closed: from when the generator was ready to submit it
+                self.intended[i] = time.monotonic()
+            if self.room is not None:  # held back here as our pools hold it back in submit()
+                self.room.acquire()
+            try:
+                fut = self.session.submit(self.wrapper, (job.fn, job.args), **self._options(i, job))
+            except pools.QueueFull:
+                self.rejected += 1
+                continue
+            fut.add_done_callback(functools.partial(self._done, i))
+            self.futures[i] = fut
+            if serial:  # the next job only after this one's result reached us
+                self.finished.acquire()
+
+    def wait_all(self) -> None:
+        """Wait for the done-callbacks, not the futures: a future wakes its waiters
+        before it runs its callbacks, and done_at[i] is written by the callback."""
+        if self.sc.arrival == "serial":
+            return
+        for _ in range(len(self.jobs) - self.rejected):
+            self.finished.acquire()
 
 
 def note(f: LoadFindings) -> str:
