@@ -224,7 +224,9 @@ def recommend(data: RunData, scenario: str) -> Recommendation:
             "scenario file) to find the knee."
         )
     rec.answer = " ".join(sentences)
-    for c in configs:
+    # each implementation at its best (the tables below have every configuration)
+    for impl in dict.fromkeys(c.impl for c in configs):
+        c = max((c for c in configs if c.impl == impl), key=lambda c: tp[c].median)
         rec.details.append(
             f"{c}: {fmt(tp[c].median)} jobs/s"
             + (f", p99 {fmt(p99[c].median)} ms" if p99[c] is not None else "")

@@ -57,7 +57,6 @@ __all__ = [
     "Target",
     "builtin",
     "cases",
-    "default_names",
     "load_file",
     "names",
     "resolve",
@@ -428,11 +427,6 @@ def builtin(group: str = "") -> dict[str, Scenario]:
 
 def names(group: str = "") -> tuple[str, ...]:
     return tuple(builtin(group))
-
-
-def default_names() -> tuple[str, ...]:
-    """What ``poolbench run`` runs when named nothing: every main built-in scenario."""
-    return names("")
 
 
 def resolve(name_or_path: str) -> Scenario:
