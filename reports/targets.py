@@ -12,7 +12,8 @@ ran (measured where it ran, in the same repeat).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+
+from scenarios.spec import Target
 
 from .analysis import Ratio, contrast, ordered_variants, said, times, values
 from .data import RunData, case_key, finite
@@ -54,15 +55,15 @@ def _ideal(data: RunData, scenario: str, variant: str, impl: str) -> dict[int, f
     return {r: workers / (ms / 1000) for r, ms in run_ms.items() if ms > 0}
 
 
-def _check(data: RunData, scenario: str, variant: str, t: dict[str, Any]) -> TargetCheck | None:
-    impl, against, metric = t["impl"], t.get("versus") or "", t.get("metric", "throughput")
+def _check(data: RunData, scenario: str, variant: str, t: Target) -> TargetCheck | None:
+    impl, against, metric = t.impl, t.versus or "", t.metric
     ours = _metric(data, scenario, variant, impl, metric)
     if not ours:
         return None
     key = case_key(scenario, variant)
     unit = UNITS.get(metric, "")
-    if t.get("at_most") is not None:
-        bound = t["at_most"]
+    if t.at_most is not None:
+        bound = t.at_most
         med = sorted(ours.values())[len(ours) // 2]
         met = med <= bound
         text = f"{key}: {impl} {metric} {fmt(med)} {unit} (median of {len(ours)}); target ≤ {fmt(bound)}: " + said(
@@ -76,12 +77,13 @@ def _check(data: RunData, scenario: str, variant: str, t: dict[str, Any]) -> Tar
     )
     if not theirs:
         return None
-    higher = metric == "throughput"
     # oriented: a / b is "how many times better ours is"
-    r: Ratio | None = contrast(ours, theirs, impl, against) if higher else contrast(theirs, ours, against, impl)
+    r: Ratio | None = (
+        contrast(ours, theirs, impl, against) if t.higher_is_better else contrast(theirs, ours, against, impl)
+    )
     if r is None or r.est is None:
         return None
-    goal = t["at_least"]
+    goal = t.at_least
     met = r.est.median >= goal
     of_ideal = said(against == "ideal", f" (= {r.est.median:.0%} of the ideal: workers / mean run time)", "")
     spread = f"95% CI of the per-repeat ratios {times(r.est.low)}–{times(r.est.high)}" if r.est.n > 1 else "1 repeat"
@@ -95,7 +97,7 @@ def _check(data: RunData, scenario: str, variant: str, t: dict[str, Any]) -> Tar
 def check_all(data: RunData) -> list[TargetCheck]:
     out = []
     for scenario in data.scenarios():
-        targets = data.params(scenario).get("targets") or []
+        targets = [Target.model_validate(t) for t in data.params(scenario).get("targets") or []]
         for variant in ordered_variants(data, scenario):
             for t in targets:
                 found = _check(data, scenario, variant, t)

@@ -255,7 +255,8 @@ class Scenario(_Strict):
 
     def needs_duration(self) -> bool:
         """Whether the offered rate depends on a duration the runner must measure."""
-        return self.arrival in OPEN and self.load is not None and self.mean_job_seconds() is None
+        by_load = self.load is not None or (self.sweep is not None and "load" in self.sweep)
+        return self.arrival in OPEN and by_load and self.mean_job_seconds() is None
 
     def rate_per_s(self) -> float | None:
         """Offered jobs/s of an open-loop scenario; None for closed, serial and map."""
