@@ -93,8 +93,9 @@ def write_report(
     shown = {
         "recommendation": bool(recommendations),
         "targets": bool(checks),
-        # a run of the user's workloads alone answers none of the course's questions
-        "questions": any(not q.missing for q in questions) or not recommendations,
+        # a run of the user's workloads, or of the contenders, alone answers none of the
+        # course's questions: the section would only list what to run
+        "questions": any(not q.missing for q in questions) or not (recommendations or checks),
     }
     sections = [(sid, name) for sid, name in SECTIONS if shown.get(sid, True)]
 
@@ -390,7 +391,7 @@ def markdown(
         lines.append("")
     if checks:
         lines += ["## Targets", ""] + [f"- {c.text}" for c in checks] + [""]
-    if any(not q.missing for q in questions) or not recommendations:
+    if any(not q.missing for q in questions) or not (recommendations or checks):
         lines += ["## Key questions", ""]
         for q in questions:
             lines.append(f"- **{q.title}** {q.missing or q.answer}")
