@@ -608,6 +608,42 @@ def test_no_recommendation_without_a_workload_of_the_users(tmp_path):
     assert recommend_all(make_run(tmp_path, rows)) == []
 
 
+# ---------------------------------------------------------------- targets
+
+
+@pytest.mark.parametrize(
+    ("ours", "ratio", "of_ideal", "verdict"),
+    [(2000, "2.00×", "1.02× (= 102% of the ideal", "met"), (600, "0.60×", "0.31× (= 31% of the ideal", "NOT met")],
+    ids=["met", "missed"],
+)
+def test_targets_are_checked_against_the_data(tmp_path, ours, ratio, of_ideal, verdict):
+    from reports.targets import check_all
+
+    targets = [
+        {"impl": "thread", "versus": "ThreadPoolExecutor", "at_least": 1.5},
+        {"impl": "thread", "versus": "ideal", "at_least": 0.9},  # 4 workers / 2 ms a job: 2000 jobs/s
+        {"impl": "thread", "metric": "lat_p99_ms", "at_most": 20.0},
+    ]
+    params = _mine(workers=4, target=targets).model_dump(mode="json")
+    p99 = 10.0 if ours > 1000 else 40.0
+
+    def thread(rep):
+        return {"throughput": near(ours)(rep), "run_ms": 2.0, "lat_p99_ms": p99}
+
+    rows = [
+        ("mine", "", "thread", thread, params),
+        ("mine", "", "ThreadPoolExecutor", metric("throughput", 1000), params),
+    ]
+    first, ideal, bound = (c.text for c in check_all(make_run(tmp_path, rows)))
+    assert first == (
+        f"mine: thread against ThreadPoolExecutor, throughput: {ratio} (95% CI of the per-repeat ratios "
+        f"{ratio}–{ratio}; significant, Mann–Whitney p=0.008); target ≥ 1.50×: {verdict}"
+    ), first
+    assert ideal.startswith(f"mine: thread against ideal, throughput: {of_ideal}: workers / mean run time)"), ideal
+    assert ideal.endswith(f"target ≥ 0.90×: {verdict}")
+    assert bound == f"mine: thread lat_p99_ms {p99:.1f} ms (median of 5); target ≤ 20.0: {verdict}", bound
+
+
 # ---------------------------------------------------------------- no canned verdict
 
 
