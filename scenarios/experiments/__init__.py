@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ..result import Result
     from ..spec import Case
 
-__all__ = ["MODULES", "Experiment", "decode_findings", "get", "names"]
+__all__ = ["MODULES", "Experiment", "decode_findings", "get", "names", "ours_only"]
 
 #: experiment name → its module (relative to this package)
 MODULES = {
