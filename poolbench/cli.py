@@ -20,8 +20,8 @@ __all__ = ["COMMANDS", "EXTRAS", "Command", "CommandUnavailable", "command_parse
 
 #: pip extra → the top-level modules of it that the subcommands import (checked
 #: before a subcommand's module is imported, so that a lazy import deep in a run, or
-#: in a child process, cannot fail half-way through). mpire is left out: contenders
-#: skips its contenders without it and says so.
+#: in a child process, cannot fail half-way through). mpire is left out: a run skips
+#: that contender without it and says so.
 EXTRAS: dict[str, tuple[str, ...]] = {
     "service": ("fastapi", "uvicorn", "uvloop", "httptools", "prometheus_client"),
     "loadtest": ("locust",),
@@ -38,7 +38,9 @@ class Command:
 
 COMMANDS: dict[str, Command] = {
     "run": Command(
-        "poolbench.commands.run", "run every backend through the scenarios; store results in SQLite", ("bench",)
+        "poolbench.commands.run",
+        "run scenarios or your own workload on implementations (ours, the contenders, yours); results in SQLite",
+        ("bench",),
     ),
     "report": Command(
         "poolbench.commands.report",
@@ -47,7 +49,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "contenders": Command(
         "poolbench.commands.contenders",
-        "each backend beside what users would pick instead (stdlib, mpire), one run: ratios and targets",
+        "each backend beside what users would pick instead (stdlib, mpire): a preset of run, with its targets",
         ("bench",),
     ),
     "serve": Command("poolbench.commands.serve", "run the HTTP job service around one pool", ("service",)),

@@ -1,14 +1,18 @@
 """poolbench reports: what users read at the end of every run.
 
-One self-contained HTML page per run (or per comparison of two runs): run
-metadata and warnings, per-scenario tables of backends, the course's key
-questions answered from the data with their plots, locust load tests and
+One self-contained HTML page per run (or per comparison of two runs): the
+recommendation for the user's own workloads, run metadata and warnings, the targets
+of the run's scenarios, the course's key questions answered from the data with their
+plots, per-scenario tables of implementations, locust load tests and
 pytest-benchmark results — plus the tables as CSV and Markdown.
 
 - :mod:`reports.data`: loads a run (SQLite, locust CSVs, benchmark JSON), notes what is missing
 - :mod:`reports.analysis`: per-repeat values, paired ratios and verdicts, phrased for sentences
 - :mod:`reports.tables`: per-case tables, CSV and Markdown
+- :mod:`reports.recommend`: which implementation, with how many workers, for the user's workload
+- :mod:`reports.targets`: the targets the scenarios set, checked
 - :mod:`reports.questions`: the key questions, answered with their plots
+- :mod:`reports.answers`: the recommendation and the targets, printed at the end of a run
 - :mod:`reports.plots` / :mod:`reports.markup`: the figures (inline PNG) and the HTML pieces
 - :mod:`reports.html` / :mod:`reports.compare`: the pages; :mod:`reports.external`: the
   sections on locust load tests and pytest-benchmark results

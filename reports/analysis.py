@@ -1,6 +1,6 @@
 """Numbers for sentences: per-repeat values, paired ratios with their confidence
 interval (:func:`scenarios.stats.median_ci` on the per-repeat ratios; repeats
-are interleaved, so repeat r of two backends ran under the same conditions), and
+are interleaved, so repeat r of two implementations ran under the same conditions), and
 the significance verdict of :func:`scenarios.stats.compare`, phrased honestly
 when there are too few repeats for the test to ever say yes."""
 
@@ -25,6 +25,8 @@ __all__ = [
     "estimate",
     "job_phrase",
     "min_p",
+    "mix_of",
+    "priorities_of",
     "ratio",
     "said",
     "significance",
@@ -34,10 +36,10 @@ __all__ = [
 ]
 
 
-def values(data: RunData, scenario: str, variant: str, backend: str, column: str) -> dict[int, float]:
-    """repeat → value, for the successful repeats of one case on one backend."""
+def values(data: RunData, scenario: str, variant: str, impl: str, column: str) -> dict[int, float]:
+    """repeat → value, for the successful repeats of one case on one implementation."""
     ok = data.ok
-    g = ok[(ok.scenario == scenario) & (ok.variant == variant) & (ok.backend == backend)]
+    g = ok[(ok.scenario == scenario) & (ok.variant == variant) & (ok.implementation == impl)]
     return {int(r): float(v) for r, v in zip(g.repeat, g[column], strict=False) if finite(v)}
 
 
@@ -46,13 +48,13 @@ def _median_ci(vals: tuple[float, ...]) -> Estimate:
     return median_ci(vals)
 
 
-def estimate(data: RunData, scenario: str, variant: str, backend: str, column: str) -> Estimate | None:
-    vals = tuple(values(data, scenario, variant, backend, column).values())
+def estimate(data: RunData, scenario: str, variant: str, impl: str, column: str) -> Estimate | None:
+    vals = tuple(values(data, scenario, variant, impl, column).values())
     return _median_ci(vals) if vals else None
 
 
-def median_of(data: RunData, scenario: str, variant: str, backend: str, column: str) -> float | None:
-    vals = list(values(data, scenario, variant, backend, column).values())
+def median_of(data: RunData, scenario: str, variant: str, impl: str, column: str) -> float | None:
+    vals = list(values(data, scenario, variant, impl, column).values())
     return statistics.median(vals) if vals else None
 
 
@@ -98,7 +100,7 @@ def ratio(
     *,
     higher_is_better: bool = True,
 ) -> Ratio | None:
-    """Backend ``a`` against backend ``b`` on one case."""
+    """Implementation ``a`` against implementation ``b`` on one case."""
     va = values(data, scenario, variant, a, column)
     vb = values(data, scenario, variant, b, column)
     return contrast(va, vb, a, b, higher_is_better=higher_is_better)
@@ -186,9 +188,27 @@ def sweep_value(variant: str):
         return raw
 
 
+def mix_of(params: dict) -> list[tuple[float, str, dict]]:
+    """(weight, job type or the function's import path, parameters) of each workload
+    of a stored scenario (runs made before workloads stored a "mix" of triples)."""
+    if "mix" in params:
+        return [(w, kind, dict(p)) for w, kind, p in params["mix"]]
+    return [
+        (w.get("weight", 1.0), w.get("type") or w.get("fn") or w.get("coro") or "?", w.get("params") or {})
+        for w in params.get("workloads") or []
+    ]
+
+
+def priorities_of(params: dict) -> list[tuple[float, int]]:
+    """(weight, priority) of a stored scenario's priority mix."""
+    return [
+        (p["weight"], p["priority"]) if isinstance(p, dict) else (p[0], p[1]) for p in params.get("priorities") or []
+    ]
+
+
 def job_phrase(params: dict) -> str:
     """What the scenario's jobs are, from its stored mix: "1 ms CPU jobs"."""
-    mix = params.get("mix") or []
+    mix = mix_of(params)
     if len(mix) != 1:
         return f"jobs of the {params.get('name', '?')!r} mix"
     _, kind, p = mix[0]

@@ -1,4 +1,4 @@
-"""Two runs side by side: every case and backend of run A (the baseline) against
+"""Two runs side by side: every case and implementation of run A (the baseline) against
 run B, each change decided by :func:`scenarios.stats.compare` on the repeats —
 throughput (higher is better) and p99 latency (lower is better). Significant
 changes are marked, regressions red and improvements green; everything else says
@@ -67,26 +67,26 @@ def machine_warnings(a: RunData, b: RunData) -> list[str]:
 
 
 def changes(a: RunData, b: RunData):
-    """One row per (case, backend) in either run, with both verdicts and the change."""
+    """One row per (case, implementation) in either run, with both verdicts and the change."""
     import pandas as pd
 
     ca, cb = a.run.get("control_median_s"), b.run.get("control_median_s")
     speed = cb / ca if finite(ca) and finite(cb) and ca > 0 else None
     keys = []
     for d in (a, b):
-        for rec in d.df[["scenario", "variant", "backend"]].drop_duplicates().to_dict("records"):
-            k = (rec["scenario"], rec["variant"], rec["backend"])
+        for rec in d.df[["scenario", "variant", "implementation"]].drop_duplicates().to_dict("records"):
+            k = (rec["scenario"], rec["variant"], rec["implementation"])
             if k not in keys:
                 keys.append(k)
     rows = []
-    for scenario, variant, backend in keys:
-        ta = list(values(a, scenario, variant, backend, "throughput").values())
-        tb = list(values(b, scenario, variant, backend, "throughput").values())
-        la = list(values(a, scenario, variant, backend, "lat_p99_ms").values())
-        lb = list(values(b, scenario, variant, backend, "lat_p99_ms").values())
+    for scenario, variant, impl in keys:
+        ta = list(values(a, scenario, variant, impl, "throughput").values())
+        tb = list(values(b, scenario, variant, impl, "throughput").values())
+        la = list(values(a, scenario, variant, impl, "lat_p99_ms").values())
+        lb = list(values(b, scenario, variant, impl, "lat_p99_ms").values())
         row = {
             "case": case_key(scenario, variant),
-            "backend": backend,
+            "implementation": impl,
             "tp_a": None,
             "tp_b": None,
             "ratio": None,
@@ -118,8 +118,12 @@ def changes(a: RunData, b: RunData):
         elif (ta or la) and (tb or lb):
             row["change"] = "no significant difference"
         else:
-            in_a = bool(len(a.df[(a.df.scenario == scenario) & (a.df.variant == variant) & (a.df.backend == backend)]))
-            in_b = bool(len(b.df[(b.df.scenario == scenario) & (b.df.variant == variant) & (b.df.backend == backend)]))
+            in_a = bool(
+                len(a.df[(a.df.scenario == scenario) & (a.df.variant == variant) & (a.df.implementation == impl)])
+            )
+            in_b = bool(
+                len(b.df[(b.df.scenario == scenario) & (b.df.variant == variant) & (b.df.implementation == impl)])
+            )
             row["change"] = "not comparable"
             row["note"] = (
                 f"only in run {a.run_id}"
@@ -190,7 +194,7 @@ def write_comparison(
 
 HEADERS = (
     ("case", ""),
-    ("backend", ""),
+    ("implementation", ""),
     ("jobs/s A", "median over run A's repeats"),
     ("jobs/s B", ""),
     ("B / A", "ratio of the medians"),
@@ -219,7 +223,7 @@ def _changes_table(df, run_a: int, run_b: int) -> str:
                 cls,
                 [
                     Cell(r["case"]),
-                    Cell(r["backend"]),
+                    Cell(r["implementation"]),
                     Cell(fmt(r["tp_a"]), r["tp_a"]),
                     Cell(fmt(r["tp_b"]), r["tp_b"]),
                     Cell(f"{r['ratio']:.2f}×" if finite(r["ratio"]) else "—", r["ratio"]),
@@ -254,7 +258,7 @@ def _changes_plot(df, run_a: int, run_b: int) -> str:
     d = df[df.ratio.map(finite)] if not df.empty else df
     if d.empty:
         return para("No case has throughput in both runs: nothing to plot.", "missing")
-    labels = [f"{c} · {b}" for c, b in zip(d.case, d.backend, strict=False)]
+    labels = [f"{c} · {b}" for c, b in zip(d.case, d.implementation, strict=False)]
     colors = [
         "#d62728" if ch in ("regression", "mixed") else "#2ca02c" if ch == "improvement" else "#9e9e9e"
         for ch in d.change
@@ -266,7 +270,7 @@ def _changes_plot(df, run_a: int, run_b: int) -> str:
     ax.set_yticklabels(labels, fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel(f"log2(jobs/s of run {run_b} / run {run_a}): right is faster", fontsize=8)
-    ax.set_title("throughput change per case and backend", fontsize=9)
+    ax.set_title("throughput change per case and implementation", fontsize=9)
     return figure(
         plots.to_uri(fig),
         "Red: significant regression; green: significant improvement; grey: no significant difference.",
@@ -279,7 +283,7 @@ def _markdown(title: str, warnings: list[str], summary: str, df, run_a: int, run
     lines += [f"> **warning:** {w}" for w in warnings]
     head = [
         "case",
-        "backend",
+        "implementation",
         f"jobs/s {run_a}",
         f"jobs/s {run_b}",
         "B/A",
@@ -294,7 +298,7 @@ def _markdown(title: str, warnings: list[str], summary: str, df, run_a: int, run
     for r in df.to_dict("records"):
         cells = [
             r["case"],
-            r["backend"],
+            r["implementation"],
             fmt(r["tp_a"]),
             fmt(r["tp_b"]),
             f"{r['ratio']:.2f}×" if finite(r["ratio"]) else "—",

@@ -62,9 +62,9 @@ class RunData:
     def ok(self):
         return self.df[self.df.ok == 1]
 
-    def backends(self) -> list[str]:
-        listed = list(self.run.get("backends") or [])
-        seen = [b for b in self.df.backend.unique().tolist() if b not in listed]
+    def implementations(self) -> list[str]:
+        listed = list(self.run.get("implementations") or [])
+        seen = [b for b in self.df.implementation.unique().tolist() if b not in listed]
         return listed + seen
 
     def scenarios(self) -> list[str]:
@@ -145,7 +145,7 @@ def load_run(
         warnings.append(f"the summary could not be computed ({type(e).__name__}: {e}); tables lack verdicts")
     # pandas gives NaN for a NULL next to non-NULL values (an unfinished run's finished_at)
     run = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in run.items()}
-    for key in ("backends", "scenarios"):
+    for key in ("implementations", "scenarios"):
         run[key] = _json_list(run.get(key))
     run["packages"] = _decode_dict(run.get("packages"))
     df = store.load_measurements(db, run_id)
@@ -153,7 +153,6 @@ def load_run(
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     df["ok"] = pd.to_numeric(df["ok"], errors="coerce").fillna(0).astype(int)
     df["variant"] = df["variant"].fillna("").astype(str)
-    df["extra"] = df["extra"].map(lambda v: v if isinstance(v, dict) else {})
     df["params"] = df["params"].map(lambda v: v if isinstance(v, dict) else {})
     controls = store.load_controls(db, run_id)
 

@@ -3,10 +3,15 @@ and Markdown beside it.
 
 ::
 
-    SQLite (scenarios.store) ─┐
-    locust CSVs, summary.json ├─▶ data.load_run ─▶ tables.case_table ─┬─▶ run-N.html (plots inlined)
-    pytest-benchmark JSON ────┘        │            questions.answer_all ├─▶ run-N.csv
-                                       └─ what is missing ─────────────┴─▶ run-N.md
+    SQLite (scenarios.store) ─┐                     recommend.recommend_all ─┐
+    locust CSVs, summary.json ├─▶ data.load_run ─▶ tables.case_table ────────┼─▶ run-N.html (plots inlined)
+    pytest-benchmark JSON ────┘        │            questions.answer_all ────┼─▶ run-N.csv
+                                       │            targets.check_all ───────┤
+                                       └─ what is missing ───────────────────┴─▶ run-N.md
+
+The page opens with the recommendation when the run measured the user's own
+workload, and has a section of targets when its scenarios set some; the course's key
+questions appear when the run has any of their scenarios.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import os
 import statistics
 import tempfile
 
-from scenarios.store import DRIFT_LIMIT
+from scenarios.store import DRIFT_LIMIT, experiment_of
 
 from . import plots
 from .analysis import median_of, ordered_variants, sweep_value
@@ -24,14 +29,19 @@ from .data import RunData, finite, load_run
 from .external import benchmarks_html, loadtests_html
 from .markup import Cell, esc, figure, note, page, para, section, table
 from .questions import Question, answer_all, breakdown, percentile_curve, plot_breakdown, queue_and_busy
+from .recommend import Recommendation, recommend_all
 from .tables import COLUMNS, case_table, cell_text, fmt, to_markdown
+from .targets import TargetCheck, check_all
 
 __all__ = ["SECTIONS", "default_path", "write_atomically", "write_report"]
 
-#: every section of a run's page, always present (saying what is missing when it is)
+#: every section of a run's page, in order; all but the first, targets and key
+#: questions are always present (saying what is missing when it is)
 SECTIONS = (
+    ("recommendation", "Recommendation"),
     ("run", "Run"),
     ("warnings", "Warnings"),
+    ("targets", "Targets"),
     ("questions", "Key questions"),
     ("scenarios", "Scenarios"),
     ("over-time", "Queue depth and busy workers"),
@@ -76,10 +86,22 @@ def write_report(
     csv_path, md_path = stem + ".csv", stem + ".md"
     cases = case_table(data)
     questions = answer_all(data)
+    recommendations = recommend_all(data)
+    checks = check_all(data)
     warnings = run_warnings(data)
     title = f"poolbench run {data.run_id}"
+    shown = {
+        "recommendation": bool(recommendations),
+        "targets": bool(checks),
+        # a run of the user's workloads, or of the contenders, alone answers none of the
+        # course's questions: the section would only list what to run
+        "questions": any(not q.missing for q in questions) or not (recommendations or checks),
+    }
+    sections = [(sid, name) for sid, name in SECTIONS if shown.get(sid, True)]
 
     body = {
+        "recommendation": "".join(recommendation_html(r) for r in recommendations),
+        "targets": targets_html(checks),
         "run": run_meta_html(data),
         "warnings": note(warnings, "warn", "No warnings: the machine was quiet and the control workload steady."),
         "questions": "".join(question_html(q) for q in questions),
@@ -95,9 +117,9 @@ def write_report(
             f"`poolbench report --run {data.run_id} --db {data.db}`."
         ),
     }
-    html = page(title, SECTIONS, "".join(section(sid, name, body[sid]) for sid, name in SECTIONS))
+    html = page(title, sections, "".join(section(sid, name, body[sid]) for sid, name in sections))
     write_atomically(csv_path, cases.to_csv(index=False))
-    write_atomically(md_path, markdown(data, title, warnings, questions, cases))
+    write_atomically(md_path, markdown(data, title, warnings, questions, cases, recommendations, checks))
     write_atomically(html_path, html)
     return html_path
 
@@ -141,7 +163,7 @@ def run_meta_html(data: RunData) -> str:
         ("started", started),
         ("finished", (finished or "did not finish") + took),
         ("mode", f"{'quick' if run.get('quick') else 'full'}, {run.get('repeats')} repeats, interleaved"),
-        ("backends", ", ".join(run.get("backends") or [])),
+        ("implementations", ", ".join(run.get("implementations") or [])),
         ("scenarios", ", ".join(run.get("scenarios") or [])),
         ("machine", f"{run.get('cpu_count')} × {run.get('cpu_model')}; {run.get('platform')}"),
         ("Python", run.get("python")),
@@ -156,7 +178,30 @@ def run_meta_html(data: RunData) -> str:
     return '<dl class="meta">' + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in items) + "</dl>"
 
 
-# ---------------------------------------------------------------- questions
+# ---------------------------------------------------------------- answers
+
+
+def recommendation_html(r: Recommendation) -> str:
+    parts = [f'<div class="recommendation" id="recommendation-{esc(r.scenario)}"><h3>{esc(r.scenario)}</h3>']
+    if r.missing:
+        parts.append(para(r.missing, "missing"))
+    else:
+        parts.append(para(r.answer, "answer"))
+        parts.append('<ul class="details">' + "".join(f"<li>{esc(d)}</li>" for d in r.details) + "</ul>")
+        parts.append(figure(r.plot, r.caption, f"recommendation for {r.scenario}"))
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def targets_html(checks: list[TargetCheck]) -> str:
+    items = "".join(f'<li class="{"met" if c.met else "unmet"}">{esc(c.text)}</li>' for c in checks)
+    return (
+        para(
+            "Ratios are oriented so that higher is better for ours (latency and memory inverted); the interval is "
+            "the 95% CI of the per-repeat ratios, the verdict a Mann–Whitney test on the repeats."
+        )
+        + f'<ul class="targets">{items}</ul>'
+    )
 
 
 def question_html(q: Question) -> str:
@@ -191,11 +236,15 @@ def case_rows_html(rows: list[dict]) -> list[tuple[str, list[Cell]]]:
 
 
 def scenario_params(params: dict) -> str:
-    keys = ("jobs", "workers", "queue_size", "overflow", "arrival", "load", "timeout", "retries", "driver")
+    keys = ("jobs", "workers", "queue_size", "overflow", "arrival", "load", "rate", "timeout", "retries", "job_ms")
     facts = [f"{k} {params[k]}" for k in keys if params.get(k) not in (None, "", 0) or k in ("jobs", "workers")]
-    if params.get("sweep"):
-        option, vals = params["sweep"]
+    if experiment_of(params) != "load":
+        facts.append(f"experiment {experiment_of(params)}")
+    for option, vals in (params.get("sweep") or {}).items():
         facts.append(f"sweep of {option} over {', '.join(map(str, vals))}")
+    mix = [w.get("fn") or w.get("coro") or w.get("type") for w in params.get("workloads") or []]
+    if any(w.get("type") is None for w in params.get("workloads") or []):
+        facts.append(f"workload {', '.join(map(str, mix))}")
     return ", ".join(facts)
 
 
@@ -214,16 +263,32 @@ def scenarios_html(data: RunData, cases) -> str:
         rows = cases[cases.scenario == scenario].to_dict("records")
         body = [para(f"{params.get('description', '')} ({scenario_params(params)})")]
         body.append(table([(h, tip) for _, h, tip in COLUMNS], case_rows_html(rows)))
+        body.append(prepared_html(data, scenario))
         body.append(scenario_plots(data, scenario, params))
         out.append(section(f"scenario-{scenario}", scenario, "".join(body), level=3, cls="scenario"))
     return "".join(out)
+
+
+def prepared_html(data: RunData, scenario: str) -> str:
+    """How each implementation was made and prepared before its clock started, as its
+    measurements recorded it: so a reader can check that every side started alike."""
+    ok = data.ok[data.ok.scenario == scenario]
+    said_by = {}
+    for row in ok.itertuples():
+        prepared = getattr(row.findings, "prepared", "")
+        if prepared and row.implementation not in said_by:
+            said_by[row.implementation] = prepared
+    if not said_by:
+        return ""
+    items = "".join(f"<li><b>{esc(i)}</b>: {esc(p)}</li>" for i, p in said_by.items())
+    return f'<p>How each implementation was prepared before its clock started:</p><ul class="details">{items}</ul>'
 
 
 def scenario_plots(data: RunData, scenario: str, params: dict) -> str:
     ok = data.ok[data.ok.scenario == scenario]
     if ok.empty:
         return para("No successful measurement: nothing to plot.", "missing")
-    if params.get("driver"):
+    if experiment_of(params) != "load":
         return para("An experiment, not a load: its findings are under Key questions.", "")
     out = []
     variants = [v for v in ordered_variants(data, scenario) if v in set(ok.variant)]
@@ -231,13 +296,13 @@ def scenario_plots(data: RunData, scenario: str, params: dict) -> str:
     if ok.lat_p50_ms.notna().any():
         if variants == [""]:
             fig, (ax,) = plots.figure(1, width=5.5, height=2.6)
-            percentile_curve(ax, data, scenario, "", "latency percentiles per backend")
+            percentile_curve(ax, data, scenario, "", "latency percentiles per implementation")
         elif numeric:
             fig, (ax,) = plots.figure(1, width=6.5, height=2.8)
             option = variants[0].partition("=")[0]
             for col, style in (("lat_p99_ms", "-o"), ("lat_p50_ms", "--x")):
                 series = {}
-                for b in data.backends():
+                for b in data.implementations():
                     pts = [
                         (sweep_value(v), m, None, None)
                         for v in variants
@@ -271,8 +336,8 @@ def scenario_plots(data: RunData, scenario: str, params: dict) -> str:
     if ok.run_ms.notna().any():
         labels, parts = [], []
         for v in variants:
-            for b in data.backends():
-                if len(ok[(ok.variant == v) & (ok.backend == b)]):
+            for b in data.implementations():
+                if len(ok[(ok.variant == v) & (ok.implementation == b)]):
                     labels.append(f"{v} · {b}" if v else b)
                     parts.append(breakdown(data, scenario, v, b))
         fig, (a1, a2) = plots.figure(2, width=10.0, height=0.9 + 0.26 * len(labels), left=1.7, wspace=1.9)
@@ -280,7 +345,7 @@ def scenario_plots(data: RunData, scenario: str, params: dict) -> str:
         out.append(
             figure(
                 plots.to_uri(fig),
-                "Time breakdown per backend: per-job means of each repeat, median over repeats.",
+                "Time breakdown per implementation: per-job means of each repeat, median over repeats.",
                 f"{scenario} time breakdown",
             )
         )
@@ -291,7 +356,7 @@ def over_time_html(data: RunData) -> str:
     text, uri = queue_and_busy(data)
     return para(text) + figure(
         uri,
-        "Time averages by Little's law from stored means, per case and backend (not a time series).",
+        "Time averages by Little's law from stored means, per case and implementation (not a time series).",
         "queue depth and busy workers",
     )
 
@@ -299,7 +364,15 @@ def over_time_html(data: RunData) -> str:
 # ---------------------------------------------------------------- markdown
 
 
-def markdown(data: RunData, title: str, warnings: list[str], questions: list[Question], cases) -> str:
+def markdown(
+    data: RunData,
+    title: str,
+    warnings: list[str],
+    questions: list[Question],
+    cases,
+    recommendations: list[Recommendation],
+    checks: list[TargetCheck],
+) -> str:
     run = data.run
     lines = [
         f"# {title}",
@@ -312,9 +385,16 @@ def markdown(data: RunData, title: str, warnings: list[str], questions: list[Que
         lines.append(f"> **warning:** {w}")
     if warnings:
         lines.append("")
-    lines += ["## Key questions", ""]
-    for q in questions:
-        lines.append(f"- **{q.title}** {q.missing or q.answer}")
+    if recommendations:
+        lines += ["## Recommendation", ""]
+        lines += [f"- **{r.scenario}** {r.missing or r.answer}" for r in recommendations]
+        lines.append("")
+    if checks:
+        lines += ["## Targets", ""] + [f"- {c.text}" for c in checks] + [""]
+    if any(not q.missing for q in questions) or not (recommendations or checks):
+        lines += ["## Key questions", ""]
+        for q in questions:
+            lines.append(f"- **{q.title}** {q.missing or q.answer}")
     lines += ["", "## Results", "", to_markdown(cases)]
     if data.missing:
         lines += ["## Missing data", ""] + [f"- {m}" for m in data.missing] + [""]

@@ -103,7 +103,7 @@ table.sortable th[aria-sort=ascending]::after{content:" \\25B2"}
 table.sortable th[aria-sort=descending]::after{content:" \\25BC"}
 td[data-v]{font-variant-numeric:tabular-nums}
 tr.winner td{background:#fff8db;font-weight:600}tr.failed td{background:#fde2e1}
-tr.absent td{color:#888;background:#f7f7f7}tr.partial td{background:#fff0e0}
+tr.absent td{color:#888;background:#f7f7f7}tr.skipped td{color:#666;background:#f2f2f2}tr.partial td{background:#fff0e0}
 tr.regression td{background:#fde2e1}tr.improvement td{background:#ddf4e4}
 td.regression{color:#b00020;font-weight:600}td.improvement{color:#1b7f3b;font-weight:600}td.same{color:#555}
 ul.warn li{color:#8a4b00}ul.warn{background:#fff4e5;border-left:4px solid #f0a000;padding:8px 8px 8px 28px}
@@ -111,6 +111,7 @@ ul.missing{background:#f4f4f4;border-left:4px solid #999;padding:8px 8px 8px 28p
 p.ok{color:#1b7f3b}p.missing{color:#666;font-style:italic}p.answer{font-size:14.5px}
 figure{margin:8px 0 16px}img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:12px;color:#555}.question{border-left:4px solid #4a78c2;padding-left:12px;margin:18px 0}
+.recommendation{border-left:4px solid #1b7f3b;padding-left:12px;margin:18px 0}ul.targets li.met{color:#1b7f3b}ul.targets li.unmet{color:#b00020}
 dl.meta{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;font-size:13px}dl.meta dt{color:#555}
 dl.meta dd{margin:0}code{background:#f3f4f6;padding:0 3px}ul.details{font-size:12.5px;color:#333}
 """

@@ -18,13 +18,25 @@ from .data import finite
 __all__ = ["PNG_PREFIX", "bars", "color", "figure", "hbars", "legend", "lines", "log_axis", "si_axis", "to_uri"]
 
 PNG_PREFIX = "data:image/png;base64,"
-_FIXED = {"thread": "#1f77b4", "process": "#ff7f0e", "asyncio": "#2ca02c", "dask": "#9467bd"}
-_OTHERS = ("#d62728", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+_FIXED = {
+    "thread": "#1f77b4",
+    "process": "#ff7f0e",
+    "asyncio": "#2ca02c",
+    "dask": "#9467bd",
+    "ThreadPoolExecutor": "#17becf",
+    "ProcessPoolExecutor": "#d62728",
+    "multiprocessing.Pool": "#8c564b",
+    "gather+Semaphore": "#bcbd22",
+    "TaskGroup": "#e377c2",
+    "mpire": "#7f7f7f",
+}
+_OTHERS = ("#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd")
 
 
 def color(name: str) -> str:
-    """The same colour for a backend on every plot and in every report."""
-    return _FIXED.get(name) or _OTHERS[zlib.crc32(name.encode()) % len(_OTHERS)]
+    """The same colour for an implementation on every plot and in every report (also
+    for "thread with 4 workers": the first word decides)."""
+    return _FIXED.get(name) or _FIXED.get(name.split(" ")[0]) or _OTHERS[zlib.crc32(name.encode()) % len(_OTHERS)]
 
 
 def figure(

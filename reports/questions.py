@@ -27,7 +27,9 @@ from .analysis import (
     estimate,
     job_phrase,
     median_of,
+    mix_of,
     ordered_variants,
+    priorities_of,
     ratio,
     said,
     sweep_value,
@@ -59,7 +61,7 @@ def matplotlib_null():
 
 
 def _backends(data: RunData, scenario: str, variant: str = "", column: str = "throughput") -> list[str]:
-    return [b for b in data.backends() if values(data, scenario, variant, b, column)]
+    return [b for b in data.implementations() if values(data, scenario, variant, b, column)]
 
 
 def _failed_cases(data: RunData, scenario: str) -> list[str]:
@@ -86,17 +88,18 @@ def _not_run(q: Question, data: RunData) -> Question:
     return q
 
 
-def _per_repeat_extra(data: RunData, scenario: str, variant: str, backend: str) -> list[dict]:
+def _findings(data: RunData, scenario: str, variant: str, backend: str) -> list[Any]:
+    """The findings (the experiment's dataclass) of each successful repeat of one case."""
     ok = data.ok
-    g = ok[(ok.scenario == scenario) & (ok.variant == variant) & (ok.backend == backend)]
-    return [e for e in g.extra.tolist() if isinstance(e, dict) and e]
+    g = ok[(ok.scenario == scenario) & (ok.variant == variant) & (ok.implementation == backend)]
+    return [f for f in g.findings.tolist() if f is not None]
 
 
 def _repeats(data: RunData, scenario: str, variant: str, backend: str, get: Callable[[Any], Any]) -> dict[int, float]:
     """repeat -> ``get(row)`` over the successful repeats of one case on one backend
-    (a row of the measurements, its ``extra`` decoded), where that is a number."""
+    (a row of the measurements, its ``findings`` decoded), where that is a number."""
     ok = data.ok
-    g = ok[(ok.scenario == scenario) & (ok.variant == variant) & (ok.backend == backend)]
+    g = ok[(ok.scenario == scenario) & (ok.variant == variant) & (ok.implementation == backend)]
     out = {}
     for row in g.itertuples():
         try:
@@ -406,7 +409,7 @@ def _load_points(data: RunData, scenario: str, backend: str, column: str) -> lis
 
 def _rejected_pct(data: RunData, scenario: str, variant: str, backend: str) -> float | None:
     ok = data.ok
-    g = ok[(ok.scenario == scenario) & (ok.variant == variant) & (ok.backend == backend)]
+    g = ok[(ok.scenario == scenario) & (ok.variant == variant) & (ok.implementation == backend)]
     jobs = g.jobs.fillna(0).sum()
     return 100.0 * g.rejected.fillna(0).sum() / jobs if jobs else None
 
@@ -417,7 +420,9 @@ def q_saturation(data: RunData) -> Question:
     if not variants:
         return _not_run(q, data)
     params = data.params("saturation")
-    backends = [b for b in data.backends() if any(values(data, "saturation", v, b, "throughput") for v in variants)]
+    backends = [
+        b for b in data.implementations() if any(values(data, "saturation", v, b, "throughput") for v in variants)
+    ]
     sentences = []
     capacity = None
     for b in backends:
@@ -520,7 +525,9 @@ def q_queue(data: RunData) -> Question:
     if not variants:
         return _not_run(q, data)
     params = data.params("queue_sweep")
-    backends = [b for b in data.backends() if any(values(data, "queue_sweep", v, b, "throughput") for v in variants)]
+    backends = [
+        b for b in data.implementations() if any(values(data, "queue_sweep", v, b, "throughput") for v in variants)
+    ]
     parts = []
     for b in backends:
         mine = [v for v in variants if values(data, "queue_sweep", v, b, "throughput")]
@@ -581,7 +588,9 @@ def q_overload(data: RunData) -> Question:
     if not variants:
         return _not_run(q, data)
     params = data.params("overload")
-    backends = [b for b in data.backends() if any(values(data, "overload", v, b, "throughput") for v in variants)]
+    backends = [
+        b for b in data.implementations() if any(values(data, "overload", v, b, "throughput") for v in variants)
+    ]
     sentences = []
     for v in variants:
         policy = str(sweep_value(v))
@@ -640,21 +649,21 @@ def q_overload(data: RunData) -> Question:
 
 def priority_waits(data: RunData, backend: str) -> dict[str, dict[str, float | None]]:
     by_class: dict[str, dict[str, list]] = {}
-    for extra in _per_repeat_extra(data, "priority", "", backend):
-        for prio, v in (extra.get("queue_wait_ms_by_priority") or {}).items():
+    for f in _findings(data, "priority", "", backend):
+        for prio, v in f.queue_wait_ms_by_priority.items():
             slot = by_class.setdefault(str(prio), {"p50": [], "p99": []})
-            slot["p50"].append(v.get("p50"))
-            slot["p99"].append(v.get("p99"))
+            slot["p50"].append(v.p50)
+            slot["p99"].append(v.p99)
     return {p: {k: _med(v) for k, v in d.items()} for p, d in sorted(by_class.items(), key=lambda kv: float(kv[0]))}
 
 
 def q_priority(data: RunData) -> Question:
     q = Question("q-priority", "Do high-priority jobs overtake the others?", ("priority",))
-    backends = [b for b in data.backends() if priority_waits(data, b)]
+    backends = [b for b in data.implementations() if priority_waits(data, b)]
     if not backends:
         return _not_run(q, data)
     params = data.params("priority")
-    shares = {str(p): w for w, p in params.get("priorities") or []}
+    shares = {str(p): w for w, p in priorities_of(params)}
     total = sum(shares.values()) or 1
     parts = []
     classes: list[str] = []
@@ -665,7 +674,7 @@ def q_priority(data: RunData) -> Question:
             lo, hi = next(iter(w)), list(w)[-1]
 
             def p99_of(prio: str):
-                return lambda row: row.extra["queue_wait_ms_by_priority"][prio]["p99"]
+                return lambda row: row.findings.queue_wait_ms_by_priority[prio].p99
 
             r = contrast(
                 _repeats(data, "priority", "", b, p99_of(hi)),
@@ -704,17 +713,17 @@ def q_priority(data: RunData) -> Question:
 
 
 def cancel_figures(data: RunData, backend: str) -> dict[str, Any]:
-    extras = _per_repeat_extra(data, "cancel_latency", "", backend)
+    found = _findings(data, "cancel_latency", "", backend)
     out: dict[str, Any] = {}
     for key in ("cancel_ms", "timeout_overshoot_ms"):
         for k in ("p50", "p99"):
-            out[f"{key}.{k}"] = _med([(e.get(key) or {}).get(k) for e in extras])
+            out[f"{key}.{k}"] = _med([getattr(getattr(f, key), k) for f in found])
     # Whether the function itself ran on is measured by probe jobs (runs without them
     # record nothing about it, and the answer says nothing).
-    probed = [e for e in extras if "kept_running" in e]
-    out["kept_running"] = sum(e["kept_running"] for e in probed) if probed else None
-    out["probes"] = sum(e.get("probes", 0) for e in probed)
-    out["stop"] = probed[-1].get("stop") if probed else None
+    probed = [f for f in found if f.kept_running is not None]
+    out["kept_running"] = sum(f.kept_running for f in probed) if probed else None
+    out["probes"] = sum(f.probes for f in probed)
+    out["stop"] = probed[-1].stop if probed else None
     return out
 
 
@@ -735,7 +744,7 @@ def _kept_running(f: dict[str, Any]) -> str:
 
 def q_cancel(data: RunData) -> Question:
     q = Question("q-cancel", "How fast do cancel and timeout end a running job?", ("cancel_latency",))
-    backends = [b for b in data.backends() if _per_repeat_extra(data, "cancel_latency", "", b)]
+    backends = [b for b in data.implementations() if _findings(data, "cancel_latency", "", b)]
     if not backends:
         return _not_run(q, data)
     figs = {b: cancel_figures(data, b) for b in backends}
@@ -752,7 +761,7 @@ def q_cancel(data: RunData) -> Question:
     if fastest:
 
         def p50s(b: str) -> dict[int, float]:
-            return _repeats(data, "cancel_latency", "", b, lambda row: row.extra["cancel_ms"]["p50"])
+            return _repeats(data, "cancel_latency", "", b, lambda row: row.findings.cancel_ms.p50)
 
         for b in backends:
             r = contrast(p50s(fastest), p50s(b), "", b, higher_is_better=False) if b != fastest else None
@@ -796,7 +805,7 @@ def _share_bars(data: RunData, q: Question, scenario: str, column: str, expected
     shares = {}
     for b in backends:
         ok = data.ok
-        g = ok[(ok.scenario == scenario) & (ok.variant == "") & (ok.backend == b)]
+        g = ok[(ok.scenario == scenario) & (ok.variant == "") & (ok.implementation == b)]
         jobs = g.jobs.fillna(0).sum()
         shares[b] = 100.0 * g[column].fillna(0).sum() / jobs if jobs else None
     fig, (ax,) = plots.figure(1, height=2.6)
@@ -813,8 +822,8 @@ def _share_bars(data: RunData, q: Question, scenario: str, column: str, expected
 def q_retries(data: RunData) -> Question:
     q = Question("q-retries", "Do retries rescue failing jobs?", ("failing",))
     params = data.params("failing")
-    mix = params.get("mix") or []
-    prob = next((p.get("probability") for _, kind, p in mix if kind == "fail"), None)
+    mix = mix_of(params)
+    prob = next((p.get("probability", 1.0) for _, kind, p in mix if kind == "fail"), None)
     retries = params.get("retries", 0)
     expected = 100 * (1 - prob ** (1 + retries)) if prob is not None else None
     q = _share_bars(data, q, "failing", "completed", expected, "succeeded")
@@ -836,7 +845,7 @@ def q_timeouts(data: RunData) -> Question:
     q = Question("q-timeouts", "Do timeouts stop overrunning jobs?", ("timeouts",))
     params = data.params("timeouts")
     timeout = params.get("timeout")
-    mix = params.get("mix") or []
+    mix = mix_of(params)
     total = sum(w for w, _, _ in mix) or 1
     over = sum(w for w, _, p in mix if timeout and p.get("ms", 0) / 1000 > timeout)
     expected = 100 * over / total if mix else None
@@ -865,7 +874,7 @@ PCTS = (("lat_p50_ms", "p50"), ("lat_p95_ms", "p95"), ("lat_p99_ms", "p99"), ("l
 def percentile_curve(ax, data: RunData, scenario: str, variant: str, title: str) -> bool:
     drawn = False
     xs = list(range(len(PCTS)))
-    for b in data.backends():
+    for b in data.implementations():
         ys = [median_of(data, scenario, variant, b, col) for col, _ in PCTS]
         pts = [(x, y) for x, y in zip(xs, ys, strict=False) if finite(y) and y > 0]
         if pts:
@@ -910,13 +919,13 @@ def q_tails(data: RunData) -> Question:
 
 def q_primitives(data: RunData) -> Question:
     q = Question("q-primitives", "Go's sync primitives: what do Python's cost?", ("primitives",))
-    backends = [b for b in data.backends() if _per_repeat_extra(data, "primitives", "", b)]
+    backends = [b for b in data.implementations() if _findings(data, "primitives", "", b)]
     if not backends:
         return _not_run(q, data)
     b = backends[0]
     per: dict[str, list] = {}
-    for extra in _per_repeat_extra(data, "primitives", "", b):
-        for name, v in (extra.get("ops_per_s") or {}).items():
+    for f in _findings(data, "primitives", "", b):
+        for name, v in f.ops_per_s.items():
             per.setdefault(name, []).append(v)
     ests = {name: median_ci([v for v in vs if finite(v)]) for name, vs in per.items() if any(finite(v) for v in vs)}
     threads = data.params("primitives").get("workers")
@@ -930,7 +939,7 @@ def q_primitives(data: RunData) -> Question:
     )
 
     def ops(name: str) -> dict[int, float]:
-        return _repeats(data, "primitives", "", b, lambda row: row.extra["ops_per_s"][name])
+        return _repeats(data, "primitives", "", b, lambda row: row.findings.ops_per_s[name])
 
     def against(name: str, other: str, label: str) -> str:
         r = contrast(ops(name), ops(other), "", label)
@@ -979,7 +988,7 @@ def q_primitives(data: RunData) -> Question:
 
 def q_leaks(data: RunData) -> Question:
     q = Question("q-leaks", "Does the leak checker catch what a pool leaves behind?", ("leaks",))
-    backends = [b for b in data.backends() if _per_repeat_extra(data, "leaks", "", b)]
+    backends = [b for b in data.implementations() if _findings(data, "leaks", "", b)]
     if not backends:
         return _not_run(q, data)
     caught: dict[str, dict[str, float | None]] = {}
@@ -987,13 +996,13 @@ def q_leaks(data: RunData) -> Question:
     situations: list[str] = []
     for b in backends:
         per: dict[str, list] = {}
-        extras = _per_repeat_extra(data, "leaks", "", b)
-        for extra in extras:
-            for k, v in (extra.get("caught") or {}).items():
+        found = _findings(data, "leaks", "", b)
+        for f in found:
+            for k, v in f.caught.items():
                 per.setdefault(k, []).append(v)
         caught[b] = {k: _med(v) for k, v in per.items()}
         # what the pool itself said it left running: the truth the checker is held to
-        left_running[b] = _med([e.get("abandoned_threads_reported") for e in extras])
+        left_running[b] = _med([f.abandoned_threads_reported for f in found])
         situations = list(dict.fromkeys(situations + list(per)))
 
     def found(situation: str, b: str) -> str:
@@ -1032,12 +1041,12 @@ def q_leaks(data: RunData) -> Question:
 
 def q_racy(data: RunData) -> Question:
     q = Question("q-racy", "Does the conformance kit catch a racy pool?", ("racy_pool",))
-    backends = [b for b in data.backends() if _per_repeat_extra(data, "racy_pool", "", b)]
+    backends = [b for b in data.implementations() if _findings(data, "racy_pool", "", b)]
     if not backends:
         return _not_run(q, data)
-    extra = _per_repeat_extra(data, "racy_pool", "", backends[0])[-1]
-    tests = extra.get("caught_by") or []
-    summary = str(extra.get("summary") or "")
+    found = _findings(data, "racy_pool", "", backends[0])[-1]
+    tests = found.caught_by
+    summary = found.summary
     counts = {k: int(n) for n, k in re.findall(r"(\d+) (failed|passed|skipped|error)", summary)}
     pytest_says = f" (pytest: {summary})" if summary else ""
     q.answer = said(
@@ -1108,16 +1117,16 @@ def queue_and_busy(data: RunData) -> tuple[str, str | None]:
     workers follow from the stored means by Little's law (L = λ·W): λ = jobs
     served per second, W = mean queue wait or mean time a worker holds a job."""
     timeline = [
-        (r.scenario, r.variant, r.backend, r.extra["timeline"])
+        (r.scenario, r.variant, r.implementation, r.findings.timeline)
         for r in data.ok.itertuples()
-        if isinstance(r.extra, dict) and isinstance(r.extra.get("timeline"), dict)
+        if getattr(r.findings, "timeline", None) is not None
     ]
     if timeline:
         return _timeline_plot(timeline)
     rows = []
     for scenario in ("saturation", "queue_sweep", "overload", "priority", "io", "cpu"):
         for v in ordered_variants(data, scenario):
-            for b in data.backends():
+            for b in data.implementations():
                 tp = median_of(data, scenario, v, b, "throughput")
                 wait = median_of(data, scenario, v, b, "queue_wait_ms")
                 hold = [median_of(data, scenario, v, b, c) for c in ("dispatch_ms", "run_ms")]
@@ -1168,8 +1177,8 @@ def queue_and_busy(data: RunData) -> tuple[str, str | None]:
 
 
 def _timeline_plot(timeline: list) -> tuple[str, str | None]:
-    """When measurements record ``extra["timeline"] = {"t": [...], "queued": [...],
-    "busy": [...]}`` (seconds from the start; see the report's notes), plot it."""
+    """The sampled timelines (scenarios.result.Timeline: seconds from the start,
+    queued and busy gauges) of the measurements that have one."""
     seen = {}
     for scenario, variant, backend, tl in timeline:
         key = f"{scenario}[{variant}]" if variant else scenario
@@ -1178,9 +1187,8 @@ def _timeline_plot(timeline: list) -> tuple[str, str | None]:
     fig, axes = plots.figure(len(cases), width=3.6 * len(cases), height=2.8)
     for ax, case in zip(axes, cases, strict=False):
         for backend, tl in seen[case].items():
-            t = tl.get("t") or []
-            ax.plot(t, tl.get("queued") or [], "-", color=plots.color(backend), label=f"{backend} queued", linewidth=1)
-            ax.plot(t, tl.get("busy") or [], ":", color=plots.color(backend), label=f"{backend} busy", linewidth=1)
+            ax.plot(tl.t, tl.queued, "-", color=plots.color(backend), label=f"{backend} queued", linewidth=1)
+            ax.plot(tl.t, tl.busy, ":", color=plots.color(backend), label=f"{backend} busy", linewidth=1)
         ax.set_title(case, fontsize=9)
         ax.set_xlabel("seconds", fontsize=8)
         plots.legend(ax)

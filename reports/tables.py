@@ -1,13 +1,16 @@
 """The per-case tables: :func:`scenarios.summary.summarize` rows (median
 throughput with its 95% CI, the winner, the verdict against it) joined with the
 rest of what each measurement recorded (latency percentiles, errors, rejections,
-CPU time, peak memory), plus the backends that are absent or failed. Also as CSV
-and Markdown, for CI logs and pull requests."""
+CPU time, peak memory), plus the implementations that were skipped (with the
+reason), absent or failed. Also as CSV and Markdown, for CI logs and pull requests."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
+
+from scenarios.spec import ImplSpec
+from scenarios.store import experiment_of
 
 from .data import RunData, case_key, finite
 
@@ -16,7 +19,11 @@ __all__ = ["COLUMNS", "case_table", "fmt", "to_markdown"]
 #: (column, header, tooltip) of the HTML and Markdown tables, in order
 COLUMNS = (
     ("case", "case", "scenario[sweep value]"),
-    ("backend", "backend", "★ the winner: highest median throughput (lowest median p50 latency where no throughput)"),
+    (
+        "implementation",
+        "implementation",
+        "★ the winner: highest median throughput (lowest median p50 latency where no throughput)",
+    ),
     ("tp_median", "jobs/s", "median throughput over the repeats"),
     ("tp_ci", "95% CI", "bootstrap 95% confidence interval of the median"),
     ("p50_ms", "p50 ms", "median over repeats of each repeat's latency percentile"),
@@ -42,41 +49,42 @@ def _median(series) -> float | None:
 
 
 def case_table(data: RunData):
-    """One row per (case, backend) that ran or should have run."""
+    """One row per (case, implementation) that ran, was skipped, or should have run."""
     import pandas as pd
 
     df = data.df
     by_key = {}
     for r in data.rows:
-        if r.throughput is not None or not r.notes.startswith("FAILED"):
-            by_key[(r.case, r.backend)] = r
-    run_backends = data.backends()
+        if r.status == "ok":
+            by_key[(r.case, r.implementation)] = r
     out: list[dict[str, Any]] = []
     for scenario in data.scenarios():
         sdf = df[df.scenario == scenario]
         if sdf.empty:
             continue
         params = data.params(scenario)
-        allowed = params.get("backends")
-        expected = [b for b in run_backends if not allowed or b in allowed]
+        # what the run planned for this scenario (stored with it), then what it has rows of
+        planned = [ImplSpec.model_validate(s).shown for s in params.get("implementations") or []]
+        expected = list(dict.fromkeys(planned + sdf.implementation.tolist()))
         for variant in list(dict.fromkeys(sdf.variant.tolist())):
             vdf = sdf[sdf.variant == variant]
             key = case_key(scenario, variant)
             case_rows = []
-            for backend in expected + [b for b in vdf.backend.unique() if b not in expected]:
-                g = vdf[vdf.backend == backend]
+            for impl in expected:
+                g = vdf[vdf.implementation == impl]
                 ok = g[g.ok == 1]
-                failed = g[g.ok == 0]
+                skipped = g[g.skipped.notna()]
+                failed = g[(g.ok == 0) & g.skipped.isna()]
                 row: dict[str, Any] = {
                     "scenario": scenario,
                     "variant": variant,
                     "case": key,
-                    "backend": backend,
+                    "implementation": impl,
                     "status": "ok",
                     "n_ok": len(ok),
                     "n_run": len(g),
                 }
-                summary = by_key.get((key, backend))
+                summary = by_key.get((key, impl))
                 est = summary.throughput if summary else None
                 row["tp_median"] = est.median if est else None
                 row["tp_low"] = est.low if est else None
@@ -96,14 +104,18 @@ def case_table(data: RunData):
                 # An experiment's counts are its findings (deliberate timeouts, tests failed), not errors.
                 row["errors"] = (
                     int(ok.failed.fillna(0).sum() + ok.timed_out.fillna(0).sum())
-                    if len(ok) and not params.get("driver")
+                    if len(ok) and experiment_of(params) == "load"
                     else None
                 )
                 submitted = ok.jobs.fillna(0).sum()
                 row["rejected_pct"] = (100.0 * ok.rejected.fillna(0).sum() / submitted) if submitted else None
-                if g.empty:
+                if len(skipped):
+                    row["status"] = "skipped"
+                    row["n_run"] = 0
+                    notes = [f"skipped: {skipped.skipped.iloc[0]}"]
+                elif g.empty:
                     row["status"] = "absent"
-                    notes = ["not measured: this backend has no measurement of this case"]
+                    notes = ["not measured: this implementation has no measurement of this case"]
                 elif ok.empty:
                     row["status"] = "failed"
                     notes = [f"FAILED ({len(failed)}/{len(g)} repeats): {_first_error(failed)}"]
@@ -121,7 +133,7 @@ def case_table(data: RunData):
                 "scenario",
                 "variant",
                 "case",
-                "backend",
+                "implementation",
                 "status",
                 "n_ok",
                 "n_run",
@@ -186,8 +198,8 @@ def fmt(value: Any, kind: str = "") -> str:
 
 
 def cell_text(row: dict, column: str) -> str:
-    if column == "backend":
-        return ("★ " if row.get("winner") else "") + str(row["backend"])
+    if column == "implementation":
+        return ("★ " if row.get("winner") else "") + str(row["implementation"])
     if column == "tp_ci":
         if not finite(row.get("tp_low")):
             return "—"

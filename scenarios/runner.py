@@ -1,19 +1,30 @@
-"""The runner: every backend through every scenario, repeated, interleaved, each
+"""The runner: every scenario on every implementation, repeated, interleaved, each
 measurement in a fresh process, into SQLite.
 
 Order of work::
 
-    control ─▶ repeat 1: case A (backends in order b1 b2 b3), case B (...), ...
-            ─▶ control ─▶ repeat 2: the same cases, backends rotated (b2 b3 b1) ─▶ ...
-            ─▶ control ─▶ summary (and the HTML report when reports/ is installed)
+    check everything (scenarios, workloads and their arguments, implementations) ─▶ the run's row
+      ─▶ control ─▶ repeat 1: case A (implementations in order i1 i2 i3), case B (...), ...
+      ─▶ control ─▶ repeat 2: the same cases, implementations rotated (i2 i3 i1) ─▶ ...
+      ─▶ control ─▶ the run's row finished
 
-Interleaving repeats, not running a backend's repeats back to back, makes a
-drifting machine hit every backend alike; the control workload between repeats
-makes the drift visible (``runs.control_drift``) instead of hiding it.
+Everything the user named is checked before the database is touched: a mistake (a
+bad import path, a missing attribute, an argument source that raises, an unknown
+implementation) is an error naming it, and nothing is written. A cell that an
+implementation cannot run (a lambda on a process pool, a plain function on asyncio,
+a priority mix on ThreadPoolExecutor) is stored once as skipped, with the reason, and
+the run goes on.
+
+Interleaving repeats, not running an implementation's repeats back to back, makes a
+drifting machine hit every implementation alike; the control workload between
+repeats makes the drift visible (``runs.control_drift``) instead of hiding it. Each
+measurement runs in its own session, so that a timed-out one takes its whole process
+group with it (fork server, worker processes, a contender's children).
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import os
@@ -21,32 +32,54 @@ import platform
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pools
 
-from . import store
-from .spec import QUICK_DEFAULT, SCENARIOS, cases
+from . import experiments, store
+from .implementations import Implementation, ImplementationError, default_for_user_code, default_ours, resolve
+from .result import Result
+from .spec import Case, ImplSpec, Scenario, ScenarioError, cases
+from .spec import resolve as resolve_scenario
+from .workload import Workload, resolve_mix
+
+__all__ = ["MEASURE_TIMEOUT", "Cell", "RunOptions", "count_steps", "measure_in_subprocess", "metadata", "plan", "run"]
 
 MEASURE_TIMEOUT = 300  # seconds for one measurement
-
-
-def default_backends() -> tuple[str, ...]:
-    """The backends of this machine; a cluster backend (dask) only when named: each of
-    its jobs is a scheduler round trip, which would make a quick run last far longer."""
-    return tuple(b for b in pools.available_backends() if b != "dask")
+CALIBRATION_S = 0.5  # at most this long timing the user's functions before a run at `load`
 
 
 @dataclass
 class RunOptions:
-    backends: tuple[str, ...] = field(default_factory=default_backends)
-    scenarios: tuple[str, ...] = tuple(SCENARIOS)
+    #: built-in scenario names, scenario file paths, or Scenario objects
+    scenarios: Sequence[str | Scenario] = ()
+    #: names, import paths of Executor factories, or ImplSpec; None: each scenario's own,
+    #: or the default (ours; with the contenders for the user's functions)
+    implementations: Sequence[str | ImplSpec] | None = None
     quick: bool = False
     repeats: int = 5
     db: str = store.DEFAULT_DB
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One case on one implementation: measured every repeat, or skipped with the reason."""
+
+    case: Case
+    impl: Implementation
+    spec: ImplSpec
+    skipped: str | None = None
+
+
+@dataclass
+class Plan:
+    scenarios: list[Scenario]
+    cells: list[Cell]
+    implementations: list[str] = field(default_factory=list)  # labels, in run order
 
 
 def _git_commit() -> str | None:
@@ -75,13 +108,14 @@ def _cpu_model() -> str:
 
 
 def _packages() -> dict[str, str]:
-    from importlib import metadata
+    from importlib import metadata as md
 
     out = {}
     for name in (
         "poolbench",
         "dask",
         "distributed",
+        "mpire",
         "fastapi",
         "uvicorn",
         "locust",
@@ -90,22 +124,23 @@ def _packages() -> dict[str, str]:
         "matplotlib",
         "pytest-benchmark",
         "psutil",
+        "pydantic",
         "rich",
     ):
         try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
             pass
     return out
 
 
-def metadata(opts: RunOptions) -> dict[str, Any]:
+def metadata(opts: RunOptions, work: Plan | None = None) -> dict[str, Any]:
     return {
         "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "quick": opts.quick,
         "repeats": opts.repeats,
-        "backends": list(opts.backends),
-        "scenarios": list(opts.scenarios),
+        "implementations": list(work.implementations) if work else [],
+        "scenarios": [sc.name for sc in work.scenarios] if work else [],
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
@@ -117,7 +152,7 @@ def metadata(opts: RunOptions) -> dict[str, Any]:
 
 
 def measure_in_subprocess(request: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
-    """Run one measurement in a fresh interpreter; (result, None) or (None, error)."""
+    """Run one measurement in a fresh interpreter; (its JSON, None) or (None, error)."""
     env = dict(os.environ, PYTHONHASHSEED="0")
     # Its own session: on a timeout the whole group goes (its fork server and workers
     # too), so that no orphan keeps a core busy during the measurements after it.
@@ -144,38 +179,107 @@ def measure_in_subprocess(request: dict[str, Any]) -> tuple[dict[str, Any] | Non
         return None, f"unreadable output: {out[-300:]!r}"
 
 
-def plan(opts: RunOptions) -> list[tuple[Any, list[str]]]:
-    """Each case of one repeat, with the backends it runs on (before rotation)."""
-    out = []
-    for name in opts.scenarios:
-        for case in cases(name, quick=opts.quick):
-            backends = [b for b in opts.backends if case.scenario.backends is None or b in case.scenario.backends]
-            if backends:
-                out.append((case, backends))
-    return out
+# ---------------------------------------------------------------- the plan
 
 
-def count_steps(opts: RunOptions) -> int:
-    """Measurements plus control runs: the length of the progress bar."""
-    return sum(len(b) for _, b in plan(opts)) * opts.repeats + opts.repeats + 1
+def _calibrate(sc: Scenario, mix: list[Workload]) -> Scenario:
+    """``sc`` with ``job_ms``: the mean duration of its jobs, timed here on a few calls
+    of each function, so that ``load`` (a multiple of capacity) is a rate."""
+    means = []
+    for work in mix:
+        fn = work.sync or work.coro
+        took, calls = 0.0, 0
+        for args in work.args:
+            start = time.perf_counter()
+            try:
+                if work.sync is not None:
+                    fn(*args)
+                else:
+                    asyncio.run(fn(*args))
+            except Exception as e:  # the user's function, timed before the run: its failure stops it here
+                raise ScenarioError(
+                    f"scenario {sc.name!r}: load is a multiple of capacity, which needs the jobs' mean duration, "
+                    f"and {work.origin} raised {type(e).__name__}: {e} when timed; give rate (jobs/s) instead"
+                ) from e
+            took += time.perf_counter() - start
+            calls += 1
+            if took > CALIBRATION_S / len(mix) or calls >= 20:
+                break
+        means.append(took / calls * 1000)
+    total = sum(w.weight for w in sc.workloads)
+    job_ms = sum(w.weight * ms for w, ms in zip(sc.workloads, means, strict=True)) / total
+    return sc.changed(job_ms=max(job_ms, 1e-6))
 
 
-def run(opts: RunOptions, *, progress: Callable[[str], None] | None = None) -> int:
-    """Run the matrix; return the run id in ``opts.db``."""
-    unknown = [s for s in opts.scenarios if s not in SCENARIOS]
-    if unknown:
-        raise pools.InvalidArgument(f"unknown scenario {unknown[0]!r}; valid: {', '.join(SCENARIOS)}")
-    missing = [b for b in opts.backends if b not in pools.available_backends()]
-    if missing:
-        raise pools.InvalidArgument(
-            f"backend {missing[0]!r} is not available here; available: {', '.join(pools.available_backends())}"
-        )
+def _key(spec: ImplSpec) -> str:
+    return json.dumps(spec.model_dump(mode="json"), sort_keys=True)
+
+
+def _defaults(sc: Scenario) -> tuple[str, ...]:
+    return default_for_user_code() if sc.user_code() else default_ours()
+
+
+def plan(opts: RunOptions) -> Plan:
+    """Resolve everything the run names, in this process, before anything is stored;
+    ScenarioError, ImplementationError or WorkloadError (all LoadError) naming the
+    mistake."""
     if opts.repeats < 1:
         raise pools.InvalidArgument(f"repeats must be >= 1, got {opts.repeats}")
+    scenarios = [sc if isinstance(sc, Scenario) else resolve_scenario(sc) for sc in opts.scenarios]
+    if not scenarios:
+        raise ScenarioError("no scenario to run: name a built-in scenario, a scenario file, or --workload")
+    seen: set[str] = set()
+    for sc in scenarios:
+        if sc.name in seen:
+            raise ScenarioError(f"scenario {sc.name!r} is named twice in this run")
+        seen.add(sc.name)
+    resolved: dict[str, Implementation] = {}
+    labels: list[str] = []
+    cells: list[Cell] = []
+    final: list[Scenario] = []
+    for sc in scenarios:
+        named = opts.implementations if opts.implementations is not None else (sc.implementations or _defaults(sc))
+        specs = [ImplSpec(name=s) if isinstance(s, str) else s for s in named]
+        shown = [s.shown for s in specs]
+        twice = {x for x in shown if shown.count(x) > 1}
+        if twice:
+            raise ImplementationError(f"implementation {sorted(twice)[0]!r} is named twice: give it a label")
+        for s in specs:
+            if _key(s) not in resolved:
+                resolved[_key(s)] = resolve(s)
+            if s.shown not in labels:
+                labels.append(s.shown)
+        mix = resolve_mix(sc.workloads, limit=sc.jobs, seed=opts.seed)
+        if sc.needs_duration():
+            sc = _calibrate(sc, mix)
+        # stored with every measurement: the report knows what was planned, and so what is missing
+        sc = sc.changed(implementations=[s.model_dump() for s in specs])
+        final.append(sc)
+        experiment = experiments.get(sc.experiment)
+        for case in cases(sc, quick=opts.quick):
+            for s in specs:
+                impl = resolved[_key(s)]
+                reason = impl.unavailable() or experiment.applies(impl) or impl.lacks(case.scenario)
+                for work in mix:
+                    reason = reason or work.unfit(impl.runs, pickles=impl.pickles, implementation=impl.label)
+                cells.append(Cell(case, impl, s, reason))
+    return Plan(final, cells, labels)
+
+
+def count_steps(work: Plan, repeats: int) -> int:
+    """Measurements plus control runs: the length of the progress bar."""
+    return sum(c.skipped is None for c in work.cells) * repeats + repeats + 1
+
+
+# ---------------------------------------------------------------- the run
+
+
+def run(opts: RunOptions, *, progress: Callable[[str], None] | None = None, work: Plan | None = None) -> int:
+    """Run the plan of ``opts`` (made by :func:`plan` unless given); return the run id in ``opts.db``."""
+    work = work or plan(opts)
     conn = store.connect(opts.db)
-    meta = metadata(opts)
+    meta = metadata(opts, work)
     run_id = store.create_run(conn, meta)
-    work = plan(opts)
     done = 0
     tick = progress or (lambda _msg: None)
     controls: list[float] = []
@@ -193,31 +297,52 @@ def run(opts: RunOptions, *, progress: Callable[[str], None] | None = None) -> i
         done += 1
         tick(f"control workload {position}")
 
+    def store_cell(cell: Cell, rep: int, result: Result | None, error: str | None, skipped: str | None) -> None:
+        nonlocal seq
+        store.add_measurement(
+            conn,
+            run_id,
+            scenario=cell.case.scenario.name,
+            variant=cell.case.variant,
+            implementation=cell.spec.shown,
+            repeat=rep,
+            seq=seq,
+            result=result,
+            error=error,
+            skipped=skipped,
+            params=cell.case.scenario.model_dump(mode="json"),
+        )
+        seq += 1
+
+    for cell in work.cells:
+        if cell.skipped is not None:
+            store_cell(cell, 0, None, None, cell.skipped)
+    runnable = [c for c in work.cells if c.skipped is None]
     control(0)
+    order = work.implementations
     for rep in range(opts.repeats):
-        shift = rep % max(1, len(opts.backends))
-        order = list(opts.backends[shift:]) + list(opts.backends[:shift])
-        for case, backends in work:
-            for backend in order:
-                if backend not in backends:
-                    continue
-                request = {"case": case.to_json(), "backend": backend, "seed": opts.seed + rep}
-                result, err = measure_in_subprocess(request)
-                store.add_measurement(
-                    conn,
-                    run_id,
-                    scenario=case.scenario.name,
-                    variant=case.variant,
-                    backend=backend,
-                    repeat=rep,
-                    seq=seq,
-                    result=result,
-                    error=err,
-                    params=asdict(case.scenario),
-                )
-                seq += 1
+        shift = rep % max(1, len(order))
+        rank = {label: i for i, label in enumerate(order[shift:] + order[:shift])}
+        by_case: dict[str, list[Cell]] = {}
+        for cell in runnable:
+            by_case.setdefault(cell.case.key, []).append(cell)
+        for group in by_case.values():
+            for cell in sorted(group, key=lambda c: rank[c.spec.shown]):
+                request = {
+                    "case": cell.case.to_json(),
+                    "implementation": cell.spec.model_dump(mode="json"),
+                    "seed": opts.seed + rep,
+                }
+                raw, err = measure_in_subprocess(request)
+                result = None
+                if raw is not None:
+                    try:
+                        result = Result.from_json(raw)
+                    except (TypeError, ValueError) as e:
+                        err = f"unreadable result: {e}"
+                store_cell(cell, rep, result, err, None)
                 done += 1
-                tick(f"{case.key} on {backend} (repeat {rep + 1}/{opts.repeats})")
+                tick(f"{cell.case.key} on {cell.spec.shown} (repeat {rep + 1}/{opts.repeats})")
         control(rep + 1)
 
     flags = list(control_errors)
@@ -233,16 +358,18 @@ def run(opts: RunOptions, *, progress: Callable[[str], None] | None = None) -> i
         if drift > store.DRIFT_LIMIT:
             flags.append(
                 f"the control workload drifted by {drift:.0%} during the run (limit {store.DRIFT_LIMIT:.0%}): "
-                "the machine's speed changed; compare backends within this run, and runs only after normalizing"
+                "the machine's speed changed; compare implementations within this run, and runs only after normalizing"
             )
-    failures = conn.execute("SELECT count(*) FROM measurements WHERE run_id = ? AND ok = 0", (run_id,)).fetchone()[0]
+    failures = conn.execute(
+        "SELECT count(*) FROM measurements WHERE run_id = ? AND ok = 0 AND skipped IS NULL", (run_id,)
+    ).fetchone()[0]
     if failures:
         flags.append(f"{failures} measurement(s) failed (see measurements.error)")
     bound = conn.execute(
         "SELECT count(*) FROM measurements WHERE run_id = ? AND generator_bound = 1", (run_id,)
     ).fetchone()[0]
     if bound:
-        flags.append(f"in {bound} measurement(s) the load generator, not the pool, was the bottleneck")
+        flags.append(f"in {bound} measurement(s) the load generator, not the implementation, was the bottleneck")
     store.finish_run(
         conn,
         run_id,
@@ -254,7 +381,3 @@ def run(opts: RunOptions, *, progress: Callable[[str], None] | None = None) -> i
     )
     conn.close()
     return run_id
-
-
-def default_scenarios(quick: bool) -> tuple[str, ...]:
-    return QUICK_DEFAULT if quick else tuple(SCENARIOS)

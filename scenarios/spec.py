@@ -1,333 +1,442 @@
-"""Declarative workloads: what to run, how jobs arrive, and on what pool.
+"""Scenarios: what to run, how jobs arrive, and on what pool options — one format,
+TOML, for the built-in scenarios (``scenarios/builtin/``, shipped with the package)
+and the user's own files, read by one loader (:func:`load_file`)::
 
-A :class:`Scenario` says which job types run (with weights and parameters), how
-many jobs, how they arrive (closed loop, or open loop at a fixed or Poisson rate,
-or in bursts), the pool's options, and the failure, timeout, retry and priority
-mix. It names no backend: the runner runs every scenario unchanged on each one.
-A scenario with ``sweep`` expands into one *case* per value of one pool option,
-of the offered load, or of the jobs' duration (``ms``), for the sweeps of the
-course's key questions.
+    name = "resize"
+    jobs = 400
+    workers = 4
+    arrival = "poisson"        # closed | serial | map | fixed | poisson | bursty
+    rate = 200                 # open loop: jobs/s, or `load`: a multiple of capacity
 
-Open-loop rates are given as ``load``, a multiple of the pool's capacity for
-sleep-type jobs (``workers / mean duration``), so that "2× what the pool can
-serve" means the same on every machine.
+    [[workload]]
+    fn = "mypkg.jobs:resize_image"
+    args = "mypkg.jobs:sample_args"
+    weight = 3
+
+    [sweep]
+    workers = [1, 2, 4, 8]
+
+A :class:`Scenario` names no implementation unless it must (``implementations``): the
+runner runs it unchanged on each. ``sweep`` expands it into one :class:`Case` per value
+of one option (workers, queue size, overflow, offered load or rate, the jobs' ``ms``,
+the job count). ``quick`` holds the changes of a quick run.
+
+Arrivals: ``closed`` submits as fast as the implementation accepts; ``serial`` one job
+at a time, each after the last one's result (the round trip); ``map`` hands every job
+to the implementation's ``map`` at once; ``fixed``, ``poisson`` and ``bursty`` are open
+loops at ``rate`` jobs/s or at ``load`` times the capacity (``workers / mean job
+duration``, so that "2× what the pool can serve" means the same on every machine; for
+the user's functions the runner measures the mean duration first).
+
+A bad file is a :class:`ScenarioError` naming the file, the field and the constraint.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+import json
+import os
+import tomllib
+from collections.abc import Iterator
+from importlib import resources
+from typing import Any, Literal
 
-__all__ = ["SCENARIOS", "Case", "Scenario", "cases", "names"]
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from . import experiments
+from .imports import LoadError
+from .workload import IMPORT_PATH, WorkloadSpec
+
+__all__ = [
+    "ARRIVALS",
+    "SWEEPABLE",
+    "Case",
+    "ImplSpec",
+    "Priority",
+    "Scenario",
+    "ScenarioError",
+    "Target",
+    "builtin",
+    "cases",
+    "load_file",
+    "names",
+    "resolve",
+]
+
+ARRIVALS = ("closed", "serial", "map", "fixed", "poisson", "bursty")
+OPEN = ("fixed", "poisson", "bursty")
+#: the options a sweep can vary; "ms" is the duration parameter of built-in job types
+SWEEPABLE = ("workers", "queue_size", "overflow", "load", "rate", "ms", "jobs")
+BLOCK_WAIT = 0.01  # sweep value overflow="block-wait": block, with wait= this many seconds
 
 
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    description: str
-    #: (weight, job type, params): the job mix, from scenarios.jobtypes
-    mix: tuple[tuple[float, str, dict], ...]
-    jobs: int = 2000
-    #: "closed" (submit as fast as the pool accepts), "fixed", "poisson", "bursty"
-    arrival: str = "closed"
-    #: open loop: offered load as a multiple of capacity (workers / mean job seconds)
-    load: float | None = None
-    burst: int = 50  # bursty: jobs per burst (bursts at the average rate of `load`)
-    workers: int = 4
-    queue_size: int = 100
-    overflow: str = "block"
-    wait: float | None = None  # block with a bound, then QueueFull
-    timeout: float | None = None  # per-attempt timeout given to every job
-    retries: int = 0  # extra attempts (Retry(attempts=1+retries))
-    #: (weight, priority): the priority mix
-    priorities: tuple[tuple[float, int], ...] = ((1.0, 0),)
-    #: a special driver instead of the load generator (see scenarios.experiments)
-    driver: str | None = None
-    #: (option, values): one case per value, e.g. ("queue_size", (0, 1, 10, 100))
-    sweep: tuple[str, tuple[Any, ...]] | None = None
+class ScenarioError(LoadError):
+    """A scenario file or name is not valid: unreadable, not TOML, an unknown field, a
+    value outside its constraint. The message names the file, the field and the constraint."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class Priority(_Strict):
+    """A share of the jobs submitted with one priority."""
+
+    weight: float = Field(gt=0, allow_inf_nan=False)
+    priority: int
+
+
+class ImplSpec(_Strict):
+    """An implementation as a scenario or the command line names it: a registered
+    name (``thread``, ``ThreadPoolExecutor``, ...) or an import path of an Executor
+    factory (``mypkg:make_executor``), with our backends' own options."""
+
+    name: str = Field(min_length=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+    label: str | None = Field(None, min_length=1, max_length=80)
+
+    @classmethod
+    def parse(cls, text: str) -> ImplSpec:
+        """``NAME`` or ``NAME[key=value,...]`` (the command line's ``--impl``): values are
+        read as JSON where they can be (``workers=2``, ``processes=true``), else as strings."""
+        name, bracket, rest = text.partition("[")
+        options: dict[str, Any] = {}
+        if bracket:
+            if not rest.endswith("]"):
+                raise ScenarioError(
+                    f"implementation {text!r}: options go in brackets, e.g. process[start_method=spawn]"
+                )
+            for item in filter(None, rest[:-1].split(",")):
+                key, eq, raw = item.partition("=")
+                if not eq or not key.strip():
+                    raise ScenarioError(f"implementation {text!r}: option {item!r} must be key=value")
+                try:
+                    options[key.strip()] = json.loads(raw)
+                except json.JSONDecodeError:
+                    options[key.strip()] = raw.strip()
+        try:
+            return cls(name=name.strip(), options=options)
+        except ValidationError as e:
+            raise ScenarioError(f"implementation {text!r}: {_first_message(e)}") from None
+
+    @property
+    def shown(self) -> str:
+        """The name in tables: the label, or the name with its options."""
+        if self.label:
+            return self.label
+        if not self.options:
+            return self.name
+        return f"{self.name}[{','.join(f'{k}={v}' for k, v in self.options.items())}]"
+
+
+class Target(_Strict):
+    """What one implementation must reach: ``impl``'s ``metric`` at least ``at_least``
+    times ``versus``'s (latency and memory inverted, so higher is better), where
+    ``versus`` is an implementation or ``"ideal"`` (workers / the mean time one job
+    ran); or, without ``versus``, at most ``at_most`` in the metric's unit."""
+
+    impl: str
+    versus: str | None = None
+    metric: Literal["throughput", "lat_p50_ms", "lat_p99_ms", "mb_per_100k"] = "throughput"
+    at_least: float | None = Field(None, gt=0)
+    at_most: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Target:
+        if (self.at_least is None) == (self.at_most is None):
+            raise ValueError("give at_least (a ratio against versus) or at_most (a bound on the metric), one of them")
+        if self.at_least is not None and self.versus is None:
+            raise ValueError("at_least is a ratio: name what it is against in versus (an implementation, or 'ideal')")
+        if self.versus == "ideal" and self.metric != "throughput":
+            raise ValueError("the ideal is a throughput (workers / mean run time): use metric = 'throughput'")
+        return self
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric == "throughput"
+
+
+class Scenario(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][\w.-]*$", max_length=64)
+    description: str = ""
+    #: the job mix (TOML: [[workload]] tables); experiments other than load and memory need none
+    workloads: tuple[WorkloadSpec, ...] = Field((), alias="workload")
+    jobs: int = Field(2000, gt=0)
+    arrival: Literal["closed", "serial", "map", "fixed", "poisson", "bursty"] = "closed"
+    #: open loop: offered load as a multiple of capacity (workers / mean job seconds) ...
+    load: float | None = Field(None, gt=0, allow_inf_nan=False)
+    #: ... or as jobs per second
+    rate: float | None = Field(None, gt=0, allow_inf_nan=False)
+    burst: int = Field(50, gt=0)  # bursty: jobs per burst (bursts at the average rate)
+    workers: int = Field(4, gt=0)
+    queue_size: int = Field(100, ge=0)
+    overflow: Literal["block", "reject"] = "block"
+    wait: float | None = Field(None, ge=0, allow_inf_nan=False)  # block with a bound, then QueueFull
+    timeout: float | None = Field(None, gt=0, allow_inf_nan=False)  # per attempt, given to every job
+    retries: int = Field(0, ge=0)  # extra attempts (Retry(attempts=1+retries))
+    priorities: tuple[Priority, ...] = (Priority(weight=1.0, priority=0),)
+    #: our pools run every job with priority= (alternating 0 and 1) and timeout=60 s (never
+    #: reached), as their users keep them; the contenders have neither (`poolbench contenders`)
+    armed: bool = False
+    #: the driver: "load" (the load generator) or an experiment of scenarios.experiments
+    experiment: str = "load"
+    #: {option: [values]}: one case per value
+    sweep: dict[str, tuple[Any, ...]] | None = None
     #: the quick run's changes (fewer jobs, a shorter sweep)
-    quick: dict = field(default_factory=dict)
-    #: backends this scenario applies to (None: all); e.g. primitives are thread-only
-    backends: tuple[str, ...] | None = None
+    quick: dict[str, Any] = Field(default_factory=dict)
+    #: the implementations it runs when the run names none (None: the run's default)
+    implementations: tuple[ImplSpec, ...] | None = None
+    #: what our implementations must reach against the others (TOML: [[target]] tables; the report checks them)
+    targets: tuple[Target, ...] = Field((), alias="target")
+    #: mean duration of one job of the mix in ms, measured by the runner for the user's
+    #: functions when `load` needs it
+    job_ms: float | None = Field(None, gt=0, allow_inf_nan=False)
 
-    def mean_job_seconds(self) -> float:
-        """Mean duration of a job of the mix, from its sleep-like parameters."""
-        total = weight = 0.0
-        for w, job, params in self.mix:
-            ms = params.get("ms", params.get("scale_ms", 0.0))
-            if job == "heavy_tail":  # Pareto mean: scale * alpha / (alpha - 1), before the cap
-                alpha = params.get("alpha", 1.5)
-                ms = min(params.get("max_ms", 1000.0), params.get("scale_ms", 1.0) * alpha / (alpha - 1))
-            total += w * ms / 1000
-            weight += w
-        return total / weight if weight else 0.0
+    @field_validator("implementations", mode="before")
+    @classmethod
+    def _names_are_specs(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):  # "thread" is {name = "thread"}
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
 
-    def rate(self) -> float | None:
-        """Offered jobs/s of an open-loop scenario."""
-        if self.arrival == "closed" or self.load is None:
+    @field_validator("experiment")
+    @classmethod
+    def _known_experiment(cls, value: str) -> str:
+        if value not in experiments.names():
+            raise ValueError(f"unknown experiment {value!r}; valid: {', '.join(experiments.names())}")
+        return value
+
+    @field_validator("sweep")
+    @classmethod
+    def _one_option(cls, value: dict[str, tuple[Any, ...]] | None) -> dict[str, tuple[Any, ...]] | None:
+        if value is None:
             return None
+        if len(value) != 1:
+            raise ValueError(f"a sweep varies one option, got {len(value)}: {', '.join(value) or 'none'}")
+        ((option, values),) = value.items()
+        if option not in SWEEPABLE:
+            raise ValueError(f"cannot sweep {option!r}; sweepable: {', '.join(SWEEPABLE)}")
+        if not values:
+            raise ValueError(f"the sweep of {option} has no values")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Scenario:
+        if not self.workloads and self.experiment in ("load", "memory"):
+            raise ValueError("no workload: give at least one [[workload]] table (fn = 'module:function', or type)")
+        if self.arrival in OPEN:
+            sweeps_rate = self.sweep is not None and next(iter(self.sweep)) in ("load", "rate")
+            if self.load is not None and self.rate is not None:
+                raise ValueError("give load (× capacity) or rate (jobs/s), not both")
+            if self.load is None and self.rate is None and not sweeps_rate:
+                raise ValueError(f"arrival {self.arrival!r} is an open loop: give rate (jobs/s) or load (× capacity)")
+        elif self.load is not None or self.rate is not None:
+            raise ValueError(f"arrival {self.arrival!r} offers no rate: load and rate need fixed, poisson or bursty")
+        if self.sweep is not None:
+            for _ in self.variants():  # each value must make a valid scenario
+                pass
+        if self.quick:
+            if "quick" in self.quick or "name" in self.quick:
+                raise ValueError("quick changes the scenario's options, not its name or quick")
+            Scenario.model_validate({**self.model_dump(), **self.quick, "quick": {}})
+        return self
+
+    # ------------------------------------------------------------ derived
+
+    def mean_job_seconds(self) -> float | None:
+        """Mean duration of a job of the mix: measured (``job_ms``), or from the
+        built-in types' parameters; None when neither says it."""
+        if self.job_ms is not None:
+            return self.job_ms / 1000
+        known = [(w.weight, w.known_ms) for w in self.workloads]
+        if not known or any(ms is None for _, ms in known):
+            return None
+        total = sum(w for w, _ in known)
+        return sum(w * ms for w, ms in known) / total / 1000
+
+    def needs_duration(self) -> bool:
+        """Whether the offered rate depends on a duration the runner must measure."""
+        by_load = self.load is not None or (self.sweep is not None and "load" in self.sweep)
+        return self.arrival in OPEN and by_load and self.mean_job_seconds() is None
+
+    def rate_per_s(self) -> float | None:
+        """Offered jobs/s of an open-loop scenario; None for closed, serial and map."""
+        if self.arrival not in OPEN:
+            return None
+        if self.rate is not None:
+            return self.rate
         mean = self.mean_job_seconds()
-        if mean <= 0:
-            raise ValueError(f"scenario {self.name!r}: open loop needs jobs with a duration")
+        if not mean or self.load is None:
+            raise ScenarioError(
+                f"scenario {self.name!r}: load is a multiple of capacity, which needs the jobs' mean duration; "
+                "give rate (jobs/s) instead, or let the runner measure the duration"
+            )
         return self.load * self.workers / mean
 
+    def user_code(self) -> bool:
+        """Whether its mix runs the user's functions (not only built-in job types)."""
+        return any(w.type is None for w in self.workloads)
 
-@dataclass(frozen=True)
-class Case:
+    def changed(self, **changes: Any) -> Scenario:
+        """A copy with ``changes``, validated."""
+        return Scenario.model_validate({**self.model_dump(), **changes})
+
+    def variants(self) -> Iterator[tuple[str, Scenario]]:
+        """(variant, scenario) per value of the sweep; ("", self) without one."""
+        if not self.sweep:
+            yield "", self
+            return
+        ((option, values),) = self.sweep.items()
+        for value in values:
+            try:
+                if option == "overflow" and value == "block-wait":
+                    sc = self.changed(overflow="block", wait=BLOCK_WAIT, sweep=None)
+                elif option == "ms":  # the duration parameter of the built-in types in the mix
+                    timed = [w for w in self.workloads if w.type is not None and "ms" in w.params]
+                    if not timed:
+                        raise ValueError("a sweep of ms needs a built-in job type with an ms parameter in the mix")
+                    mix = [
+                        w.model_dump() | ({"params": {**w.params, "ms": value}} if w in timed else {})
+                        for w in self.workloads
+                    ]
+                    sc = self.changed(workloads=mix, sweep=None)
+                else:
+                    sc = self.changed(**{option: value}, sweep=None)
+            except ValidationError as e:
+                raise ValueError(f"sweep of {option}, value {value!r}: {_first_message(e)}") from None
+            yield f"{option}={value}", sc.model_copy(update={"sweep": self.sweep})
+
+
+class Case(BaseModel):
     """One scenario with one value of its sweep: what one measurement runs."""
 
+    model_config = ConfigDict(frozen=True)
+
     scenario: Scenario
-    variant: str  # "" or "queue_size=10"
+    variant: str = ""  # "" or "queue_size=10"
 
     @property
     def key(self) -> str:
         return f"{self.scenario.name}[{self.variant}]" if self.variant else self.scenario.name
 
-    def to_json(self) -> dict:
-        return {"scenario": asdict(self.scenario), "variant": self.variant}
+    def to_json(self) -> dict[str, Any]:
+        return {"scenario": self.scenario.model_dump(mode="json"), "variant": self.variant}
 
     @staticmethod
-    def from_json(data: dict) -> Case:
-        sc = dict(data["scenario"])
-        sc["mix"] = tuple((w, j, dict(p)) for w, j, p in sc["mix"])
-        sc["priorities"] = tuple((w, p) for w, p in sc["priorities"])
-        if sc.get("sweep"):
-            sc["sweep"] = (sc["sweep"][0], tuple(sc["sweep"][1]))
-        if sc.get("backends"):
-            sc["backends"] = tuple(sc["backends"])
-        return Case(Scenario(**sc), data["variant"])
+    def from_json(data: dict[str, Any]) -> Case:
+        return Case(scenario=Scenario.model_validate(data["scenario"]), variant=data["variant"])
 
 
-def _sleep(ms: float) -> tuple[tuple[float, str, dict], ...]:
-    return ((1.0, "sleep", {"ms": ms}),)
-
-
-SCENARIOS: dict[str, Scenario] = {
-    s.name: s
-    for s in [
-        Scenario(
-            "noop",
-            "pure overhead: no-op jobs, closed loop",
-            ((1.0, "noop", {}),),
-            jobs=20000,
-            workers=2,
-            queue_size=1000,
-            quick={"jobs": 5000},
-        ),
-        Scenario(
-            "cpu",
-            "1 ms of pure-Python CPU per job on 2 workers: threads share the GIL, processes do not",
-            ((1.0, "cpu", {"ms": 1.0}),),
-            jobs=1000,
-            workers=2,
-            quick={"jobs": 300},
-        ),
-        Scenario(
-            "io",
-            "1 ms sleeps (I/O-like) on 8 workers, closed loop",
-            _sleep(1.0),
-            jobs=4000,
-            workers=8,
-            quick={"jobs": 1000},
-        ),
-        Scenario(
-            "mixed",
-            "70% 1 ms sleeps, 20% 1 ms CPU, 10% no-ops, Poisson arrivals at 0.7x capacity",
-            ((0.7, "sleep", {"ms": 1.0}), (0.2, "cpu", {"ms": 1.0}), (0.1, "noop", {})),
-            jobs=2000,
-            workers=4,
-            arrival="poisson",
-            load=0.7,
-            quick={"jobs": 600},
-        ),
-        Scenario(
-            "heavy_tail",
-            "Pareto(1.5) sleeps from 0.5 ms (capped at 200 ms), Poisson at 0.6x capacity",
-            ((1.0, "heavy_tail", {"alpha": 1.5, "scale_ms": 0.5, "max_ms": 200.0}),),
-            jobs=1500,
-            workers=8,
-            arrival="poisson",
-            load=0.6,
-            quick={"jobs": 500},
-        ),
-        Scenario(
-            "bursty",
-            "bursts of 50 jobs of 1 ms, on average at 0.6x capacity",
-            _sleep(1.0),
-            jobs=2000,
-            workers=4,
-            arrival="bursty",
-            load=0.6,
-            burst=50,
-            queue_size=100,
-            quick={"jobs": 600},
-        ),
-        Scenario(
-            "failing",
-            "30% of jobs fail; 2 retries with back-off",
-            ((1.0, "fail", {"probability": 0.3, "ms": 0.5}),),
-            jobs=2000,
-            workers=4,
-            retries=2,
-            quick={"jobs": 600},
-        ),
-        Scenario(
-            "timeouts",
-            "10% of jobs overrun a 20 ms timeout (they would take 200 ms)",
-            ((0.9, "sleep", {"ms": 1.0}), (0.1, "sleep", {"ms": 200.0})),
-            jobs=600,
-            workers=4,
-            timeout=0.02,
-            quick={"jobs": 200},
-        ),
-        Scenario(
-            "priority",
-            "20% high-priority jobs among low ones, open loop at 0.95x capacity: how long each class waits",
-            _sleep(2.0),
-            jobs=1500,
-            workers=4,
-            arrival="poisson",
-            load=0.95,
-            priorities=((0.8, 0), (0.2, 10)),
-            quick={"jobs": 500},
-        ),
-        Scenario(
-            "overload",
-            "offered load 2x capacity (2 ms sleeps), under each overflow policy",
-            _sleep(2.0),
-            jobs=2000,
-            workers=4,
-            queue_size=50,
-            arrival="fixed",
-            load=2.0,
-            sweep=("overflow", ("block", "reject", "block-wait")),
-            quick={"jobs": 600},
-        ),
-        Scenario(
-            "queue_sweep",
-            "buffered vs unbuffered: a queue_size sweep from 0 up, Poisson at 0.9x capacity",
-            _sleep(1.0),
-            jobs=1500,
-            workers=4,
-            arrival="poisson",
-            load=0.9,
-            overflow="reject",
-            sweep=("queue_size", (0, 1, 4, 16, 64)),
-            quick={"jobs": 500, "sweep": ("queue_size", (0, 4, 64))},
-        ),
-        Scenario(
-            "saturation",
-            "throughput against offered load (0.5x to 2x capacity): the saturation knee",
-            _sleep(2.0),
-            jobs=1500,
-            workers=4,
-            arrival="fixed",
-            queue_size=20,
-            overflow="reject",
-            sweep=("load", (0.5, 0.8, 1.0, 1.25, 1.5, 2.0)),
-            quick={"jobs": 400, "sweep": ("load", (0.5, 1.0, 2.0))},
-        ),
-        Scenario(
-            "workers_sweep",
-            "throughput of 1 ms sleeps against the number of workers",
-            _sleep(1.0),
-            jobs=2000,
-            sweep=("workers", (1, 2, 4, 8, 16)),
-            quick={"jobs": 500, "sweep": ("workers", (1, 4, 16))},
-        ),
-        Scenario(
-            "duration_sweep",
-            "throughput and overhead against job duration (sleeps of 0.1 to 10 ms)",
-            _sleep(1.0),
-            jobs=1000,
-            workers=4,
-            sweep=("ms", (0.1, 1.0, 10.0)),
-            quick={"jobs": 300, "sweep": ("ms", (0.1, 1.0, 10.0))},
-        ),
-        Scenario(
-            "cancel_latency",
-            "cancel vs timeout: from cancel() or the deadline to the caller seeing the job end",
-            _sleep(5000.0),
-            jobs=40,
-            workers=2,
-            driver="cancel_latency",
-            quick={"jobs": 15},
-        ),
-        Scenario(
-            "primitives",
-            "Go's Mutex, RWMutex, WaitGroup, atomic: Python's answers, ops/s with 4 threads",
-            ((1.0, "noop", {}),),
-            jobs=20000,
-            workers=4,
-            driver="primitives",
-            backends=("thread",),
-            quick={"jobs": 5000},
-        ),
-        Scenario(
-            "leaks",
-            "what the leak checker catches when a job or a pool is left running",
-            ((1.0, "noop", {}),),
-            jobs=1,
-            workers=2,
-            driver="leaks",
-        ),
-        Scenario(
-            "racy_pool",
-            "testing concurrent code: the conformance kit run on a deliberately racy pool",
-            ((1.0, "noop", {}),),
-            jobs=1,
-            workers=2,
-            driver="racy_pool",
-            backends=("thread",),
-        ),
-    ]
-}
-
-QUICK_DEFAULT = (
-    "noop",
-    "cpu",
-    "io",
-    "mixed",
-    "heavy_tail",
-    "bursty",
-    "failing",
-    "timeouts",
-    "priority",
-    "overload",
-    "queue_sweep",
-    "saturation",
-    "workers_sweep",
-    "duration_sweep",
-    "cancel_latency",
-    "primitives",
-    "leaks",
-    "racy_pool",
-)
-
-
-def names() -> tuple[str, ...]:
-    return tuple(SCENARIOS)
-
-
-def cases(name: str, *, quick: bool = False) -> list[Case]:
-    """The cases of scenario ``name``: one per sweep value, or the scenario itself."""
-    try:
-        sc = SCENARIOS[name]
-    except KeyError:
-        raise ValueError(f"unknown scenario {name!r}; valid: {', '.join(SCENARIOS)}") from None
+def cases(sc: Scenario, *, quick: bool = False) -> list[Case]:
+    """The cases of a scenario: one per sweep value, or the scenario itself."""
     if quick and sc.quick:
-        sc = replace(sc, **sc.quick)
-    if not sc.sweep:
-        return [Case(sc, "")]
-    option, values = sc.sweep
-    out = []
-    for value in values:
-        if option == "overflow" and value == "block-wait":
-            variant_sc = replace(sc, overflow="block", wait=0.01)
-        elif option == "ms":  # the jobs' duration, inside the mix
-            mix = tuple((w, job, {**params, "ms": value}) for w, job, params in sc.mix)
-            variant_sc = replace(sc, mix=mix)
-        else:
-            variant_sc = replace(sc, **{option: value})
-        out.append(Case(variant_sc, f"{option}={value}"))
+        sc = sc.changed(**sc.quick, quick={})
+    return [Case(scenario=variant, variant=name) for name, variant in sc.variants()]
+
+
+# ------------------------------------------------------------ the files
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
+
+
+def _first_message(e: ValidationError) -> str:
+    return _message(e.errors(include_url=False)[0])
+
+
+def _message(err: dict[str, Any]) -> str:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "tagged-union"))))
+    # pydantic names the branch of a union it tried ("str", "list[any]"): the field is what the user wrote
+    loc = tuple(p for p in loc if p not in ("str", "list[any]", "dict[str,any]"))
+    where = _where(loc)
+    if err["type"] == "extra_forbidden":
+        return f"unknown field {where!r}"
+    msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    got = "" if err["type"].startswith("value_error") or "input" not in err else f", got {err['input']!r:.80}"
+    return f"field {where}: {msg}{got}" if where else f"{msg}{got}"
+
+
+def _fields_of(model: type[BaseModel]) -> str:
+    return ", ".join(f.alias or name for name, f in model.model_fields.items())
+
+
+def parse(data: dict[str, Any], where: str) -> Scenario:
+    """A scenario from the data of a TOML file (or its equivalent); ScenarioError naming ``where``."""
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as e:
+        errors = e.errors(include_url=False)
+        lines = [_message(err) for err in errors[:5]]
+        if any(err["type"] == "extra_forbidden" and len(err["loc"]) == 1 for err in errors):
+            lines.append(f"a scenario's fields are: {_fields_of(Scenario)}")
+        if any(err["type"] == "extra_forbidden" and err["loc"][:1] == ("workload",) for err in errors):
+            lines.append(f"a workload's fields are: {_fields_of(WorkloadSpec)}")
+        raise ScenarioError(f"{where}: " + "; ".join(lines)) from None
+
+
+def load_file(path: str | os.PathLike[str]) -> Scenario:
+    """Read one scenario from a TOML file. Its name defaults to the file's stem; a
+    relative argument file is relative to the scenario file."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: no such scenario file (in {os.getcwd()})") from None
+    except OSError as e:
+        raise ScenarioError(f"{path}: cannot read it: {e}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ScenarioError(f"{path}: not valid TOML: {e}") from None
+    data.setdefault("name", os.path.splitext(os.path.basename(path))[0])
+    return parse(_relative_to(data, os.path.dirname(os.path.abspath(path))), path)
+
+
+def _relative_to(data: dict[str, Any], base: str) -> dict[str, Any]:
+    mix = data.get("workload")
+    if isinstance(mix, list):
+        for w in mix:
+            args = w.get("args") if isinstance(w, dict) else None
+            if isinstance(args, str) and not IMPORT_PATH.match(args) and not os.path.isabs(args):
+                w["args"] = os.path.join(base, args)
+    return data
+
+
+# ------------------------------------------------------------ the built-in scenarios
+
+#: the built-in scenarios' files; contenders/ holds the preset of `poolbench contenders`
+BUILTIN_DIRS = {"": "builtin", "contenders": "builtin/contenders"}
+_CACHE: dict[str, dict[str, Scenario]] = {}
+
+
+def builtin(group: str = "") -> dict[str, Scenario]:
+    """The built-in scenarios of ``group`` ("" the main ones, "contenders"), by name,
+    in the order of their files (named NN-name.toml)."""
+    if group not in _CACHE:
+        folder = resources.files("scenarios").joinpath(BUILTIN_DIRS[group])
+        found: dict[str, Scenario] = {}
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+            if entry.name.endswith(".toml"):
+                with resources.as_file(entry) as path:
+                    sc = load_file(path)
+                found[sc.name] = sc
+        _CACHE[group] = found
+    return dict(_CACHE[group])
+
+
+def names(group: str = "") -> tuple[str, ...]:
+    return tuple(builtin(group))
+
+
+def resolve(name_or_path: str) -> Scenario:
+    """A built-in scenario by name, or a scenario file by path (``.toml``)."""
+    if name_or_path.endswith(".toml") or os.sep in name_or_path:
+        return load_file(name_or_path)
+    for group in BUILTIN_DIRS:
+        found = builtin(group).get(name_or_path)
+        if found is not None:
+            return found
+    every = [n for group in BUILTIN_DIRS for n in builtin(group)]
+    raise ScenarioError(f"unknown scenario {name_or_path!r}: not a file (.toml), nor one of: {', '.join(every)}")

@@ -1,6 +1,10 @@
-"""Results in SQLite: one table of runs, one of measurements (one row per repeat
-of one case on one backend), one of control-workload timings. pandas reads them
-back with :func:`load_runs` / :func:`load_measurements`."""
+"""Results in SQLite: one table of runs, one of measurements (one row per repeat of
+one case on one implementation, or one row for a cell that was skipped, with the
+reason), one of control-workload timings. The measurements' metric columns are the
+fields of :class:`scenarios.result.Result`: the schema follows the dataclass, and a
+database made by an older version gains the columns it lacks when it is opened.
+pandas reads the tables back with :func:`load_runs` / :func:`load_measurements`,
+which decodes each row's findings into its experiment's dataclass."""
 
 from __future__ import annotations
 
@@ -9,17 +13,35 @@ import os
 import sqlite3
 from typing import Any
 
+from .result import COLUMNS, METRICS, Result
+
+__all__ = [
+    "DEFAULT_DB",
+    "DRIFT_LIMIT",
+    "METRICS",
+    "add_control",
+    "add_measurement",
+    "connect",
+    "create_run",
+    "experiment_of",
+    "finish_run",
+    "last_run_id",
+    "load_controls",
+    "load_measurements",
+    "load_runs",
+]
+
 DEFAULT_DB = os.path.join("results", "poolbench.db")
 DRIFT_LIMIT = 0.10  # runs.control_drift above this: the machine's speed moved during the run
 
-SCHEMA = """
+TABLES = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id INTEGER PRIMARY KEY AUTOINCREMENT,
     started_at TEXT NOT NULL,
     finished_at TEXT,
     quick INTEGER NOT NULL,
     repeats INTEGER NOT NULL,
-    backends TEXT NOT NULL,          -- JSON list
+    implementations TEXT NOT NULL,   -- JSON list of their labels
     scenarios TEXT NOT NULL,         -- JSON list
     python TEXT, platform TEXT, cpu_count INTEGER, cpu_model TEXT,
     loadavg_start REAL, loadavg_end REAL,
@@ -34,20 +56,13 @@ CREATE TABLE IF NOT EXISTS measurements (
     run_id INTEGER NOT NULL REFERENCES runs(run_id),
     scenario TEXT NOT NULL,
     variant TEXT NOT NULL,           -- "" or the sweep value, e.g. "queue_size=4"
-    backend TEXT NOT NULL,
+    implementation TEXT NOT NULL,    -- its label: "thread", "ProcessPoolExecutor", "mypkg:make_executor"
     repeat INTEGER NOT NULL,
     seq INTEGER NOT NULL,            -- order in which the measurements ran
     ok INTEGER NOT NULL,
-    error TEXT,
-    jobs INTEGER, completed INTEGER, failed INTEGER, timed_out INTEGER, cancelled INTEGER,
-    rejected INTEGER, retried INTEGER,
-    wall_s REAL, throughput REAL,
-    lat_p50_ms REAL, lat_p95_ms REAL, lat_p99_ms REAL, lat_max_ms REAL,
-    queue_wait_ms REAL, dispatch_ms REAL, run_ms REAL, return_ms REAL,
-    cpu_s REAL,                      -- CPU seconds of the measuring process, its workers and reaped children
-    peak_rss_mb REAL,                -- peak RSS of the measuring process + its workers' RSS at the end
-    offered_rate REAL, achieved_rate REAL, generator_cpu REAL, generator_bound INTEGER,
-    extra TEXT,                      -- JSON: the scenario's own findings
+    error TEXT,                      -- why the measurement failed
+    skipped TEXT,                    -- why the implementation could not run the case (never measured)
+    findings TEXT,                   -- JSON: the experiment's own findings
     params TEXT                      -- JSON: the scenario as run
 );
 CREATE TABLE IF NOT EXISTS controls (
@@ -55,52 +70,45 @@ CREATE TABLE IF NOT EXISTS controls (
     position INTEGER NOT NULL,
     seconds REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS measurements_run ON measurements(run_id, scenario, variant, backend);
 """
+INDEX = "CREATE INDEX IF NOT EXISTS measurements_run ON measurements(run_id, scenario, variant, implementation)"
+#: columns renamed since the first schema: table → {old: new}
+RENAMED = {"runs": {"backends": "implementations"}, "measurements": {"backend": "implementation", "extra": "findings"}}
 
-METRICS = (
-    "jobs",
-    "completed",
-    "failed",
-    "timed_out",
-    "cancelled",
-    "rejected",
-    "retried",
-    "wall_s",
-    "throughput",
-    "lat_p50_ms",
-    "lat_p95_ms",
-    "lat_p99_ms",
-    "lat_max_ms",
-    "queue_wait_ms",
-    "dispatch_ms",
-    "run_ms",
-    "return_ms",
-    "cpu_s",
-    "peak_rss_mb",
-    "offered_rate",
-    "achieved_rate",
-    "generator_cpu",
-    "generator_bound",
-)
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a database of an older version to this schema: renamed columns, and the
+    Result fields it lacks (as NULL in its old rows)."""
+    for table, renames in RENAMED.items():
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for old, new in renames.items():
+            if old in have and new not in have:
+                conn.execute(f"ALTER TABLE {table} RENAME COLUMN {old} TO {new}")
+    have = {row[1] for row in conn.execute("PRAGMA table_info(measurements)")}
+    for name, sql_type in COLUMNS:
+        if name not in have:
+            conn.execute(f"ALTER TABLE measurements ADD COLUMN {name} {sql_type}")
+    conn.execute(INDEX)
+    conn.commit()
 
 
 def connect(path: str) -> sqlite3.Connection:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     conn = sqlite3.connect(path)
-    conn.executescript(SCHEMA)
+    conn.executescript(TABLES)
+    _migrate(conn)
     return conn
 
 
 def create_run(conn: sqlite3.Connection, meta: dict[str, Any]) -> int:
     cur = conn.execute(
-        "INSERT INTO runs (started_at, quick, repeats, backends, scenarios, python, platform, cpu_count, "
+        "INSERT INTO runs (started_at, quick, repeats, implementations, scenarios, python, platform, cpu_count, "
         "cpu_model, loadavg_start, git_commit, packages) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         (
             meta["started_at"],
             int(meta["quick"]),
             meta["repeats"],
-            json.dumps(meta["backends"]),
+            json.dumps(meta["implementations"]),
             json.dumps(meta["scenarios"]),
             meta["python"],
             meta["platform"],
@@ -121,29 +129,34 @@ def add_measurement(
     *,
     scenario: str,
     variant: str,
-    backend: str,
+    implementation: str,
     repeat: int,
     seq: int,
-    result: dict[str, Any] | None,
-    error: str | None,
+    result: Result | None,
     params: dict[str, Any],
+    error: str | None = None,
+    skipped: str | None = None,
 ) -> None:
-    values = [None] * len(METRICS) if result is None else [result.get(m) for m in METRICS]
+    """One row: a result, or the ``error`` of a failed measurement, or the reason a
+    cell was ``skipped``."""
+    data = result.to_json() if result is not None else {}
+    values = [data.get(m) for m in METRICS]
     conn.execute(
-        f"INSERT INTO measurements (run_id, scenario, variant, backend, repeat, seq, ok, error, "
-        f"{', '.join(METRICS)}, extra, params) VALUES ({', '.join('?' * (10 + len(METRICS)))})",
+        f"INSERT INTO measurements (run_id, scenario, variant, implementation, repeat, seq, ok, error, skipped, "
+        f"findings, params, {', '.join(METRICS)}) VALUES ({', '.join('?' * (11 + len(METRICS)))})",
         (
             run_id,
             scenario,
             variant,
-            backend,
+            implementation,
             repeat,
             seq,
             int(result is not None),
             error,
-            *values,
-            json.dumps(None if result is None else result.get("extra")),
+            skipped,
+            json.dumps(data.get("findings")),
             json.dumps(params),
+            *values,
         ),
     )
     conn.commit()
@@ -167,30 +180,47 @@ def last_run_id(path: str) -> int | None:
     return row[0] if row else None
 
 
-def load_runs(path: str):
+def _read(path: str, query: str, params: tuple = ()):
     import pandas as pd
 
-    with sqlite3.connect(path) as conn:
-        return pd.read_sql_query("SELECT * FROM runs ORDER BY run_id", conn)
+    conn = connect(path)  # an older database gains this schema first
+    try:
+        return pd.read_sql_query(query, conn, params=params)
+    finally:
+        conn.close()
+
+
+def load_runs(path: str):
+    return _read(path, "SELECT * FROM runs ORDER BY run_id")
+
+
+def experiment_of(params: dict[str, Any] | None) -> str:
+    """The experiment of a stored scenario ("driver" in runs made before experiments had a registry)."""
+    params = params or {}
+    return params.get("experiment") or params.get("driver") or "load"
+
+
+def _findings(row: Any) -> Any:
+    from . import experiments
+
+    data = json.loads(row.findings) if isinstance(row.findings, str) else None
+    try:
+        return experiments.decode_findings(experiment_of(row.params), data)
+    except (KeyError, ValueError):  # an experiment gone, or findings it no longer reads
+        return None
 
 
 def load_measurements(path: str, run_id: int | None = None):
-    """The measurements of one run (or all) as a pandas DataFrame; ``extra`` and
-    ``params`` are decoded from JSON."""
-    import pandas as pd
-
-    with sqlite3.connect(path) as conn:
-        if run_id is None:
-            df = pd.read_sql_query("SELECT * FROM measurements ORDER BY id", conn)
-        else:
-            df = pd.read_sql_query("SELECT * FROM measurements WHERE run_id = ? ORDER BY id", conn, params=(run_id,))
-    for col in ("extra", "params"):
-        df[col] = df[col].map(lambda s: json.loads(s) if isinstance(s, str) else None)
+    """The measurements of one run (or all) as a pandas DataFrame; ``params`` decoded
+    from JSON, ``findings`` into the dataclass of the experiment that made them."""
+    if run_id is None:
+        df = _read(path, "SELECT * FROM measurements ORDER BY id")
+    else:
+        df = _read(path, "SELECT * FROM measurements WHERE run_id = ? ORDER BY id", (run_id,))
+    df["params"] = df["params"].map(lambda s: json.loads(s) if isinstance(s, str) else None)
+    df["findings"] = [_findings(row) for row in df.itertuples()] if len(df) else []
     return df
 
 
 def load_controls(path: str, run_id: int):
-    import pandas as pd
-
-    with sqlite3.connect(path) as conn:
-        return pd.read_sql_query("SELECT * FROM controls WHERE run_id = ? ORDER BY position", conn, params=(run_id,))
+    return _read(path, "SELECT * FROM controls WHERE run_id = ? ORDER BY position", (run_id,))

@@ -1,6 +1,6 @@
-"""The run's summary: per case, each backend's median throughput with its 95%
-confidence interval, median p99 latency and errors, the best backend marked, and
-the others compared with it by a significance test."""
+"""The run's summary: per case, each implementation's median throughput with its 95%
+confidence interval, median p99 latency and errors, the best marked, the others
+compared with it by a significance test, and the cells skipped with the reason."""
 
 from __future__ import annotations
 
@@ -9,24 +9,33 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from . import store
-from .stats import compare, median_ci
+from . import experiments, store
+from .stats import Estimate, compare, median_ci
+
+__all__ = ["Row", "print_summary", "summarize"]
 
 
 @dataclass(frozen=True)
 class Row:
     case: str
-    backend: str
-    throughput: Any  # Estimate or None
+    implementation: str
+    throughput: Estimate | None
     p99_ms: float | None
     errors: int
-    verdict: str  # vs the best backend of the case
+    verdict: str  # vs the best implementation of the case
     best: bool
     notes: str
+    status: str = "ok"  # "ok", "failed" (every repeat), "skipped"
 
 
 def _key(scenario: str, variant: str) -> str:
     return f"{scenario}[{variant}]" if variant else scenario
+
+
+def _note(params: dict[str, Any], findings: Any) -> str:
+    if findings is None:
+        return ""
+    return experiments.get(store.experiment_of(params)).note(findings)
 
 
 def summarize(db: str, run_id: int) -> tuple[dict, list[Row]]:
@@ -39,80 +48,57 @@ def summarize(db: str, run_id: int) -> tuple[dict, list[Row]]:
     rows: list[Row] = []
     ok = df[df.ok == 1]
     for (scenario, variant), group in ok.groupby(["scenario", "variant"], sort=False):
-        per_backend = {}
-        for backend, g in group.groupby("backend", sort=False):
+        per_impl = {}
+        for impl, g in group.groupby("implementation", sort=False):
             tp = [v for v in g.throughput.tolist() if v is not None and not math.isnan(v)]
-            per_backend[backend] = (tp, g)
-        with_tp = {b: tp for b, (tp, _) in per_backend.items() if tp}
-        best = max(with_tp, key=lambda b: median_ci(with_tp[b]).median) if with_tp else None
-        for backend, (tp, g) in per_backend.items():
+            per_impl[impl] = (tp, g)
+        with_tp = {i: tp for i, (tp, _) in per_impl.items() if tp}
+        best = max(with_tp, key=lambda i: median_ci(with_tp[i]).median) if with_tp else None
+        for impl, (tp, g) in per_impl.items():
             est = median_ci(tp) if tp else None
             verdict = ""
-            if tp and best and backend != best:
+            if tp and best and impl != best:
                 verdict = str(compare(tp, with_tp[best]))
             p99 = g.lat_p99_ms.dropna()
+            params = g.params.iloc[-1] or {}
             notes = []
             if g.generator_bound.fillna(0).astype(int).any():
                 notes.append("load generator was the bottleneck")
-            extra = g.extra.iloc[-1] or {}
-            if "ops_per_s" in extra:
-                notes.append("; ".join(f"{k} {v / 1e6:.2f}M/s" for k, v in extra["ops_per_s"].items() if v))
-            if "cancel_ms" in extra:
-                c, o = extra["cancel_ms"]["p50"], extra["timeout_overshoot_ms"]["p50"]
-                notes.append(
-                    f"cancel p50 {'—' if c is None else f'{c:.2f} ms'}, timeout overshoot p50 "
-                    f"{'—' if o is None else f'{o:.2f} ms'}"
-                    + (
-                        f", function ran on past its stop in {extra['kept_running']} of {extra.get('probes')} probes"
-                        if "kept_running" in extra
-                        else ""
-                    )
-                )
-            if "caught" in extra:
-                notes.append("leak checker caught: " + ", ".join(f"{k}: {v}" for k, v in extra["caught"].items()))
-            if "caught_by" in extra:
-                n = len(extra["caught_by"])
-                notes.append(
-                    f"conformance kit failed the racy pool in {n} tests" if n else "conformance kit caught nothing"
-                )
-            if "queue_wait_ms_by_priority" in extra:
-                notes.append(
-                    "queue wait p99 by priority: "
-                    + ", ".join(
-                        f"{p}: {v['p99']:.1f} ms"
-                        for p, v in extra["queue_wait_ms_by_priority"].items()
-                        if v["p99"] is not None
-                    )
-                )
+            note = _note(params, g.findings.iloc[-1])
+            if note:
+                notes.append(note)
             # an experiment's timeouts and cancels are what it measures, not errors
-            errors = int(g.failed.fillna(0).sum()) + (0 if "cancel_ms" in extra else int(g.timed_out.fillna(0).sum()))
+            counted = int(g.timed_out.fillna(0).sum()) if store.experiment_of(params) != "cancel_latency" else 0
             rows.append(
                 Row(
                     _key(scenario, variant),
-                    backend,
+                    impl,
                     est,
                     float(p99.median()) if len(p99) else None,
-                    errors,
+                    int(g.failed.fillna(0).sum()) + counted,
                     verdict,
-                    backend == best and len(with_tp) > 1,
+                    impl == best and len(with_tp) > 1,
                     " | ".join(notes),
                 )
             )
-    failed = df[df.ok == 0]
-    for _, r in failed.iterrows():
-        rows.append(Row(_key(r.scenario, r.variant), r.backend, None, None, 0, "", False, f"FAILED: {r.error}"))
+    for _, r in df[(df.ok == 0) & df.skipped.notna()].iterrows():
+        rows.append(Row(_key(r.scenario, r.variant), r.implementation, None, None, 0, "", False, r.skipped, "skipped"))
+    for _, r in df[(df.ok == 0) & df.skipped.isna()].iterrows():
+        rows.append(
+            Row(_key(r.scenario, r.variant), r.implementation, None, None, 0, "", False, f"FAILED: {r.error}", "failed")
+        )
     flags = run.get("flags")
     run["flags"] = json.loads(flags) if isinstance(flags, str) else []
     return run, rows
 
 
-def print_summary(db: str, run_id: int) -> None:
+def print_summary(db: str, run_id: int, console: Any = None) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     run, rows = summarize(db, run_id)
-    console = Console(width=None if Console().is_terminal else 180)
+    console = console or Console(width=None if Console().is_terminal else 180)
     console.print(
         f"[bold]poolbench run {run_id}[/] — {run['started_at']} — Python {run['python']} on "
         f"{run['cpu_count']} × {run['cpu_model']} — commit {(run['git_commit'] or '?')[:10]}"
@@ -122,10 +108,11 @@ def print_summary(db: str, run_id: int) -> None:
     for flag in run["flags"]:
         console.print(f"[yellow]warning:[/] {flag}")
     table = Table(show_lines=False)
-    for col in ("case", "backend", "jobs/s median [95% CI]", "p99 ms", "errors", "vs best", "notes"):
+    for col in ("case", "implementation", "jobs/s median [95% CI]", "p99 ms", "errors", "vs best", "notes"):
         table.add_column(col, overflow="fold")
     last = None
-    for r in rows:
+    order = {case: i for i, case in enumerate(dict.fromkeys(r.case for r in rows))}
+    for r in sorted(rows, key=lambda r: order[r.case]):
         tp = (
             "—"
             if r.throughput is None
@@ -133,8 +120,8 @@ def print_summary(db: str, run_id: int) -> None:
         )
         table.add_row(
             escape(r.case) if r.case != last else "",
-            ("★ " if r.best else "") + r.backend,
-            tp,
+            ("★ " if r.best else "") + escape(r.implementation),
+            tp if r.status != "skipped" else "skipped",
             "—" if r.p99_ms is None else f"{r.p99_ms:.2f}",
             str(r.errors),
             escape(r.verdict),

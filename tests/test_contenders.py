@@ -1,68 +1,75 @@
-"""`poolbench contenders`, smoke-run with tiny sizes: every implementation yields a
-number, the ratio lines are printed, the memory figures are sane. No speed is
-asserted: ratios belong to a real run of the command, not to the test suite."""
+"""`poolbench contenders`, the preset of `poolbench run`, smoke-run with tiny sizes:
+every implementation of the preset measured through the one runner into a real
+SQLite file, its targets checked and printed, how each side was prepared recorded,
+the memory figures sane. No speed is asserted: ratios belong to a real run of the
+command, not to the test suite."""
 
-import json
 import math
 import subprocess
 import sys
 
-from scenarios import contenders
+from scenarios import spec, store
+from scenarios.implementations import resolve
 
 
 def _run(tmp_path, *args):
-    out_json = tmp_path / "contenders.json"
+    db = tmp_path / "contenders.db"
     proc = subprocess.run(
-        [sys.executable, "-m", "poolbench", "contenders", "--repeats", "1", "--json", str(out_json), *args],
+        [sys.executable, "-m", "poolbench", "contenders", "--quick", "--repeats", "1", "--db", str(db), *args],
         capture_output=True,
         text=True,
         timeout=300,
+        cwd=tmp_path,
     )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return proc.stdout, json.loads(out_json.read_text())
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout, store.load_measurements(str(db))
 
 
 def _positive(x):
     return isinstance(x, float) and math.isfinite(x) and x > 0
 
 
-def test_contenders_smoke_every_implementation_measured_and_ratios_printed(tmp_path):
-    cases = ["noop", "latency", "cpu1ms", "map", "scaling"]
-    out, doc = _run(tmp_path, "--jobs", "200", "--cases", *cases)
-    table = contenders.implementations(200)
-    assert doc["failures"] == []
-    for case in cases:
-        assert set(doc["values"][case]) == set(table[case]), case
-        for impl, vals in doc["values"][case].items():
-            assert len(vals) == 1 and _positive(vals[0]), (case, impl, vals)
-    assert "ratios (ours / theirs" in out
-    for case, ours, theirs, target in contenders.PAIRS:
-        if case in cases and theirs in table[case]:
-            assert f"{case:<8} {ours} vs {theirs}: " in out
-            if target is not None:
-                assert f"target >= {target:.2f}: " in out
-    assert "of the ideal" in out
-    assert "thread, 2 workers, by jobs" in out and "growth" in out
-    assert {r["case"] for r in doc["ratios"]} == {"noop", "latency", "cpu1ms", "map"}
-    # how each side was prepared is said, for ours and theirs alike
-    assert "how each side was prepared before its clock started" in out
-    for case in cases:
-        for impl, (_, _, prepared) in table[case].items():
-            assert f"{case:<8} {impl:<28} {prepared}" in out
-            assert doc["prepared"][case][impl] == prepared
-    if contenders._have_mpire():
-        assert doc["prepared"]["map"]["mpire map"].startswith("WorkerPool(keep_alive=True)")
-    if not contenders._have_mpire():
-        assert "mpire is not installed" in out
+def test_contenders_is_a_preset_of_run_every_implementation_measured_and_targets_checked(tmp_path):
+    out, df = _run(tmp_path, "--cases", "noop", "latency", "memory", "--no-report")
+    preset = spec.builtin("contenders")
+    for case in ("noop", "latency", "memory"):
+        sc = preset[f"contenders.{case}"]
+        rows = df[df.scenario == sc.name]
+        assert set(rows.implementation) == {i.shown for i in sc.implementations}, case
+        assert rows.ok.all(), rows.error.tolist()
+        # how each side was prepared is recorded with its measurement, ours and theirs alike
+        for row in rows.itertuples():
+            impl = resolve(row.implementation)
+            assert row.findings.prepared.startswith(impl.prepared), (case, row.implementation)
+    noop = df[df.scenario == "contenders.noop"]
+    assert all(_positive(v) for v in noop.throughput), noop.throughput.tolist()
+    assert noop.completed.tolist() == [preset["contenders.noop"].quick["jobs"]] * len(noop)
+    latency = df[df.scenario == "contenders.latency"]
+    assert all(_positive(v) for v in latency.lat_p50_ms)
+    for row in df[df.scenario == "contenders.memory"].itertuples():
+        f = row.findings
+        assert f.waiting == 10000 and _positive(f.mb_per_100k) and _positive(f.bytes_per_job) and f.top, row
+    # the targets of the preset, checked at the end of the run
+    assert "Targets (ratios oriented so that higher is better for ours)" in out
+    for case in ("noop", "latency", "memory"):
+        for t in preset[f"contenders.{case}"].targets:
+            against = f"against {t.versus}, {t.metric}: " if t.versus else f"{t.metric} "
+            assert f"contenders.{case}: {t.impl} {against}" in out, (case, t)
+    expected = sum(len(preset[f"contenders.{case}"].targets) for case in ("noop", "latency", "memory"))
+    assert out.count("target ≥") + out.count("target ≤") == expected == 9
 
 
-def test_contenders_memory_figures_are_positive_and_finite(tmp_path):
-    out, doc = _run(tmp_path, "--cases", "memory", "--waiting", "10000")
-    mem = doc["values"]["memory"]
-    assert set(mem) == {"thread", "ThreadPoolExecutor", "process", "ProcessPoolExecutor", "asyncio"}
-    for impl, vals in mem.items():
-        assert _positive(vals[0]), (impl, vals)
-        extra = doc["extras"]["memory"][impl][0]
-        assert extra["waiting"] == 10000 and _positive(extra["extra_rss_mb"]), (impl, extra)
-        assert _positive(extra["bytes_per_job"]) and extra["top"], (impl, extra)
-    assert "target < 100 MB: " in out and "B/job" in out
+def test_a_contender_that_is_not_installed_is_skipped_with_the_reason(tmp_path, monkeypatch):
+    from scenarios import implementations, runner
+
+    absent = "mpire is not installed here (pip install mpire, or the bench extra)"
+    monkeypatch.setattr(
+        implementations.Implementation, "unavailable", lambda self: absent if self.name == "mpire" else None
+    )
+    work = runner.plan(runner.RunOptions(scenarios=("contenders.map",), quick=True, repeats=1, db=str(tmp_path / "x")))
+    assert {c.spec.shown: c.skipped for c in work.cells} == {
+        "process": None,
+        "mpire": absent,
+        "ProcessPoolExecutor": None,
+    }
+    assert not (tmp_path / "x").exists()  # planning writes nothing

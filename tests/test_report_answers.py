@@ -8,7 +8,6 @@ direction by itself: only the words given to versus() and said() can."""
 from __future__ import annotations
 
 import ast
-import dataclasses
 import functools
 import json
 import pathlib
@@ -19,6 +18,7 @@ import pytest
 from reports import questions
 from reports.data import load_run
 from scenarios import runner, spec, store
+from scenarios.result import Result
 
 REPEATS = 5  # the fewest with which Mann-Whitney can show a difference at 5%
 SAME = "not significantly different from"
@@ -31,8 +31,8 @@ def _meta() -> dict:
 
 
 def _params(scenario: str, variant: str = "", **changes) -> dict:
-    case = next(c for c in spec.cases(scenario) if c.variant == variant)
-    return dataclasses.asdict(dataclasses.replace(case.scenario, **changes))
+    case = next(c for c in spec.cases(spec.builtin()[scenario]) if c.variant == variant)
+    return case.scenario.changed(**changes).model_dump(mode="json")
 
 
 def make_run(tmp_path, rows, *, bench: dict | None = None):
@@ -42,21 +42,24 @@ def make_run(tmp_path, rows, *, bench: dict | None = None):
     conn = store.connect(db)
     backends = list(dict.fromkeys(r[2] for r in rows))
     scenarios = list(dict.fromkeys(r[0] for r in rows))
-    run_id = store.create_run(conn, {**_meta(), "backends": backends, "scenarios": scenarios, "repeats": REPEATS})
+    run_id = store.create_run(
+        conn, {**_meta(), "implementations": backends, "scenarios": scenarios, "repeats": REPEATS}
+    )
     seq = 0
     for rep in range(REPEATS):
         for scenario, variant, backend, fields, params in rows:
-            result = dict.fromkeys(store.METRICS) | {"jobs": 1000, "completed": 1000, "extra": {}} | fields(rep)
+            # findings as plain data, as a measurement's process writes them: the store
+            # decodes them into the experiment's dataclass
+            result = Result(**({"jobs": 1000, "completed": 1000} | fields(rep)))
             store.add_measurement(
                 conn,
                 run_id,
                 scenario=scenario,
                 variant=variant,
-                backend=backend,
+                implementation=backend,
                 repeat=rep,
                 seq=seq,
                 result=result,
-                error=None,
                 params=params,
             )
             seq += 1
@@ -335,7 +338,7 @@ def _priority_rows(p99_hi: float, p99_lo: float):
     def fields(rep):
         return {
             "throughput": 500.0,
-            "extra": {
+            "findings": {
                 "queue_wait_ms_by_priority": {
                     "0": {"p50": 1.0, "p99": near(p99_lo)(rep)},
                     "10": {"p50": 0.5, "p99": near(p99_hi)(rep)},
@@ -367,15 +370,15 @@ def _cancel_rows(p50: dict[str, float], kept: dict[str, int | None]):
     for backend, v in p50.items():
 
         def fields(rep, v=v, backend=backend):
-            extra = {
+            findings = {
                 "cancel_ms": {"p50": near(v)(rep), "p99": 2 * v, "n": 5},
                 "timeout_overshoot_ms": {"p50": 0.5, "p99": 1.0, "n": 5},
             }
             if kept[backend] is not None:
-                extra.update(kept_running=kept[backend], probes=10, stop="cooperative")
+                findings.update(kept_running=kept[backend], probes=10, stop="cooperative")
             else:  # a run made before the probes: only the backend's declared capability
-                extra.update(stops_running_jobs=False)
-            return {"extra": extra}
+                findings.update(stops_running_jobs=False)
+            return {"findings": findings}
 
         rows.append(("cancel_latency", "", backend, fields, _params("cancel_latency")))
     return rows
@@ -417,7 +420,7 @@ def _primitive_rows(**ops):
     }
 
     def fields(rep):
-        return {"throughput": 1e6, "extra": {"ops_per_s": {names[k]: near(v)(rep) for k, v in ops.items()}}}
+        return {"throughput": 1e6, "findings": {"ops_per_s": {names[k]: near(v)(rep) for k, v in ops.items()}}}
 
     return [("primitives", "", "thread", fields, _params("primitives"))]
 
@@ -467,8 +470,8 @@ def test_primitives_turn_with_the_data(tmp_path, rw, simple, rw_word, simple_wor
     ids=["caught", "missed", "nothing-to-catch"],
 )
 def test_leaks_say_caught_or_missed_from_the_data(tmp_path, caught, left_running, says):
-    extra = {"caught": caught, "abandoned_threads_reported": left_running}
-    rows = [("leaks", "", "thread", lambda rep: {"extra": extra}, _params("leaks"))]
+    findings = {"caught": caught, "abandoned_threads_reported": left_running}
+    rows = [("leaks", "", "thread", lambda rep: {"findings": findings}, _params("leaks"))]
     assert says in answer_of(questions.q_leaks, make_run(tmp_path, rows))
 
 
@@ -487,7 +490,7 @@ def test_racy_pool_says_caught_or_nothing_from_the_data(tmp_path, caught_by, say
             "racy_pool",
             "",
             "thread",
-            lambda rep: {"extra": {"caught_by": caught_by, "summary": summary}},
+            lambda rep: {"findings": {"caught_by": caught_by, "summary": summary}},
             _params("racy_pool"),
         )
     ]
@@ -519,6 +522,126 @@ def test_retries_timeouts_and_tails_state_figures_not_directions(tmp_path):
     assert "heavy_tail: p99/p50 thread 10.0× (p99 20.0 ms)" in tails, tails
     for text in (retries, timeouts, tails):
         assert not DIRECTION.search(text), text
+
+
+# ---------------------------------------------------------------- the recommendation for the user's workload
+
+
+def _mine(**changes) -> spec.Scenario:
+    base = {"name": "mine", "workload": [{"fn": "mypkg.jobs:resize", "args": [[1]]}], "jobs": 200}
+    return spec.parse(base | changes, "test")
+
+
+def _sweep_rows(tp: dict[str, dict[int, float]], p99: dict[str, dict[int, float]] | None = None, **changes):
+    """Rows of scenario "mine" swept over workers: tp[impl][workers] jobs/s (p99 ms likewise)."""
+    sc = _mine(sweep={"workers": sorted({w for series in tp.values() for w in series})}, **changes)
+    rows = []
+    for case in spec.cases(sc):
+        w = case.scenario.workers
+        params = case.scenario.model_dump(mode="json")
+        for impl, series in tp.items():
+            lat = (p99 or {}).get(impl, {}).get(w, 10.0)
+            rows.append(("mine", case.variant, impl, metric("throughput", series[w], lat_p99_ms=lat), params))
+    return rows
+
+
+def recommendation(data) -> str:
+    from reports.recommend import recommend
+
+    rec = recommend(data, "mine")
+    assert not rec.missing, rec.missing
+    return rec.answer
+
+
+@pytest.mark.parametrize(
+    ("thread", "process", "chosen", "other"),
+    [(2000, 1000, "thread", "process"), (1000, 2000, "process", "thread")],
+    ids=["thread-wins", "process-wins"],
+)
+def test_the_recommendation_turns_with_the_data(tmp_path, thread, process, chosen, other):
+    rows = _sweep_rows({"thread": {1: thread / 4, 4: thread}, "process": {1: process / 4, 4: process}})
+    text = recommendation(make_run(tmp_path, rows))
+    assert f"For mypkg.jobs:resize (closed loop, 200 jobs a measurement): use {chosen} with 4 workers." in text, text
+    assert f"Throughput: {chosen} with 4 workers had the highest median, 2,040 jobs/s (95% CI" in text
+    assert f"it was faster than the runner-up, {other} with 4 workers (2.00×;" in text
+    assert "significant, Mann–Whitney p=0.008" in text and "throughput decides" in text
+    assert f"Workers: {chosen} reached 90% of its peak throughput (2,040 jobs/s with 4 workers) with 4 workers" in text
+
+
+def test_the_recommendation_says_no_significant_difference_for_equal_data(tmp_path):
+    rows = _sweep_rows({"thread": {1: 500, 4: 1000}, "process": {1: 500, 4: 1000}})
+    text = recommendation(make_run(tmp_path, rows))
+    assert (
+        "use thread with 4 workers or process with 4 workers: the test finds no significant difference between "
+        "them, so either serves it."
+    ) in text, text
+    assert f"it was {SAME} the runner-up, process with 4 workers (1.00×;" in text and NO_DIFFERENCE in text
+    assert "faster" not in text and "slower" not in text
+
+
+def test_the_recommendation_names_the_knee_of_the_workers_sweep(tmp_path):
+    rows = _sweep_rows({"thread": {1: 1000, 2: 1900, 4: 2000}, "process": {1: 400, 2: 800, 4: 1600}})
+    text = recommendation(make_run(tmp_path, rows))
+    assert "use thread with 2 workers." in text, text
+    assert "thread reached 90% of its peak throughput (2,040 jobs/s with 4 workers) with 2 workers (the knee" in text
+    assert "4 workers against 2: faster than 2 workers (1.05×;" in text  # the last 10%, significant: said
+
+
+def test_in_an_open_loop_p99_latency_decides(tmp_path):
+    # the same throughput (the offered rate), process with a lower p99: process is chosen, and why is said
+    rows = _sweep_rows(
+        {"thread": {4: 100}, "process": {4: 100}},
+        {"thread": {4: 50.0}, "process": {4: 10.0}},
+        arrival="poisson",
+        rate=100.0,
+    )
+    text = recommendation(make_run(tmp_path, rows))
+    assert "(open loop, Poisson arrivals" in text and "use process with 4 workers." in text, text
+    assert "its p99 was lower than that of the runner-up, thread with 4 workers (0.20×;" in text
+    assert "p99 latency decides" in text
+
+
+def test_no_recommendation_without_a_workload_of_the_users(tmp_path):
+    from reports.recommend import recommend_all
+
+    rows = [("cpu", "", b, metric("throughput", 1000), _params("cpu")) for b in ("thread", "process")]
+    assert recommend_all(make_run(tmp_path, rows)) == []
+
+
+# ---------------------------------------------------------------- targets
+
+
+@pytest.mark.parametrize(
+    ("ours", "ratio", "of_ideal", "verdict"),
+    [(2000, "2.00×", "1.02× (= 102% of the ideal", "met"), (600, "0.60×", "0.31× (= 31% of the ideal", "NOT met")],
+    ids=["met", "missed"],
+)
+def test_targets_are_checked_against_the_data(tmp_path, ours, ratio, of_ideal, verdict):
+    from reports.targets import check_all
+
+    targets = [
+        {"impl": "thread", "versus": "ThreadPoolExecutor", "at_least": 1.5},
+        {"impl": "thread", "versus": "ideal", "at_least": 0.9},  # 4 workers / 2 ms a job: 2000 jobs/s
+        {"impl": "thread", "metric": "lat_p99_ms", "at_most": 20.0},
+    ]
+    params = _mine(workers=4, target=targets).model_dump(mode="json")
+    p99 = 10.0 if ours > 1000 else 40.0
+
+    def thread(rep):
+        return {"throughput": near(ours)(rep), "run_ms": 2.0, "lat_p99_ms": p99}
+
+    rows = [
+        ("mine", "", "thread", thread, params),
+        ("mine", "", "ThreadPoolExecutor", metric("throughput", 1000), params),
+    ]
+    first, ideal, bound = (c.text for c in check_all(make_run(tmp_path, rows)))
+    assert first == (
+        f"mine: thread against ThreadPoolExecutor, throughput: {ratio} (95% CI of the per-repeat ratios "
+        f"{ratio}–{ratio}; significant, Mann–Whitney p=0.008); target ≥ 1.50×: {verdict}"
+    ), first
+    assert ideal.startswith(f"mine: thread against ideal, throughput: {of_ideal}: workers / mean run time)"), ideal
+    assert ideal.endswith(f"target ≥ 0.90×: {verdict}")
+    assert bound == f"mine: thread lat_p99_ms {p99:.1f} ms (median of 5); target ≤ 20.0: {verdict}", bound
 
 
 # ---------------------------------------------------------------- no canned verdict
@@ -559,7 +682,7 @@ def _canned_directions(path: pathlib.Path) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("module", ["questions.py", "external.py"])
+@pytest.mark.parametrize("module", ["questions.py", "external.py", "recommend.py", "targets.py"])
 def test_no_answer_states_a_direction_of_its_own(module):
     """A fixed "faster", "grew", "caught" in a sentence is a conclusion written before
     the data: every direction word must be one handed to versus() or said()."""

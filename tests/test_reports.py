@@ -6,7 +6,6 @@ opened in real headless Chromium renders, sorts, and logs no error."""
 from __future__ import annotations
 
 import base64
-import dataclasses
 import io
 import json
 import re
@@ -22,30 +21,34 @@ from reports.browser import BrowserError, check_page, find_chromium
 from reports.compare import SECTIONS as COMPARE_SECTIONS
 from reports.html import SECTIONS
 from scenarios import runner, spec, store
+from scenarios.result import Result
 from scenarios.stats import median_ci
 
 BACKENDS = ("thread", "process", "asyncio")
 
 # Real scenarios, shrunk: the report knows the course's scenarios by name.
 TINY = {
-    "cpu": {"jobs": 30, "workers": 2},
-    "io": {"jobs": 40, "workers": 4, "backends": ("thread", "asyncio")},
-    "workers_sweep": {"jobs": 30, "sweep": ("workers", (1, 4)), "backends": ("thread",)},
-    "saturation": {"jobs": 40, "sweep": ("load", (0.5, 2.0)), "backends": ("thread",)},
-    "priority": {"jobs": 60, "backends": ("thread",)},
-    "cancel_latency": {"jobs": 4, "backends": ("thread", "asyncio")},
+    "cpu": {"jobs": 30, "workers": 2, "implementations": BACKENDS},
+    "io": {"jobs": 40, "workers": 4, "implementations": ("thread", "asyncio")},
+    "workers_sweep": {"jobs": 30, "sweep": {"workers": (1, 4)}, "implementations": ("thread",)},
+    "saturation": {"jobs": 40, "sweep": {"load": (0.5, 2.0)}, "implementations": ("thread",)},
+    "priority": {"jobs": 60, "implementations": ("thread",)},
+    "cancel_latency": {"jobs": 4, "implementations": ("thread", "asyncio")},
     "primitives": {"jobs": 400},
 }
+#: a run of the course's scenarios: no recommendation (no workload of the user's), no targets
+SHOWN = [sid for sid, _ in SECTIONS if sid not in ("recommendation", "targets")]
+
+
+def tiny_scenarios() -> list[spec.Scenario]:
+    return [spec.builtin()[name].changed(quick={}, **changes) for name, changes in TINY.items()]
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """(db, run_id) of a real run of the tiny scenarios, 2 repeats."""
     db = str(tmp_path_factory.mktemp("run") / "poolbench.db")
-    with pytest.MonkeyPatch.context() as mp:
-        for name, changes in TINY.items():
-            mp.setitem(spec.SCENARIOS, name, dataclasses.replace(spec.SCENARIOS[name], quick={}, **changes))
-        run_id = runner.run(runner.RunOptions(backends=BACKENDS, scenarios=tuple(TINY), repeats=2, db=db))
+    run_id = runner.run(runner.RunOptions(scenarios=tiny_scenarios(), repeats=2, db=db))
     return db, run_id
 
 
@@ -131,7 +134,7 @@ def test_report_from_a_real_run(tiny_run, report):
     path = report
     assert path.endswith(f"reports/run-{run_id}.html")
     page, text = parse(path)
-    assert page.sections == [sid for sid, _ in SECTIONS]
+    assert page.sections == SHOWN
     assert page.subsections == [f"scenario-{name}" for name in TINY]
     # self-contained: no URL but in-page anchors and data URIs
     assert all(u.startswith(("#", "data:")) for u in page.urls), page.urls
@@ -146,7 +149,7 @@ def test_report_from_a_real_run(tiny_run, report):
     # the per-repeat throughput ratios of the fastest backend to each other one
     df = store.load_measurements(db, run_id)
     cpu = df[(df.scenario == "cpu") & (df.ok == 1)]
-    per = {b: dict(zip(g.repeat, g.throughput, strict=False)) for b, g in cpu.groupby("backend")}
+    per = {b: dict(zip(g.repeat, g.throughput, strict=False)) for b, g in cpu.groupby("implementation")}
     winner = max(per, key=lambda b: statistics.median(per[b].values()))
     cpu_answer = answer(text, "q-cpu")
     assert f"{winner} had the highest median throughput on 1 ms CPU jobs" in cpu_answer
@@ -169,8 +172,8 @@ def test_report_from_a_real_run(tiny_run, report):
     import pandas as pd
 
     table = pd.read_csv(path[:-5] + ".csv")
-    assert {"case", "backend", "tp_median", "tp_low", "tp_high", "p99_ms", "winner"} <= set(table.columns)
-    assert set(table[table.case == "cpu"].backend) == set(BACKENDS)
+    assert {"case", "implementation", "tp_median", "tp_low", "tp_high", "p99_ms", "winner"} <= set(table.columns)
+    assert set(table[table.case == "cpu"].implementation) == set(BACKENDS)
     assert table[table.case == "cpu"].winner.sum() == 1
     assert set(table[table.scenario == "workers_sweep"].case) == {
         "workers_sweep[workers=1]",
@@ -178,7 +181,7 @@ def test_report_from_a_real_run(tiny_run, report):
     }
     with open(path[:-5] + ".md", encoding="utf-8") as f:
         md = f.read()
-    assert md.startswith(f"# poolbench run {run_id}") and "| case | backend | jobs/s |" in md
+    assert md.startswith(f"# poolbench run {run_id}") and "| case | implementation | jobs/s |" in md
     assert f"| cpu | ★ {winner} |" in md
 
 
@@ -204,16 +207,16 @@ def test_missing_and_partial_data_is_reported_not_fatal(tiny_run, tmp_path):
     shutil.copy(tiny_run[0], db)
     run_id = tiny_run[1]
     with sqlite3.connect(db) as conn:
-        conn.execute("DELETE FROM measurements WHERE scenario = 'cpu' AND backend = 'asyncio'")
+        conn.execute("DELETE FROM measurements WHERE scenario = 'cpu' AND implementation = 'asyncio'")
         conn.execute(
             "UPDATE measurements SET ok = 0, error = 'RuntimeError: boom', throughput = NULL "
-            "WHERE scenario = 'cpu' AND backend = 'process' AND repeat = 1"
+            "WHERE scenario = 'cpu' AND implementation = 'process' AND repeat = 1"
         )
         conn.execute("UPDATE measurements SET ok = 0, error = 'MemoryError' WHERE scenario = 'priority'")
         conn.execute("DELETE FROM controls")
     path = write_report(db, run_id, out=str(tmp_path / "partial.html"))
     _, text = parse(path)
-    assert "not measured: this backend has no measurement of this case" in text  # asyncio on cpu
+    assert "not measured: this implementation has no measurement of this case" in text  # asyncio on cpu
     assert "1 of 2 repeats failed: RuntimeError: boom" in text
     assert "priority: every measurement failed (MemoryError)" in answer(text, "q-priority")
     assert "no control-workload timings" in text
@@ -224,7 +227,7 @@ def test_missing_and_partial_data_is_reported_not_fatal(tiny_run, tmp_path):
     conn.close()
     path = write_report(db, empty, out=str(tmp_path / "empty.html"))
     page, text = parse(path)
-    assert page.sections == [sid for sid, _ in SECTIONS]
+    assert page.sections == SHOWN
     assert "the run did not finish" in text and "no measurements at all in this run" in text
     assert "No scenario has any measurement in this run" in text
     assert answer(text, "q-cpu").startswith("Not answered")
@@ -307,6 +310,7 @@ def test_compare_marks_significant_changes(tmp_path):
     db = str(tmp_path / "cmp.db")
     conn = store.connect(db)
     meta = runner.metadata(runner.RunOptions(scenarios=("cpu",), db=db))
+    cpu = spec.builtin()["cpu"].model_dump(mode="json")
     runs = []
     for _i, (model, control, scale) in enumerate(
         (
@@ -318,24 +322,17 @@ def test_compare_marks_significant_changes(tmp_path):
         for rep in range(5):
             for b, s in scale.items():
                 tp = 1000.0 * s * (1 + rep / 100)
-                result = dict.fromkeys(store.METRICS) | {
-                    "throughput": tp,
-                    "lat_p99_ms": 100.0 / s * (1 + rep / 50),
-                    "jobs": 100,
-                    "completed": 100,
-                    "extra": {},
-                }
+                result = Result(jobs=100, completed=100, throughput=tp, lat_p99_ms=100.0 / s * (1 + rep / 50))
                 store.add_measurement(
                     conn,
                     run_id,
                     scenario="cpu",
                     variant="",
-                    backend=b,
+                    implementation=b,
                     repeat=rep,
                     seq=rep,
                     result=result,
-                    error=None,
-                    params=dataclasses.asdict(spec.SCENARIOS["cpu"]),
+                    params=cpu,
                 )
         store.add_control(conn, run_id, 0, control)
         store.finish_run(
@@ -406,7 +403,7 @@ def test_report_in_headless_chromium(report, tmp_path):
     assert result.errors == [] and result.console == [], result.console
     r = result.results
     assert r["broken_images"] == 0 and r["images"] >= 15
-    assert r["sections"][: len(SECTIONS)] == [sid for sid, _ in SECTIONS]
+    assert r["sections"] == SHOWN
     up = [float(v) for v in r["sorted"]["up"] if v]
     down = [float(v) for v in r["sorted"]["down"] if v]
     assert up == sorted(up) and down == sorted(down, reverse=True) and len(up) == 3

@@ -1,52 +1,52 @@
 """The scenario runner: real measurements in fresh processes into a real SQLite
 file, statistics with known answers, and open-loop latency that keeps queueing."""
 
-import dataclasses
 import random
 import sqlite3
 
 import pytest
 
-from scenarios import runner, spec, stats, store
-from scenarios.measure import run_load
-from scenarios.spec import Case, Scenario
+from scenarios import implementations, runner, spec, stats, store
+from scenarios.experiments.load import run as run_load
+from scenarios.spec import Case
+
+BUILTIN = spec.builtin()
 
 
 def test_every_scenario_expands_and_round_trips_through_json():
-    for name in spec.names():
-        for quick in (False, True):
-            for case in spec.cases(name, quick=quick):
-                back = Case.from_json(case.to_json())
-                assert back.key == case.key and back.scenario == case.scenario
-    assert [c.variant for c in spec.cases("overload")] == ["overflow=block", "overflow=reject", "overflow=block-wait"]
-    assert spec.cases("overload")[2].scenario.wait == 0.01
+    for group in spec.BUILTIN_DIRS:
+        for sc in spec.builtin(group).values():
+            for quick in (False, True):
+                for case in spec.cases(sc, quick=quick):
+                    back = Case.from_json(case.to_json())
+                    assert back.key == case.key and back.scenario == case.scenario
+    overload = spec.cases(BUILTIN["overload"])
+    assert [c.variant for c in overload] == ["overflow=block", "overflow=reject", "overflow=block-wait"]
+    assert overload[2].scenario.wait == 0.01
 
 
 def test_open_loop_rate_is_a_multiple_of_capacity():
-    sc = spec.SCENARIOS["overload"]  # 2 ms sleeps, 4 workers, load 2
-    assert sc.rate() == pytest.approx(2 * 4 / 0.002)
-    assert spec.SCENARIOS["noop"].rate() is None
+    sc = BUILTIN["bursty"]  # 1 ms sleeps, 4 workers, load 0.6
+    assert sc.rate_per_s() == pytest.approx(0.6 * 4 / 0.001)
+    assert BUILTIN["noop"].rate_per_s() is None
 
 
 def test_runner_end_to_end_into_sqlite(tmp_path):
     db = str(tmp_path / "r.db")
-    tiny = dataclasses.replace(spec.SCENARIOS["io"], name="tiny_io", jobs=60, quick={})
-    spec.SCENARIOS["tiny_io"] = tiny
-    try:
-        opts = runner.RunOptions(backends=("thread", "process", "asyncio"), scenarios=("tiny_io",), repeats=2, db=db)
-        steps = []
-        run_id = runner.run(opts, progress=steps.append)
-        assert len(steps) == runner.count_steps(opts) == 3 * 2 + 3
-    finally:
-        del spec.SCENARIOS["tiny_io"]
+    tiny = BUILTIN["io"].changed(name="tiny_io", jobs=60, quick={})
+    opts = runner.RunOptions(implementations=("thread", "process", "asyncio"), scenarios=[tiny], repeats=2, db=db)
+    steps = []
+    work = runner.plan(opts)
+    run_id = runner.run(opts, progress=steps.append, work=work)
+    assert len(steps) == runner.count_steps(work, opts.repeats) == 3 * 2 + 3
     df = store.load_measurements(db, run_id)
     assert len(df) == 6 and df.ok.all(), df.error.tolist()
-    assert set(df.backend) == {"thread", "process", "asyncio"}
+    assert set(df.implementation) == {"thread", "process", "asyncio"}
     assert (df.completed == 60).all() and (df.throughput > 0).all()
     assert (df.lat_p99_ms >= df.lat_p50_ms).all()
     # interleaved: repeat 0 of every backend runs before repeat 1 of any
     assert df.sort_values("seq").repeat.tolist() == [0, 0, 0, 1, 1, 1]
-    assert df[df.repeat == 1].sort_values("seq").backend.tolist() == ["process", "asyncio", "thread"]
+    assert df[df.repeat == 1].sort_values("seq").implementation.tolist() == ["process", "asyncio", "thread"]
     runs = store.load_runs(db)
     run = runs[runs.run_id == run_id].iloc[0]
     assert run.python and run.cpu_count >= 1 and run.finished_at and run.control_median_s > 0
@@ -56,20 +56,20 @@ def test_runner_end_to_end_into_sqlite(tmp_path):
     assert {"runs", "measurements", "controls"} <= tables
 
 
-def test_runner_rejects_bad_names(tmp_path):
-    import pools
-
-    with pytest.raises(pools.InvalidArgument, match="'nope'"):
-        runner.run(runner.RunOptions(scenarios=("nope",), db=str(tmp_path / "x.db")))
-    with pytest.raises(pools.InvalidArgument, match="'teleport'"):
-        runner.run(runner.RunOptions(backends=("teleport",), db=str(tmp_path / "x.db")))
+def test_runner_rejects_bad_names_before_writing_anything(tmp_path):
+    db = tmp_path / "x.db"
+    with pytest.raises(spec.ScenarioError, match="unknown scenario 'nope'"):
+        runner.run(runner.RunOptions(scenarios=("nope",), db=str(db)))
+    with pytest.raises(implementations.ImplementationError, match="unknown implementation 'teleport'"):
+        runner.run(runner.RunOptions(scenarios=("io",), implementations=("teleport",), db=str(db)))
+    assert not db.exists()
 
 
 def test_a_failing_measurement_is_recorded_not_fatal(tmp_path):
     result, err = runner.measure_in_subprocess(
-        {"case": {"scenario": {"name": "broken"}, "variant": ""}, "backend": "x"}
+        {"case": {"scenario": {"name": "broken"}, "variant": ""}, "implementation": {"name": "thread"}}
     )
-    assert result is None and "KeyError: 'mix'" in err
+    assert result is None and "no workload: give at least one [[workload]] table" in err
 
 
 def test_median_ci_known_answers():
@@ -108,12 +108,12 @@ def test_a_a_comparison_of_one_backend_against_itself(tmp_path):
     At the 5% level an A/A test is wrong 1 time in 20 by design; at 0.2% with 8
     against 8 (smallest possible p: 0.00016) it can still fail, but only on a real
     difference."""
-    sc = dataclasses.replace(spec.SCENARIOS["io"], jobs=200, workers=4)
-    case = Case(sc, "")
+    case = Case(scenario=BUILTIN["io"].changed(jobs=200, workers=4))
+    thread = implementations.resolve("thread")
     a, b = [], []
     for seed in range(8):
         for side in (a, b) if seed % 2 == 0 else (b, a):
-            side.append(run_load(case, "thread", seed)["throughput"])
+            side.append(run_load(case, thread, seed).throughput)
     result = stats.compare(a, b, alpha=0.002)
     assert result.verdict == "no significant difference", (result, a, b)
     assert 0.8 < result.ratio < 1.25
@@ -122,47 +122,49 @@ def test_a_a_comparison_of_one_backend_against_itself(tmp_path):
 def test_open_loop_latency_on_a_saturated_pool_includes_queueing():
     # 1 worker, 5 ms jobs offered at 3x capacity: each job waits behind the earlier ones,
     # and latency counted from the intended start must show it.
-    sc = Scenario(
-        "saturated",
-        "",
-        ((1.0, "sleep", {"ms": 5.0}),),
-        jobs=60,
-        arrival="fixed",
-        load=3.0,
-        workers=1,
-        queue_size=1000,
-        overflow="block",
+    sc = spec.parse(
+        {
+            "name": "saturated",
+            "workload": [{"type": "sleep", "params": {"ms": 5.0}}],
+            "jobs": 60,
+            "arrival": "fixed",
+            "load": 3.0,
+            "workers": 1,
+            "queue_size": 1000,
+        },
+        "test",
     )
-    result = run_load(Case(sc, ""), "thread")
-    assert result["completed"] == 60
+    result = run_load(Case(scenario=sc), implementations.resolve("thread"), 0)
+    assert result.completed == 60
     # the last job is intended at 59/600 s but can only finish after 60 * 5 ms of work:
     # its latency must include ~200 ms of queueing, far above the 5 ms it ran
-    assert result["lat_max_ms"] > 150
-    assert result["lat_p50_ms"] > 10 * result["run_ms"]
-    assert result["queue_wait_ms"] > 20
+    assert result.lat_max_ms > 150
+    assert result.lat_p50_ms > 10 * result.run_ms
+    assert result.queue_wait_ms > 20
 
 
 def test_open_loop_latency_counts_from_the_intended_start_when_submit_blocks():
     # queue_size=0 and block: the generator itself is held back; without counting from
     # the intended start this queueing would vanish (coordinated omission)
-    sc = Scenario(
-        "held_back",
-        "",
-        ((1.0, "sleep", {"ms": 5.0}),),
-        jobs=40,
-        arrival="fixed",
-        load=4.0,
-        workers=1,
-        queue_size=0,
-        overflow="block",
+    sc = spec.parse(
+        {
+            "name": "held_back",
+            "workload": [{"type": "sleep", "params": {"ms": 5.0}}],
+            "jobs": 40,
+            "arrival": "fixed",
+            "load": 4.0,
+            "workers": 1,
+            "queue_size": 0,
+        },
+        "test",
     )
-    result = run_load(Case(sc, ""), "thread")
+    result = run_load(Case(scenario=sc), implementations.resolve("thread"), 0)
     # Each job started as soon as it was accepted (a hand-off: its queue wait is the
     # worker waking up, on a loaded machine a few ms), yet late against its schedule:
     # the last is intended at 39/800 s and can start only after 39 jobs of 5 ms.
-    assert result["lat_max_ms"] > 100
-    assert result["queue_wait_ms"] < 0.1 * result["lat_max_ms"]
-    assert result["achieved_rate"] < 0.5 * result["offered_rate"]
+    assert result.lat_max_ms > 100
+    assert result.queue_wait_ms < 0.1 * result.lat_max_ms
+    assert result.achieved_rate < 0.5 * result.offered_rate
 
 
 def test_compare_ignores_missing_values_and_zero_medians():
@@ -177,8 +179,8 @@ def test_the_racy_pool_experiment_catches_both_of_its_bugs(tmp_path):
     # (abandoned work counted twice, a lost stop) must reach the code paths the thread
     # backend really uses, and the conformance kit must catch each of them.
     db = str(tmp_path / "racy.db")
-    run_id = runner.run(runner.RunOptions(backends=("thread",), scenarios=("racy_pool",), repeats=1, db=db))
+    run_id = runner.run(runner.RunOptions(implementations=("thread",), scenarios=("racy_pool",), repeats=1, db=db))
     df = store.load_measurements(db, run_id)
     assert len(df) == 1 and df.ok.all(), df.error.tolist()
-    caught = " ".join(df.iloc[0].extra["caught_by"])
+    caught = " ".join(df.iloc[0].findings.caught_by)
     assert "timeout_stops_the_job" in caught and "cancel_running_job" in caught, caught

@@ -1,0 +1,137 @@
+"""The memory of waiting jobs: the extra resident memory (this process and its
+workers) of ``jobs`` jobs left waiting behind one busy worker, per 100k, and the
+allocation per job from tracemalloc with the source lines that make it."""
+
+from __future__ import annotations
+
+import gc
+import linecache
+import os
+import tracemalloc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from pools.testing.jobs import Gate, Latch, ahold, hold
+
+from ..implementations import Implementation, Session
+from ..result import Result
+from ..spec import Case
+from ..workload import resolve_mix
+from . import Experiment
+
+__all__ = ["EXPERIMENT", "MemoryFindings"]
+
+TRACED = 20_000  # jobs submitted under tracemalloc (it slows every allocation)
+ARMED_TIMEOUT = 60.0
+PREPARED = "one worker, held busy by a job before the baseline is read; the jobs wait behind it"
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@dataclass(frozen=True)
+class MemoryFindings:
+    waiting: int = 0
+    extra_rss_mb: float | None = None
+    #: extra RSS scaled to 100k waiting jobs
+    mb_per_100k: float | None = None
+    bytes_per_job: float | None = None
+    traced: int = 0
+    #: [where, bytes per job, source line]: the lines that allocate the most
+    top: list[tuple[str, float, str]] = field(default_factory=list)
+    prepared: str = ""
+
+
+def _rss() -> int:
+    """RSS of this process and all its children (worker processes), in bytes."""
+    import psutil
+
+    me = psutil.Process()
+    total = me.memory_info().rss
+    for child in me.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+@contextmanager
+def _one_worker_held(impl: Implementation, n: int) -> Iterator[Session]:
+    """The implementation with one worker, held busy by a job, and room for ``n``
+    waiting jobs behind it."""
+    with impl.open(workers=1, queue_size=n, overflow="block") as session, Gate() as gate, Latch() as latch:
+        session.submit(ahold if session.runs == "coroutines" else hold, (gate, latch))
+        if not latch.wait(1, timeout=60):
+            raise RuntimeError("the job holding the worker never started")
+        try:
+            yield session
+        finally:
+            gate.open()
+
+
+def _short(path: str) -> str:
+    if path.startswith(ROOT + os.sep):
+        return os.path.relpath(path, ROOT)
+    return os.sep.join(path.split(os.sep)[-2:])
+
+
+def run(case: Case, impl: Implementation, seed: int) -> Result:
+    sc = case.scenario
+    (work,) = resolve_mix(sc.workloads[:1], limit=1, seed=seed)
+    fn, args = work.form(impl.runs), work.args[0]
+    if fn is None:
+        raise RuntimeError(work.unfit(impl.runs, pickles=False, implementation=impl.label))
+    ours = impl.kind == "ours"
+    options: dict[str, Any] = {"timeout": ARMED_TIMEOUT} if ours and sc.armed else {}
+
+    def submit_all(session: Session, n: int, before: Callable[[], Any]) -> Any:
+        gc.collect()
+        baseline = before()
+        for i in range(n):
+            session.submit(fn, args, **({"priority": i & 1} | options if ours and sc.armed else {}))
+        gc.collect()
+        return baseline
+
+    n = sc.jobs
+    with _one_worker_held(impl, n) as session:
+        before = submit_all(session, n, _rss)
+        extra = _rss() - before
+    m = min(n, TRACED)
+    with _one_worker_held(impl, m) as session:
+        tracemalloc.start()
+        try:
+            first = submit_all(session, m, tracemalloc.take_snapshot)
+            second = tracemalloc.take_snapshot()
+        finally:
+            tracemalloc.stop()
+    skip = (tracemalloc.Filter(False, tracemalloc.__file__),)
+    diff = second.filter_traces(skip).compare_to(first.filter_traces(skip), "lineno")
+    top = [
+        (f"{_short(f.filename)}:{f.lineno}", d.size_diff / m, linecache.getline(f.filename, f.lineno).strip()[:60])
+        for d in sorted(diff, key=lambda d: -d.size_diff)[:6]
+        if d.size_diff > 0
+        for f in [d.traceback[0]]
+    ]
+    return Result(
+        jobs=n,
+        completed=n,
+        findings=MemoryFindings(
+            waiting=n,
+            extra_rss_mb=extra / 1e6,
+            mb_per_100k=extra / n * 100_000 / 1e6,
+            bytes_per_job=sum(d.size_diff for d in diff) / m,
+            traced=m,
+            top=top,
+            prepared=f"{impl.prepared}; {PREPARED}",
+        ),
+    )
+
+
+def note(f: MemoryFindings) -> str:
+    if f.mb_per_100k is None:
+        return ""
+    return f"{f.mb_per_100k:.1f} MB per 100k waiting jobs, tracemalloc {f.bytes_per_job:,.0f} B/job"
+
+
+EXPERIMENT = Experiment("memory", run, MemoryFindings, note=note)
