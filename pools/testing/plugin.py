@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from .. import available_backends, create_pool
+from .. import Pool, available_backends, create_pool
 from ._leaks import find_leaks, snapshot
 
 SHUTDOWN_LIMIT = 10.0
@@ -37,10 +37,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture
-def make_pool(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
-    made: list[Any] = []
+def make_pool(request: pytest.FixtureRequest) -> Iterator[Callable[..., Pool]]:
+    made: list[Pool] = []
 
-    def factory(backend: str | None = None, **options: Any):
+    def factory(backend: str | None = None, **options: Any) -> Pool:
         if backend is None:
             backend = request.getfixturevalue("pool_backend")
         pool = create_pool(backend, **options)
