@@ -20,7 +20,7 @@ import concurrent.futures
 import functools
 import threading
 from collections.abc import Callable, Generator
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, Self, TypeVar, cast
 
 from ._callbacks import on_internal_thread
 
@@ -28,8 +28,8 @@ __all__ = ["FUTURE_INTERNALS", "LazyFuture"]
 
 T = TypeVar("T")
 
-#: a done-callback, as ``Future.add_done_callback`` takes it
-DoneCallback = Callable[[concurrent.futures.Future[Any]], object]
+#: a done-callback, as kept: it is called with the future it was added to
+DoneCallback = Callable[[Any], object]
 
 #: What of ``concurrent.futures`` this module relies on: the attributes that
 #: ``Future``'s own methods use (replaced here by lazy versions), the module's state
@@ -128,7 +128,9 @@ class LazyFuture(concurrent.futures.Future[T], Generic[T]):
     def _done_callbacks(self) -> list[DoneCallback] | tuple[()]:
         return self._callbacks or ()
 
-    def add_done_callback(self, fn: Callable[[concurrent.futures.Future[T]], object]) -> None:
+    def add_done_callback(self, fn: Callable[[Self], object]) -> None:
+        # Typed with Self, not Future[T] as in Future: a callback gets this very
+        # object, so one written for a Job (job.status, job.job_id) type-checks.
         with _LAZY:
             cond = self._cond
             if cond is None and self._keep_callback(fn):
