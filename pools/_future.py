@@ -222,7 +222,7 @@ class LazyFuture(concurrent.futures.Future[T], Generic[T]):
             if self._exception is not None:
                 raise self._exception
             return self._result  # type: ignore[return-value]  # as in result()
-        raise asyncio.CancelledError()
+        raise asyncio.CancelledError
 
 
 _LAZY = threading.Lock()  # guards a Job's future state until its condition exists
