@@ -410,9 +410,14 @@ def _blocked(impl: str, n: int):
 
         return submit, close
     if impl == "ThreadPoolExecutor":
-        ex = concurrent.futures.ThreadPoolExecutor(1)
+        ex: concurrent.futures.Executor = concurrent.futures.ThreadPoolExecutor(1)
         started, release = threading.Event(), threading.Event()
-        ex.submit(lambda: (started.set(), release.wait()))
+
+        def occupy():
+            started.set()
+            release.wait()
+
+        ex.submit(occupy)
         started.wait()
 
         def close():
@@ -758,7 +763,8 @@ def run(
             est = median_ci(vals)
             print(f"  {case:<8} {impl:<28} {est.median:>12,.1f} {UNITS[case]}  [{est.low:,.1f}, {est.high:,.1f}]")
     if "cpu1ms" in cases:
-        ms = [e.get("job_ms") for e in extras.get(("cpu1ms", "ideal (2 / measured job)"), [])]
+        found = (e.get("job_ms") for e in extras.get(("cpu1ms", "ideal (2 / measured job)"), []))
+        ms = [m for m in found if m is not None]
         if ms:
             print(f"  cpu1ms job: {cpu_iters:,} iterations, {median_ci(ms).median:.3f} ms of CPU measured alone")
     print("\nhow each side was prepared before its clock started")

@@ -13,6 +13,7 @@ findings in ``extra``.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import queue
@@ -33,8 +34,13 @@ from .spec import Case
 from .stats import percentile
 
 
+def _note_end(seen: list[float], ended: threading.Event, _job: object) -> None:
+    seen.append(time.monotonic())
+    ended.set()
+
+
 def _result(case: Case, **fields: Any) -> dict[str, Any]:
-    base = {
+    base: dict[str, Any] = {
         "jobs": case.scenario.jobs,
         "completed": 0,
         "failed": 0,
@@ -91,9 +97,7 @@ def cancel_latency(case: Case, backend: str, seed: int) -> dict[str, Any]:
                     if i % 2 == 0:
                         job = pool.submit(stop, latch, marker, tjobs.STOP_GRACE, forced)
                         latch.wait(latch.count + 1, 30)
-                        job.add_done_callback(
-                            lambda _, seen=seen, ended=ended: (seen.append(time.monotonic()), ended.set())
-                        )
+                        job.add_done_callback(functools.partial(_note_end, seen, ended))
                         t_cancel = time.monotonic()
                         job.cancel()
                         if ended.wait(30) and seen:
@@ -101,9 +105,7 @@ def cancel_latency(case: Case, backend: str, seed: int) -> dict[str, Any]:
                     else:
                         # may be stopped before it starts
                         job = pool.submit(stop, None, marker, tjobs.STOP_GRACE, forced, timeout=0.02)
-                        job.add_done_callback(
-                            lambda _, seen=seen, ended=ended: (seen.append(time.monotonic()), ended.set())
-                        )
+                        job.add_done_callback(functools.partial(_note_end, seen, ended))
                         # a job stopped before a worker took it has no start: no overshoot to measure
                         if ended.wait(30) and seen and job.started_at:
                             overshoots.append(seen[0] - (job.started_at + 0.02))

@@ -27,6 +27,7 @@ import resource
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pools
@@ -148,7 +149,7 @@ def run_load(case: Case, backend: str, seed: int = 0) -> dict[str, Any]:
     sc = case.scenario
     rng = random.Random(seed)
     pool = pools.create_pool(backend, workers=sc.workers, queue_size=sc.queue_size, overflow=sc.overflow)
-    fn = atimed if pool.capabilities.runs == "coroutines" else timed
+    fn: Callable[..., Any] = atimed if pool.capabilities.runs == "coroutines" else timed
     retry = pools.Retry(attempts=1 + sc.retries, backoff=0.001, max_backoff=0.01) if sc.retries else None
     plan = _plan(sc, sc.jobs, rng)
     offsets = _arrivals(sc, sc.jobs, rng)
@@ -157,6 +158,7 @@ def run_load(case: Case, backend: str, seed: int = 0) -> dict[str, Any]:
     submitted = [0.0] * n
     done_at = [0.0] * n
     jobs: list[pools.Job | None] = [None] * n
+    job: pools.Job[Any] | None
     finished = threading.Semaphore(0)  # released once per job, by its done-callback
     rejected = 0
 
