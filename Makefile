@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint bench report chromium clean
+.PHONY: run test lint typecheck bench report chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,13 +21,21 @@ bench: $(STAMP)
 	mkdir -p results
 	$(PY) -m pytest benchmarks --benchmark-enable --benchmark-json results/benchmarks.json
 
-test: $(STAMP) chromium lint
-	$(PY) -m pytest
+# Coverage (line and branch, worker processes and servers included; configured in
+# pyproject.toml) is printed at the end, fails the run under its floor (fail_under),
+# and is written as HTML to results/coverage/index.html.
+test: $(STAMP) chromium lint typecheck
+	$(PY) -m pytest --cov --cov-report=term --cov-report=html:results/coverage
 
 # The formatter and the linter (configured in pyproject.toml); `make test` runs them first.
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
+
+# mypy: strict on the library (pools/), checked on the harness ([tool.mypy] in
+# pyproject.toml says which files); `make test` runs it after lint.
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
 
 # Headless Chromium for the report's browser test, from Debian's packages when we
 # can install them (root with apt-get); without it that one test skips with the reason.
@@ -42,4 +50,4 @@ report: $(STAMP)
 	$(VENV)/bin/poolbench report --last
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache .coverage .coverage.*

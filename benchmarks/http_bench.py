@@ -95,8 +95,10 @@ class Server:
     def __init__(self, name: str, cmd: list[str]) -> None:
         self.name = name
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-        ready = select.select([self.proc.stdout], [], [], 60)[0]
-        line = self.proc.stdout.readline().decode() if ready else ""
+        assert self.proc.stdout is not None  # a pipe, asked for above
+        self.stdout = self.proc.stdout
+        ready = select.select([self.stdout], [], [], 60)[0]
+        line = self.stdout.readline().decode() if ready else ""
         match = re.search(r"http://127\.0\.0\.1:\d+", line)
         if not match:
             self.stop()
@@ -113,20 +115,27 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.proc.stdout.close()
+        self.stdout.close()
 
 
 def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
+def _search(pattern: str, text: str) -> re.Match[str]:
+    found = re.search(pattern, text)
+    if found is None:
+        raise RuntimeError(f"wrk's output has no line matching {pattern!r}:\n{text}")
+    return found
+
+
 def run_wrk(url: str, script: str, seconds: float, connections: int, threads: int) -> dict[str, float]:
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", script, url + "/jobs"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    rps = float(_search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     lat = {q: _ms(v, u) for q, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)}
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    total = re.search(r"(\d+) requests in", out)
+    total = _search(r"(\d+) requests in", out)
     return {
         "rps": rps,
         "p50_ms": lat["50"],

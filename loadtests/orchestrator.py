@@ -159,9 +159,11 @@ def _start_service(config: LoadTest, out: Path, token: str) -> tuple[Child, str]
         cmd += ["--jobtypes", module]
     env = {**os.environ, profiles.ENV_TOKEN: token}
     service = Child("service", cmd, out / "service.log", env, stdout=subprocess.PIPE)
-    ready = select.select([service.proc.stdout], [], [], SERVICE_START_TIMEOUT)[0]
-    line = service.proc.stdout.readline().decode() if ready else ""
-    service.proc.stdout.close()
+    stdout = service.proc.stdout
+    assert stdout is not None  # a pipe, asked for above
+    ready = select.select([stdout], [], [], SERVICE_START_TIMEOUT)[0]
+    line = stdout.readline().decode() if ready else ""
+    stdout.close()
     match = re.search(r"http://127\.0\.0\.1:\d+", line)
     if not match:
         service.stop()

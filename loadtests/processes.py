@@ -115,6 +115,7 @@ def watch(children: list[Child], service: Child, timeout: float, window: int = 3
     peaks: dict[str, float] = {}
     for (t0, a), (t1, b) in zip(samples, samples[window:], strict=False):
         for role in [*procs, "machine"]:
-            if a.get(role) is not None and b.get(role) is not None:
-                peaks[role] = max(peaks.get(role, 0.0), round((b[role] - a[role]) / (t1 - t0), 3))
+            before, after = a.get(role), b.get(role)
+            if before is not None and after is not None:
+                peaks[role] = max(peaks.get(role, 0.0), round((after - before) / (t1 - t0), 3))
     return peaks

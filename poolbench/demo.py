@@ -40,7 +40,7 @@ async def awork(kind: str, ms: float) -> str:
 
 
 def _mix(jobs: int) -> list[tuple[str, float, float | None]]:
-    out = []
+    out: list[tuple[str, float, float | None]] = []
     for i in range(jobs):
         if i % 50 == 7:
             out.append(("broken", 1.0, None))

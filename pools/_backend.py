@@ -20,7 +20,7 @@ import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from ._timer import Timer
 from ._types import Capabilities, JobStatus, Outcome
@@ -62,7 +62,7 @@ class Backend(ABC):
         return os.cpu_count() or 1
 
     @abstractmethod
-    def prepare(self, fn: Callable[..., Any], args: tuple) -> Any:
+    def prepare(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         """Check that ``fn(*args)`` can run here (raise ``InvalidCallable`` naming
         why) and return the job's ``payload``: what a worker needs (pickled bytes,
         say; None if nothing). Called in the submitter's thread."""
@@ -77,7 +77,7 @@ class Backend(ABC):
         Must not block: only note it, or notify."""
 
     @abstractmethod
-    def stop_attempt(self, job: Job, attempt: int) -> None:
+    def stop_attempt(self, job: Job[Any], attempt: int) -> None:
         """Attempt ``attempt`` of ``job`` was settled from outside its worker (cancelled,
         or timed out by the pool's clock): stop the work (kill, cancel the task, or
         cancel its context and abandon the thread). Also called for a cancelled job
@@ -92,7 +92,7 @@ class Backend(ABC):
 
     # Optional hooks.
 
-    def preempted_locked(self, job: Job) -> None:
+    def preempted_locked(self, job: Job[Any]) -> None:
         """A running attempt of ``job`` was just settled from outside (the lock is
         held), before ``stop_attempt``: count abandoned work, start a replacement."""
 
@@ -107,6 +107,26 @@ class Backend(ABC):
         """Raise ``PoolError`` with the fix if blocking the calling thread in ``call``
         (``submit`` on a full queue, ``shutdown(wait=True)``) would stall the
         workers themselves (the calling thread runs the asyncio backend's loop)."""
+
+
+class Finish(Protocol):
+    """The signature of ``Dispatcher.finish`` (the pool's own method, bound)."""
+
+    def __call__(
+        self, job: Job[Any], attempt: int, outcome: Outcome, value: Any = None, *, preempted: bool = False
+    ) -> bool: ...
+
+
+class TimedOut(Protocol):
+    """The signature of ``Dispatcher.timed_out``."""
+
+    def __call__(self, job: Job[Any], attempt: int, *, preempted: bool) -> bool: ...
+
+
+class Broken(Protocol):
+    """The signature of ``Dispatcher.broken``."""
+
+    def __call__(self, cause: BaseException, reason: str | None = None) -> None: ...
 
 
 class Dispatcher:
@@ -155,42 +175,44 @@ class Dispatcher:
         #: ``take_locked() -> Job | None``: the most urgent waiting job, now running
         #: (its ``attempt`` counted, its clock started), or None (none waits, or every
         #: worker is busy).
-        self.take_locked: Callable[[], Job | None] = pool._take_locked
+        self.take_locked: Callable[[], Job[Any] | None] = pool._take_locked
         #: ``finish(job, attempt, outcome, value) -> bool``: attempt ``attempt`` ended
         #: (``Outcome.OK`` and its value, or ERROR / TIMEOUT / CRASH and the exception).
         #: False if it had been settled already (cancelled, timed out): dropped.
-        self.finish: Callable[..., bool] = pool._finish_attempt
+        self.finish: Finish = pool._finish_attempt
         #: ``finish_and_take(job, attempt, outcome, value) -> (counted, next job or None)``:
         #: both in one round of the lock, for a worker that goes straight on.
-        self.finish_and_take: Callable[[Job, int, Outcome, Any], tuple[bool, Job | None]] = pool._finish_and_take
+        self.finish_and_take: Callable[[Job[Any], int, Outcome, Any], tuple[bool, Job[Any] | None]] = (
+            pool._finish_and_take
+        )
         #: ``end_locked(job, attempt, outcome, value) -> Ended | None`` then, with the lock
         #: released, ``settle(job, ended)``: ``finish`` in two halves, to end several
         #: attempts (and update the backend's own records) in one round of the lock.
-        self.end_locked: Callable[[Job, int, Outcome, Any], Ended | None] = pool._end_locked
-        self.settle: Callable[[Job, Ended], None] = pool._settle_ended
+        self.end_locked: Callable[[Job[Any], int, Outcome, Any], Ended | None] = pool._end_locked
+        self.settle: Callable[[Job[Any], Ended], None] = pool._settle_ended
         #: ``timed_out(job, attempt, preempted=...) -> bool``: the attempt ran past its
         #: deadline: it fails, or is retried, with JobTimeout. ``preempted``: the backend's
         #: clock says so while the work may still run (``preempted_locked`` is called;
         #: the backend then stops the work). False if it had been settled already.
-        self.timed_out: Callable[..., bool] = pool._settle_timeout
+        self.timed_out: TimedOut = pool._settle_timeout
         #: ``timeout_error(job, attempt) -> JobTimeout``: the error of an attempt that ran
         #: past its deadline, for ``finish`` or ``end_locked`` with ``Outcome.TIMEOUT``.
-        self.timeout_error: Callable[[Job, int], JobTimeout] = pool._timeout_error
+        self.timeout_error: Callable[[Job[Any], int], JobTimeout] = pool._timeout_error
         #: ``prefetch_locked(fits) -> Job | None``: the most urgent waiting job, to send
         #: ahead, if ``fits(job)``; it stays queued (see the class docstring).
-        self.prefetch_locked: Callable[[Callable[[Job], bool]], Job | None] = pool._take_prefetch_locked
+        self.prefetch_locked: Callable[[Callable[[Job[Any]], bool]], Job[Any] | None] = pool._take_prefetch_locked
         #: ``started_locked(job, started_at) -> bool``: a prefetched job began at
         #: ``started_at`` (``time.monotonic()``): running now. False if cancelled meanwhile.
-        self.started_locked: Callable[[Job, float], bool] = pool._start_prefetched_locked
+        self.started_locked: Callable[[Job[Any], float], bool] = pool._start_prefetched_locked
         #: ``unstart_locked(job, attempt)``: the job was taken (running) but its worker
         #: died before beginning it: waiting again, the attempt unused.
-        self.unstart_locked: Callable[[Job, int], None] = pool._unstart_locked
+        self.unstart_locked: Callable[[Job[Any], int], None] = pool._unstart_locked
         #: ``give_back_locked(job)``: a prefetched job will not run where it was sent
         #: (its worker died, or an idle worker should take it): back on the queue.
-        self.give_back_locked: Callable[[Job], None] = pool._unprefetch_locked
+        self.give_back_locked: Callable[[Job[Any]], None] = pool._unprefetch_locked
         #: ``broken(cause, reason=None)``: the backend cannot go on: intake closes (with
         #: ``reason`` for later submits) and every unfinished job fails with PoolBroken.
-        self.broken: Callable[..., None] = pool._break
+        self.broken: Broken = pool._break
         #: ``close(reason)``: the backend can no longer run jobs (its event loop
         #: ended): intake closes with ``reason`` and every unfinished job is cancelled.
         self.close: Callable[[str], None] = pool._close_and_cancel
@@ -215,7 +237,7 @@ class Dispatcher:
         pool = self._pool
         return len(pool._heap) - pool._dead_in_heap
 
-    def is_current(self, job: Job, attempt: int) -> bool:
+    def is_current(self, job: Job[Any], attempt: int) -> bool:
         """Whether ``attempt`` of ``job`` is running and not settled yet."""
         return job._status is _RUNNING and job.attempt == attempt
 

@@ -35,8 +35,9 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine, Generator, Iterable
+from types import TracebackType
+from typing import Any, TypeVar, TypeVarTuple, overload
 
 from ._backend import Backend, Dispatcher
 from ._callbacks import CallbackRunner
@@ -61,6 +62,7 @@ from .exceptions import InvalidArgument, JobTimeout, PoolBroken, PoolClosed, Que
 __all__ = ["Pool", "create_pool"]
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")  # the arguments of a job's function, so that a checker matches them to it
 
 QUEUED, RUNNING, RETRYING = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING
 SUCCEEDED, FAILED, CANCELLED, TIMED_OUT = (
@@ -69,7 +71,6 @@ SUCCEEDED, FAILED, CANCELLED, TIMED_OUT = (
     JobStatus.CANCELLED,
     JobStatus.TIMED_OUT,
 )
-_PREFETCHED = "prefetched"  # how _settle_outside tells a prefetched job's cancel apart
 OK, ERROR, TIMEOUT, CRASH = Outcome.OK, Outcome.ERROR, Outcome.TIMEOUT, Outcome.CRASH
 
 _live_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
@@ -138,10 +139,10 @@ class Pool:
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # blocked submitters
         self._drained = threading.Condition(self._lock)  # shutdown() waiting for the last job
-        self._async_room: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
-        self._heap: list[tuple[int, int, Job]] = []
+        self._async_room: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._heap: list[tuple[int, int, Job[Any]]] = []
         self._seq = itertools.count()
-        self._live: dict[int, Job] = {}  # every accepted job not yet terminal
+        self._live: dict[int, Job[Any]] = {}  # every accepted job not yet terminal
         self._state = _NEW
         self._queued = self._running = self._retrying = self._dead_in_heap = 0
         self._submitted = self._succeeded = self._failed = self._cancelled = 0
@@ -214,7 +215,9 @@ class Pool:
     def __enter__(self) -> Pool:
         return self.start()
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is None:
             self.shutdown(wait=True)
         elif issubclass(exc_type, Exception):
@@ -225,7 +228,9 @@ class Pool:
     async def __aenter__(self) -> Pool:
         return self.start()
 
-    async def __aexit__(self, exc_type, exc, tb) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is None:
             await self.ashutdown(wait=True)
         elif issubclass(exc_type, Exception):
@@ -250,7 +255,15 @@ class Pool:
         if retry is not None and not isinstance(retry, Retry):
             raise InvalidArgument(f"retry must be a pools.Retry, e.g. Retry(attempts=3), or None; got {retry!r}")
 
-    def _make_job(self, fn, args, priority, timeout, retry, wait) -> Job:
+    def _make_job(
+        self,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        priority: int,
+        timeout: float | None,
+        retry: Retry | None,
+        wait: float | None,
+    ) -> Job[T]:
         self._check_options(priority, timeout, retry, wait)
         payload = self._impl.prepare(fn, args)
         ctxvars = contextvars.copy_context() if self._carries_contextvars else None
@@ -261,7 +274,7 @@ class Pool:
         # queue_size=0 is an unbuffered hand-off: accepted only when a worker can take it.
         return self._queued < self.queue_size + (self.workers - self._running)
 
-    def _push_locked(self, job: Job) -> None:
+    def _push_locked(self, job: Job[Any]) -> None:
         job._enqueued_at = time.monotonic()
         heapq.heappush(self._heap, (-job.priority, next(self._seq), job))
         self._queued += 1
@@ -270,7 +283,7 @@ class Pool:
     def _closed_error(self) -> PoolClosed:
         return PoolClosed(self._close_reason or f"pool {self.name} is shut down and takes no new jobs")
 
-    def _reject_locked(self, job: Job, why: str) -> QueueFull:
+    def _reject_locked(self, job: Job[Any], why: str) -> QueueFull:
         self._rejected += 1
         return QueueFull(
             f"queue full ({self._queued} waiting, queue_size={self.queue_size}, "
@@ -278,21 +291,49 @@ class Pool:
             job_id=job.job_id,
         )
 
-    def _accept_locked(self, job: Job) -> None:
+    def _accept_locked(self, job: Job[Any]) -> None:
         self._submitted += 1
         self._live[job.job_id] = job
         self._push_locked(job)
 
+    # submit, asubmit and map are typed for a checker: a job of a coroutine function
+    # (the asyncio backend) gives what the coroutine returns, any other what the
+    # function returns; submit's arguments are matched to the function's parameters.
+
+    @overload
     def submit(
         self,
-        fn: Callable[..., Any],
+        fn: Callable[[*Ts], Coroutine[Any, Any, T]],
         /,
-        *args: Any,
+        *args: *Ts,
         priority: int = 0,
         timeout: float | None = None,
         retry: Retry | None = None,
         wait: float | None = None,
-    ) -> Job:
+    ) -> Job[T]: ...
+
+    @overload
+    def submit(
+        self,
+        fn: Callable[[*Ts], T],
+        /,
+        *args: *Ts,
+        priority: int = 0,
+        timeout: float | None = None,
+        retry: Retry | None = None,
+        wait: float | None = None,
+    ) -> Job[T]: ...
+
+    def submit(
+        self,
+        fn: Callable[[*Ts], Any],
+        /,
+        *args: *Ts,
+        priority: int = 0,
+        timeout: float | None = None,
+        retry: Retry | None = None,
+        wait: float | None = None,
+    ) -> Job[Any]:
         """Queue ``fn(*args)`` and return its :class:`Job` (a Future).
 
         ``priority``: higher runs first, FIFO among equals. ``timeout``: seconds per
@@ -313,7 +354,7 @@ class Pool:
             self._accept_locked(job)
         return job
 
-    def _wait_for_room_locked(self, job: Job, wait: float | None) -> None:
+    def _wait_for_room_locked(self, job: Job[Any], wait: float | None) -> None:
         if self.overflow == "reject":
             raise self._reject_locked(job, 'overflow="reject" drops jobs that find no room')
         self._impl.refuse_blocking("submit")
@@ -328,16 +369,40 @@ class Pool:
         if self._state is not _OPEN:
             raise self._closed_error()
 
+    @overload
     async def asubmit(
         self,
-        fn: Callable[..., Any],
+        fn: Callable[[*Ts], Coroutine[Any, Any, T]],
         /,
-        *args: Any,
+        *args: *Ts,
         priority: int = 0,
         timeout: float | None = None,
         retry: Retry | None = None,
         wait: float | None = None,
-    ) -> Job:
+    ) -> Job[T]: ...
+
+    @overload
+    async def asubmit(
+        self,
+        fn: Callable[[*Ts], T],
+        /,
+        *args: *Ts,
+        priority: int = 0,
+        timeout: float | None = None,
+        retry: Retry | None = None,
+        wait: float | None = None,
+    ) -> Job[T]: ...
+
+    async def asubmit(
+        self,
+        fn: Callable[[*Ts], Any],
+        /,
+        *args: *Ts,
+        priority: int = 0,
+        timeout: float | None = None,
+        retry: Retry | None = None,
+        wait: float | None = None,
+    ) -> Job[Any]:
         """Like :meth:`submit`, for async code: waits for room without blocking
         the event loop. ``await`` the returned job for its result."""
         job = self._make_job(fn, args, priority, timeout, retry, wait)
@@ -387,6 +452,26 @@ class Pool:
                 except RuntimeError:  # loop closed: its waiter is gone
                     pass
 
+    @overload
+    def map(
+        self,
+        fn: Callable[..., Coroutine[Any, Any, T]],
+        *iterables: Iterable[Any],
+        priority: int = 0,
+        timeout: float | None = None,
+        retry: Retry | None = None,
+    ) -> Generator[T, None, None]: ...
+
+    @overload
+    def map(
+        self,
+        fn: Callable[..., T],
+        *iterables: Iterable[Any],
+        priority: int = 0,
+        timeout: float | None = None,
+        retry: Retry | None = None,
+    ) -> Generator[T, None, None]: ...
+
     def map(
         self,
         fn: Callable[..., Any],
@@ -394,7 +479,7 @@ class Pool:
         priority: int = 0,
         timeout: float | None = None,
         retry: Retry | None = None,
-    ) -> Iterator[Any]:
+    ) -> Generator[Any, None, None]:
         """Lazily run ``fn`` over ``zip(*iterables)`` and yield results in order.
 
         At most ``workers + queue_size`` jobs are in flight (at least one), so an
@@ -406,8 +491,16 @@ class Pool:
         window = max(1, self.workers + self.queue_size)
         return self._map(fn, zip(*iterables, strict=False), window, priority, timeout, retry)
 
-    def _map(self, fn, argsets, window, priority, timeout, retry) -> Iterator[Any]:
-        pending: collections.deque[Job] = collections.deque()
+    def _map(
+        self,
+        fn: Callable[..., T],
+        argsets: Iterable[tuple[Any, ...]],
+        window: int,
+        priority: int,
+        timeout: float | None,
+        retry: Retry | None,
+    ) -> Generator[T, None, None]:
+        pending: collections.deque[Job[T]] = collections.deque()
         try:
             for args in argsets:
                 if len(pending) >= window:
@@ -421,7 +514,7 @@ class Pool:
 
     # ---------------------------------------------------------------- worker side
 
-    def _take_locked(self) -> Job | None:
+    def _take_locked(self) -> Job[Any] | None:
         """Pop the most urgent waiting job and mark it running (lock held)."""
         if self._running >= self.workers:
             return None
@@ -434,7 +527,7 @@ class Pool:
             self._dead_in_heap -= 1  # cancelled while queued
         return None
 
-    def _mark_running_locked(self, job: Job, now: float) -> None:
+    def _mark_running_locked(self, job: Job[Any], now: float) -> None:
         job._status = RUNNING
         job.attempt += 1
         self._queued -= 1
@@ -448,7 +541,7 @@ class Pool:
     # waiting, cancellable as waiting: _settle_outside calls the backend's stop_attempt
     # so that it makes sure it never starts) until the backend reports it started.
 
-    def _take_prefetch_locked(self, fits: Callable[[Job], bool]) -> Job | None:
+    def _take_prefetch_locked(self, fits: Callable[[Job[Any]], bool]) -> Job[Any] | None:
         """Pop the most urgent waiting job for a worker's backlog, if it ``fits``
         there (lock held)."""
         heap = self._heap
@@ -465,7 +558,7 @@ class Pool:
             return job
         return None
 
-    def _start_prefetched_locked(self, job: Job, started_at: float) -> bool:
+    def _start_prefetched_locked(self, job: Job[Any], started_at: float) -> bool:
         """A prefetched job began to run at ``started_at`` (a ``time.monotonic()``
         value): mark it running. False if it was cancelled meanwhile."""
         if job._status is not QUEUED or not job._prefetched:
@@ -474,7 +567,7 @@ class Pool:
         self._mark_running_locked(job, started_at)
         return True
 
-    def _unstart_locked(self, job: Job, attempt: int) -> None:
+    def _unstart_locked(self, job: Job[Any], attempt: int) -> None:
         """Attempt ``attempt`` of ``job`` was marked running but its worker died
         before beginning it: the job waits again, and the attempt is not used."""
         if job._status is not RUNNING or job.attempt != attempt:
@@ -486,7 +579,7 @@ class Pool:
         heapq.heappush(self._heap, (-job.priority, next(self._seq), job))
         self._wake_locked()
 
-    def _unprefetch_locked(self, job: Job) -> None:
+    def _unprefetch_locked(self, job: Job[Any]) -> None:
         """A prefetched job will not run where it was sent (its worker died or was
         replaced): back on the heap, still counted as waiting."""
         if job._status is QUEUED and job._prefetched:
@@ -495,7 +588,7 @@ class Pool:
             self._wake_locked()
 
     def _finish_attempt(
-        self, job: Job, attempt: int, outcome: str, value: Any = None, *, preempted: bool = False
+        self, job: Job[Any], attempt: int, outcome: Outcome, value: Any = None, *, preempted: bool = False
     ) -> bool:
         """A backend reports how attempt ``attempt`` of ``job`` ended: ``OK`` with
         its value, or ``ERROR``/``TIMEOUT``/``CRASH`` with the exception. Returns
@@ -508,7 +601,9 @@ class Pool:
         self._settle_ended(job, ended)
         return True
 
-    def _finish_and_take(self, job: Job, attempt: int, outcome: str, value: Any) -> tuple[bool, Job | None]:
+    def _finish_and_take(
+        self, job: Job[Any], attempt: int, outcome: Outcome, value: Any
+    ) -> tuple[bool, Job[Any] | None]:
         """``_finish_attempt`` and ``_take_locked`` in one round of the lock, for a
         worker that goes straight on to its next job: under load this halves the
         worker's trips through the lock that every submitter needs too. Returns
@@ -522,7 +617,7 @@ class Pool:
         return True, nxt
 
     def _end_locked(
-        self, job: Job, attempt: int, outcome: Outcome, value: Any, preempted: bool = False
+        self, job: Job[Any], attempt: int, outcome: Outcome, value: Any, preempted: bool = False
     ) -> Ended | None:
         """The bookkeeping half of ``_finish_attempt`` (lock held). Returns what
         ``_settle_ended`` needs, or None if the attempt was settled already."""
@@ -570,7 +665,7 @@ class Pool:
         return outcome, value, delay
 
     @staticmethod
-    def _release_locked(job: Job, *, keep_slot: bool) -> None:
+    def _release_locked(job: Job[Any], *, keep_slot: bool) -> None:
         """The job ended for good: let go of the user's callable, arguments and
         contextvars (as a ``concurrent.futures`` future holds no reference to its
         call: a pool must not extend the life of the user's objects past their job),
@@ -583,7 +678,7 @@ class Pool:
         if not keep_slot:
             job.payload = job.backend_slot = None
 
-    def _settle_ended(self, job: Job, ended: Ended) -> None:
+    def _settle_ended(self, job: Job[Any], ended: Ended) -> None:
         """The other half (lock not held): resolve the future, or arm the retry."""
         outcome, value, delay = ended
         if delay is not None:
@@ -595,19 +690,19 @@ class Pool:
             tag(value, job.job_id)
             job.set_exception(value)
 
-    def _settle_timeout(self, job: Job, attempt: int, *, preempted: bool) -> bool:
+    def _settle_timeout(self, job: Job[Any], attempt: int, *, preempted: bool) -> bool:
         """The deadline of a running attempt passed: fail or retry it with JobTimeout.
         ``preempted``: settled by the pool's clock while the work may still run."""
         return self._finish_attempt(job, attempt, TIMEOUT, self._timeout_error(job, attempt), preempted=preempted)
 
     @staticmethod
-    def _timeout_error(job: Job, attempt: int) -> JobTimeout:
+    def _timeout_error(job: Job[Any], attempt: int) -> JobTimeout:
         return JobTimeout(
             f"job {job.job_id} (attempt {attempt}) ran past its timeout of {job.timeout}s",
             job_id=job.job_id,
         )
 
-    def _requeue(self, job: Job) -> None:
+    def _requeue(self, job: Job[Any]) -> None:
         with self._lock:
             if job._status is not RETRYING:
                 return  # cancelled during the back-off
@@ -619,18 +714,19 @@ class Pool:
         if self._state is not _OPEN and not (self._queued or self._running or self._retrying):
             self._drained.notify_all()
 
-    def _cancel(self, job: Job) -> bool:
+    def _cancel(self, job: Job[Any]) -> bool:
         return self._settle_outside(job, CANCELLED, None)
 
-    def _settle_outside(self, job: Job, final: str, exc: BaseException | None) -> bool:
+    def _settle_outside(self, job: Job[Any], final: JobStatus, exc: BaseException | None) -> bool:
         """End ``job`` in state ``final`` whatever it is doing (cancel, pool broken)."""
         with self._lock:
             status = job._status
+            stop = status is RUNNING  # the backend stops the work
             if status is QUEUED:
                 self._queued -= 1
                 if job._prefetched:
                     job._prefetched = False
-                    status = _PREFETCHED  # the backend must see that it never starts
+                    stop = True  # sent ahead: the backend must see that it never starts
                 else:
                     self._dead_in_heap += 1
                     if self._dead_in_heap > 1024 and self._dead_in_heap * 2 > len(self._heap):
@@ -653,7 +749,7 @@ class Pool:
             attempt = job.attempt
             self._wake_room_locked()
             self._check_drained_locked()
-        if status is RUNNING or status is _PREFETCHED:
+        if stop:
             self._impl.stop_attempt(job, attempt)
         if exc is None:
             concurrent.futures.Future.cancel(job)
@@ -796,7 +892,7 @@ class Pool:
         self._wake_room_locked()
         self._check_drained_locked()
 
-    def _cancel_jobs(self, states: tuple[str, ...], *, record: bool = True) -> None:
+    def _cancel_jobs(self, states: tuple[JobStatus, ...], *, record: bool = True) -> None:
         """Cancel every live job in one of ``states``; with ``record``, list the ids
         in the shutdown report (running ones as killed)."""
         with self._lock:

@@ -19,12 +19,17 @@ import asyncio
 import concurrent.futures
 import functools
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Generator
+from typing import Any, Generic, Self, TypeVar, cast
 
 from ._callbacks import on_internal_thread
 
 __all__ = ["FUTURE_INTERNALS", "LazyFuture"]
+
+T = TypeVar("T")
+
+#: a done-callback, as kept: it is called with the future it was added to
+DoneCallback = Callable[[Any], object]
 
 #: What of ``concurrent.futures`` this module relies on: the attributes that
 #: ``Future``'s own methods use (replaced here by lazy versions), the module's state
@@ -37,10 +42,14 @@ FUTURE_INTERNALS = {
 }
 
 
-class LazyFuture(concurrent.futures.Future):
+class LazyFuture(concurrent.futures.Future[T], Generic[T]):
     """A ``Future`` whose condition, waiter list and callback list are made on first
     use, and whose done-callbacks, when a pool's own thread resolves it, run on the
-    callback thread (``_defer``). Awaitable without ``asyncio.wrap_future``."""
+    callback thread (``_defer``). Awaitable without ``asyncio.wrap_future``.
+
+    Generic in its result (``Future[T]``); ``Generic`` is a base too so that
+    ``LazyFuture[T]`` can be subclassed at run time (``Future`` alone is not a
+    ``typing`` generic)."""
 
     def __init__(self) -> None:
         # Future.__init__ is replaced by the lazy fields below.
@@ -48,10 +57,10 @@ class LazyFuture(concurrent.futures.Future):
         self._result = None
         self._exception: BaseException | None = None
         self._cond: threading.Condition | None = None
-        self._callbacks: list[Callable[[Any], Any]] | None = None
+        self._callbacks: list[DoneCallback] | None = None
         self._waiter_list: list[Any] | None = None
         self._aw_loop: asyncio.AbstractEventLoop | None = None  # the first awaiter's loop
-        self._aw_future: asyncio.Future | None = None  # ... and the future it sleeps on
+        self._aw_future: asyncio.Future[None] | None = None  # ... and the future it sleeps on
 
     def _defer(self, call: Callable[[], Any]) -> None:
         """Run ``call`` (done-callbacks) off the pool's own threads (see _callbacks)."""
@@ -59,8 +68,12 @@ class LazyFuture(concurrent.futures.Future):
 
     # -- the lazy parts of Future (names used by concurrent.futures itself)
 
+    # Typed as the stubs type Future's attributes, which as_completed()'s stubs also
+    # ask of the futures it takes: so that a checker takes a Job there. What they hold
+    # acts as a Condition and a list do in concurrent.futures (see the classes below).
+
     @property
-    def _condition(self) -> threading.Condition:  # type: ignore[override]
+    def _condition(self) -> threading.Condition:
         cond = self._cond
         if cond is None:
             with _LAZY:
@@ -72,22 +85,30 @@ class LazyFuture(concurrent.futures.Future):
                         # and as_completed(jobs) lock every job's condition and would
                         # otherwise build one per job that already ended.
                         return _ENDED_CONDITION
-                    cond = self._cond = _JobCondition()
+                    cond = self._cond = _new_condition()
         return cond
 
+    @_condition.setter
+    def _condition(self, cond: threading.Condition) -> None:  # as Future.__init__ would (never called)
+        self._cond = cond
+
     @property
-    def _waiters(self) -> list[Any]:  # type: ignore[override]  # touched only under the condition
+    def _waiters(self) -> list[Any]:  # touched only under the condition
         if self._waiter_list is None:
             if self._cond is None and self._state in _F_DONE:
                 return _NO_WAITERS  # ended: no waiter will ever be told anything
             self._waiter_list = []
         return self._waiter_list
 
+    @_waiters.setter
+    def _waiters(self, waiters: list[Any]) -> None:  # as Future.__init__ would (never called)
+        self._waiter_list = waiters
+
     def _invoke_callbacks(self) -> None:
-        woken = self._aw_future
-        if woken is not None:
+        woken, loop = self._aw_future, self._aw_loop
+        if woken is not None and loop is not None:  # both set by the first awaiter, at once
             self._aw_future = None
-            _wake_awaiter(self._aw_loop, woken, self)
+            _wake_awaiter(loop, woken, self)
             self._aw_loop = None
         callbacks = self._callbacks
         if not callbacks:
@@ -104,10 +125,12 @@ class LazyFuture(concurrent.futures.Future):
             _call_each(self, callbacks)
 
     @property
-    def _done_callbacks(self) -> list[Callable[[Any], Any]] | tuple:  # type: ignore[override]
+    def _done_callbacks(self) -> list[DoneCallback] | tuple[()]:
         return self._callbacks or ()
 
-    def add_done_callback(self, fn: Callable[[Any], Any]) -> None:
+    def add_done_callback(self, fn: Callable[[Self], object]) -> None:
+        # Typed with Self, not Future[T] as in Future: a callback gets this very
+        # object, so one written for a Job (job.status, job.job_id) type-checks.
         with _LAZY:
             cond = self._cond
             if cond is None and self._keep_callback(fn):
@@ -121,7 +144,7 @@ class LazyFuture(concurrent.futures.Future):
         except Exception:  # noqa: BLE001 - logged and lost, as concurrent.futures does
             concurrent.futures._base.LOGGER.exception("exception calling callback for %r", self)
 
-    def _keep_callback(self, fn: Callable[[Any], Any]) -> bool:
+    def _keep_callback(self, fn: DoneCallback) -> bool:
         """Keep ``fn`` for the end, unless the future ended already (lock held)."""
         if self._state in _F_DONE:
             return False
@@ -131,27 +154,28 @@ class LazyFuture(concurrent.futures.Future):
             self._callbacks.append(fn)
         return True
 
-    def set_result(self, result: Any) -> None:
-        self._end_future(result, None)
+    def set_result(self, result: T) -> None:
+        if not self._end_lazily(result, None):
+            super().set_result(result)
 
     def set_exception(self, exception: BaseException | None) -> None:
-        self._end_future(None, exception)
-
-    def _end_future(self, result: Any, exception: BaseException | None) -> None:
-        with _LAZY:
-            cond = self._cond
-            if cond is None:
-                if self._state in _F_DONE:
-                    raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
-                self._result = result
-                self._exception = exception
-                self._state = _F_FINISHED
-        if cond is None:  # nobody could be waiting on a condition that does not exist
-            self._invoke_callbacks()
-        elif exception is None:
-            super().set_result(result)
-        else:
+        if not self._end_lazily(None, exception):
             super().set_exception(exception)
+
+    def _end_lazily(self, result: T | None, exception: BaseException | None) -> bool:
+        """End the future here if it has no condition yet, and return True; False:
+        someone may be waiting on its condition, so Future's own method must end it."""
+        with _LAZY:
+            if self._cond is not None:
+                return False
+            if self._state in _F_DONE:
+                raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
+            self._result = result
+            self._exception = exception
+            self._state = _F_FINISHED
+        # Nobody could be waiting on a condition that does not exist.
+        self._invoke_callbacks()
+        return True
 
     # -- reads of an ended future need no lock: its fields never change again
 
@@ -161,9 +185,11 @@ class LazyFuture(concurrent.futures.Future):
     def cancelled(self) -> bool:
         return self._state in _F_CANCELLED
 
-    def result(self, timeout: float | None = None) -> Any:
+    def result(self, timeout: float | None = None) -> T:
         if self._state is _F_FINISHED and self._exception is None:
-            return self._result
+            # Finished without an exception: _result holds the T that set_result got
+            # (the stubs type the field T | None, for the time before it is set).
+            return self._result  # type: ignore[return-value]
         return super().result(timeout)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
@@ -171,7 +197,7 @@ class LazyFuture(concurrent.futures.Future):
             return self._exception
         return super().exception(timeout)
 
-    def __await__(self):
+    def __await__(self) -> Generator[Any, None, T]:
         # Not asyncio.wrap_future: that costs a thread-safe call (a self-pipe write)
         # per job even when the job ends on the awaiting loop's own thread, which is
         # where the asyncio backend ends its jobs. Cancelling the awaiting task
@@ -195,8 +221,8 @@ class LazyFuture(concurrent.futures.Future):
         if self._state is _F_FINISHED:
             if self._exception is not None:
                 raise self._exception
-            return self._result
-        raise asyncio.CancelledError()
+            return self._result  # type: ignore[return-value]  # as in result()
+        raise asyncio.CancelledError
 
 
 _LAZY = threading.Lock()  # guards a Job's future state until its condition exists
@@ -293,10 +319,13 @@ class _EndedCondition:
         pass
 
 
-_ENDED_CONDITION = _EndedCondition()
+# What concurrent.futures and its stubs expect in Future._condition: these two classes
+# do all that it asks of a threading.Condition, and no more.
+_ENDED_CONDITION = cast(threading.Condition, _EndedCondition())
+_new_condition = cast("Callable[[], threading.Condition]", _JobCondition)
 
 
-class _NoWaiters(tuple):
+class _NoWaiters(tuple[Any, ...]):
     """The waiter list of an ended job: wait(jobs) adds its waiter to every job and
     removes it afterwards; an ended job has nothing to tell it."""
 
@@ -309,14 +338,14 @@ class _NoWaiters(tuple):
         pass
 
 
-_NO_WAITERS = _NoWaiters()
+_NO_WAITERS = cast("list[Any]", _NoWaiters())  # what Future._waiters is used as
 _F_PENDING = concurrent.futures._base.PENDING
 _F_FINISHED = concurrent.futures._base.FINISHED
 _F_CANCELLED = frozenset({concurrent.futures._base.CANCELLED, concurrent.futures._base.CANCELLED_AND_NOTIFIED})
 _F_DONE = _F_CANCELLED | {_F_FINISHED}
 
 
-def _call_each(job: Any, callbacks: list[Callable[[Any], Any]]) -> None:
+def _call_each(job: concurrent.futures.Future[Any], callbacks: list[DoneCallback]) -> None:
     for callback in callbacks:
         try:
             callback(job)
@@ -324,11 +353,11 @@ def _call_each(job: Any, callbacks: list[Callable[[Any], Any]]) -> None:
             concurrent.futures._base.LOGGER.exception("exception calling callback for %r", job)
 
 
-def _is_waker(callback: Callable[[Any], Any]) -> bool:
+def _is_waker(callback: DoneCallback) -> bool:
     return type(callback) is functools.partial and callback.func is _wake_awaiter
 
 
-def _wake_awaiter(loop: asyncio.AbstractEventLoop, woken: asyncio.Future, _job: Any) -> None:
+def _wake_awaiter(loop: asyncio.AbstractEventLoop, woken: asyncio.Future[None], _job: object) -> None:
     if asyncio._get_running_loop() is loop:  # ended on the awaiting loop's thread: wake it directly
         if not woken.done():
             woken.set_result(None)
@@ -339,6 +368,6 @@ def _wake_awaiter(loop: asyncio.AbstractEventLoop, woken: asyncio.Future, _job: 
         pass
 
 
-def resolve_quietly(fut: asyncio.Future) -> None:
+def resolve_quietly(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextvars
 import itertools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._future import LazyFuture
 from ._types import JobStatus, Retry
@@ -22,7 +22,7 @@ _job_ids = itertools.count(1)
 _QUEUED = JobStatus.QUEUED
 
 
-class Job(LazyFuture, Generic[T]):
+class Job(LazyFuture[T]):
     """A submitted job. It *is* a ``concurrent.futures.Future`` (so ``wait``,
     ``as_completed`` and ``asyncio.wrap_future`` take it) and it is awaitable.
 
@@ -42,7 +42,7 @@ class Job(LazyFuture, Generic[T]):
         self,
         pool: Pool,
         fn: Callable[..., T],
-        args: tuple,
+        args: tuple[Any, ...],
         payload: Any,
         priority: int,
         timeout: float | None,
@@ -52,7 +52,7 @@ class Job(LazyFuture, Generic[T]):
         LazyFuture.__init__(self)
         self.job_id: int = next(_job_ids)
         self.fn: Callable[..., T] | None = fn
-        self.args: tuple | None = args
+        self.args: tuple[Any, ...] | None = args
         self.priority = priority
         self.timeout = timeout
         self.retry = retry

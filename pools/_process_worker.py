@@ -24,9 +24,15 @@ import pickle
 import signal
 import sys
 import time
+from typing import TYPE_CHECKING, Any
 
 from ._context import JobContext, set_current_context
 from .remote import encode_failure, encode_result, encode_skipped
+
+if TYPE_CHECKING:  # for the annotations only: a worker imports as little as it can
+    import ctypes
+    from multiprocessing.connection import Connection
+    from multiprocessing.synchronize import Lock
 
 #: what a new worker sends once it can take jobs
 READY = b"ready"
@@ -50,14 +56,20 @@ def _die_with_parent() -> None:
             pass
 
 
-def worker_main(conn, lock, states, starts) -> None:
+def worker_main(
+    conn: Connection[bytes, bytes],
+    lock: Lock,
+    states: ctypes.Array[ctypes.c_byte],
+    starts: ctypes.Array[ctypes.c_double],
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _die_with_parent()
     recv, send = conn.recv_bytes, conn.send_bytes
     loads = pickle.loads
     monotonic = time.monotonic
-    backlog: collections.deque = collections.deque()
-    last_fn_bytes, last_fn = None, None  # most jobs of a pool run the same function
+    backlog: collections.deque[tuple[int, int, float | None, tuple[bytes, bytes], int]] = collections.deque()
+    last_fn_bytes: bytes | None = None  # most jobs of a pool run the same function
+    last_fn: Any = None
     send(READY)  # the parent starts a job's clock only once its worker is ready for it
     while True:
         if not backlog:
@@ -74,6 +86,8 @@ def worker_main(conn, lock, states, starts) -> None:
             if state == PENDING:
                 states[slot] = STARTED
                 starts[slot] = now = monotonic()
+            else:
+                now = 0.0  # not begun: skipped below
         if state != PENDING:  # cancelled or revoked before it began
             send(encode_skipped(job_id, attempt))
             continue

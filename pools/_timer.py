@@ -105,7 +105,7 @@ class Timer:
         return not thread.is_alive()
 
 
-def _first(pair: tuple) -> Any:
+def _first(pair: tuple[Any, ...]) -> Any:
     return pair[0]
 
 
@@ -120,7 +120,7 @@ class DeadlineWatch:
         self._timer = timer
         self._on_expired = on_expired
         self._lock = threading.Lock()
-        self._due: dict[Any, tuple[float, tuple]] = {}  # token -> (deadline, args for on_expired)
+        self._due: dict[Any, tuple[float, tuple[Any, ...]]] = {}  # token -> (deadline, args for on_expired)
         self._armed = math.inf  # when the current sweep runs (an older one seeing another time stands down)
         self._pending: set[float] = set()  # times a sweep is scheduled for: never two for one time
 

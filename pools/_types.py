@@ -133,7 +133,7 @@ class Retry:
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        wait = min(self.max_backoff, self.backoff * (2 ** (attempt - 1)))
+        wait = min(self.max_backoff, self.backoff * (2.0 ** (attempt - 1)))
         if self.jitter:
             wait = random.uniform(wait / 2, wait)
         return wait

@@ -32,7 +32,7 @@ import concurrent.futures
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final, Literal
 
 from .exceptions import InvalidCallable, PoolClosed, PoolError
 from .lowlevel import (
@@ -51,16 +51,18 @@ from .lowlevel import (
 
 __all__ = ["AsyncioBackend"]
 
-OK, ERROR = Outcome.OK, Outcome.ERROR
-CANCELLED = "cancelled"  # how _run_one says that the job cancelled itself
+OK: Final = Outcome.OK
+ERROR: Final = Outcome.ERROR
+CANCELLED: Final = "cancelled"  # how _run_one says that the job cancelled itself
 
 
 class _Consumer:
     __slots__ = ("attempt", "cancel_requested", "job", "task")
 
+    task: asyncio.Task[None]  # set by the task itself, first thing (see _consume)
+
     def __init__(self) -> None:
-        self.task: asyncio.Task | None = None
-        self.job: Job | None = None
+        self.job: Job[Any] | None = None
         self.attempt = 0
         self.cancel_requested = False
 
@@ -86,7 +88,7 @@ class AsyncioBackend(Backend):
     def default_workers(cls) -> int:
         return 100
 
-    def prepare(self, fn: Callable[..., Any], args: tuple) -> None:
+    def prepare(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         if not callable(fn):
             raise InvalidCallable(f"fn must be callable, got {fn!r}")
         if not is_coroutine_function(fn):
@@ -99,13 +101,13 @@ class AsyncioBackend(Backend):
     # ------------------------------------------------------------------ loop
 
     def start(self) -> None:
-        self._consumers: dict[asyncio.Task, _Consumer] = {}
+        self._consumers: dict[asyncio.Task[None], _Consumer] = {}
         self._deadlines = DeadlineWatch(self.dispatcher.timer, self._on_deadline)
         self._n_consumers = 0  # consumer tasks alive
         self._busy_consumers = 0  # of which running a job (or still unwinding a cancelled one)
         self._pump_scheduled = False
         self._stopping = False
-        self._watchdog: asyncio.Task | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         try:
             self._loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -223,12 +225,15 @@ class AsyncioBackend(Backend):
                 return
             self._n_consumers += spawn
         for _ in range(spawn):
-            consumer = _Consumer()
-            task = self._loop.create_task(self._consume(consumer))
-            consumer.task = task
-            self._consumers[task] = consumer
+            self._loop.create_task(self._consume(_Consumer()))
 
     async def _consume(self, me: _Consumer) -> None:
+        # The task registers itself: under an eager task factory (Python 3.12+) it runs
+        # inside create_task, and may take jobs or even end before create_task returns.
+        task = asyncio.current_task()
+        assert task is not None  # a coroutine that a task runs
+        me.task = task
+        self._consumers[task] = me
         lock = self._lock
         alive, busy = True, False
         try:
@@ -261,10 +266,12 @@ class AsyncioBackend(Backend):
                     self._busy_consumers -= busy
             self._consumers.pop(me.task, None)
 
-    async def _run_one(self, me: _Consumer, job: Job, attempt: int) -> tuple[str | None, Any]:
+    async def _run_one(
+        self, me: _Consumer, job: Job[Any], attempt: int
+    ) -> tuple[Outcome | Literal["cancelled"] | None, Any]:
         """Run one attempt; return its (outcome, value) for the caller to settle."""
         fn, args = job.fn, job.args  # read before the check: see _release_locked
-        if fn is None or not self.dispatcher.is_current(job, attempt):
+        if fn is None or args is None or not self.dispatcher.is_current(job, attempt):
             return None, None  # cancelled (from another thread) between the take and here: settled
         me.job, me.attempt, me.cancel_requested = job, attempt, False
         job.backend_slot = me
@@ -275,6 +282,7 @@ class AsyncioBackend(Backend):
             # cancels this task (as job.cancel() does): cheaper per job than an
             # asyncio.timeout_at scope, which arms and cancels a loop timer each time.
             self._deadlines.arm(me, deadline, job, attempt, me)
+        outcome: Outcome | Literal["cancelled"] | None
         try:
             value = await fn(*args)
             outcome = OK
@@ -312,12 +320,14 @@ class AsyncioBackend(Backend):
                 me.task.uncancel()
         return outcome, value
 
-    def _settle_other(self, job: Job, attempt: int, outcome: str | None, value: Any) -> None:
+    def _settle_other(
+        self, job: Job[Any], attempt: int, outcome: Outcome | Literal["cancelled"] | None, value: Any
+    ) -> None:
         if outcome is CANCELLED:
             job.cancel()
         # None: settled already (our own cancel, or the deadline watch's timeout)
 
-    def _on_deadline(self, job: Job, attempt: int, me: _Consumer) -> None:
+    def _on_deadline(self, job: Job[Any], attempt: int, me: _Consumer) -> None:
         # The consumer that runs this attempt is named here, not looked up when the
         # cancel reaches the loop: by then a retry of the job may be running on
         # another consumer (job.backend_slot), and this attempt would run on.
@@ -327,13 +337,13 @@ class AsyncioBackend(Backend):
             else:
                 self._call_in_loop(self._cancel_consumer, me, job, attempt)
 
-    def stop_attempt(self, job: Job, attempt: int) -> None:
+    def stop_attempt(self, job: Job[Any], attempt: int) -> None:
         if self._in_loop():
             self._cancel_attempt(job, attempt)
         else:
             self._call_in_loop(self._cancel_attempt, job, attempt)
 
-    def _cancel_attempt(self, job: Job, attempt: int) -> None:
+    def _cancel_attempt(self, job: Job[Any], attempt: int) -> None:
         # A cancel ends the job for good, so no other attempt of it can have
         # started since: its backend_slot is the consumer running this attempt.
         me = job.backend_slot
@@ -341,7 +351,7 @@ class AsyncioBackend(Backend):
             self._cancel_consumer(me, job, attempt)
 
     @staticmethod
-    def _cancel_consumer(me: _Consumer, job: Job, attempt: int) -> None:
+    def _cancel_consumer(me: _Consumer, job: Job[Any], attempt: int) -> None:
         if me.job is job and me.attempt == attempt and not me.cancel_requested:
             me.cancel_requested = True
             me.task.cancel()

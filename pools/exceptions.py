@@ -9,6 +9,7 @@ on it and the worker's traceback attached (for processes as ``__cause__``, a
 from __future__ import annotations
 
 import concurrent.futures
+from typing import Any
 
 __all__ = [
     "BackendUnavailable",
@@ -39,11 +40,11 @@ class PoolError(Exception):
         super().__init__(message)
         self.job_id = job_id
 
-    def __reduce__(self):  # keep job_id across pickling (process workers, retries)
+    def __reduce__(self) -> tuple[Any, ...]:  # keep job_id across pickling (process workers, retries)
         return (_rebuild, (type(self), self.args, self.__dict__.copy()))
 
 
-def _rebuild(cls, args, state):
+def _rebuild(cls: type[PoolError], args: tuple[Any, ...], state: dict[str, Any]) -> PoolError:
     exc = cls.__new__(cls)
     Exception.__init__(exc, *args)
     exc.__dict__.update(state)

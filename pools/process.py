@@ -35,8 +35,10 @@ another worker frees up first — which is why only a share of a deep queue
 from __future__ import annotations
 
 import collections
+import ctypes
 import math
 import multiprocessing
+import multiprocessing.context
 import os
 import pickle
 import select
@@ -46,7 +48,10 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Lock
+from typing import Any, cast
 
 from ._process_worker import CANCELLED, EXIT_MEMORY_ERROR, FREE, PENDING, READY, REVOKED, STARTED, worker_main
 from .exceptions import InvalidArgument, InvalidCallable, WorkerCrashed
@@ -168,7 +173,7 @@ class _SlotLock:
 
     __slots__ = ("_held", "_lock", "_process")
 
-    def __init__(self, lock: Any, process: Any) -> None:
+    def __init__(self, lock: Lock, process: BaseProcess) -> None:
         self._lock, self._process, self._held = lock, process, False
 
     def __enter__(self) -> None:
@@ -203,21 +208,28 @@ class _Worker:
         "states",
     )
 
-    def __init__(self, process: Any, conn: Any, lock: Any = None, states: Any = None, starts: Any = None) -> None:
+    def __init__(
+        self,
+        process: BaseProcess,
+        conn: Connection[bytes, bytes],
+        lock: Lock,
+        states: ctypes.Array[ctypes.c_byte],
+        starts: ctypes.Array[ctypes.c_double],
+    ) -> None:
         self.process = process
         self.sentinel = process.sentinel  # an fd; read once (a property that checks, on Process)
         self.conn = conn
-        self.inbox = None if conn is None else _Inbox(conn.fileno())
-        self.job: Job | None = None  # the job running now (its result is the next message)
+        self.inbox = _Inbox(conn.fileno())
+        self.job: Job[Any] | None = None  # the job running now (its result is the next message)
         self.attempt = 0
         self.deadline: float | None = None
         self.ready = False  # until its READY message: a job's clock must not run during start-up
         self.slot = 0  # the running job's slot
         # sent, not begun: (job, slot, payload bytes counted in backlog_bytes)
-        self.backlog: collections.deque[tuple[Job, int, int]] = collections.deque()
+        self.backlog: collections.deque[tuple[Job[Any], int, int]] = collections.deque()
         self.backlog_bytes = 0
         self.free = list(range(PREFETCH - 1, -1, -1))
-        self.lock = None if lock is None else _SlotLock(lock, process)
+        self.lock = _SlotLock(lock, process)
         self.states, self.starts = states, starts
 
     def held(self) -> int:
@@ -246,13 +258,18 @@ class ProcessBackend(Backend):
                 f"start_method must be one of {multiprocessing.get_all_start_methods()}, got {method!r}"
             )
         self.start_method = method
-        self._mp = multiprocessing.get_context(method)
+        # Every start method's context has .Process; the stubs give it to the concrete ones only.
+        self._mp = cast(
+            "multiprocessing.context.DefaultContext | multiprocessing.context.SpawnContext | "
+            "multiprocessing.context.ForkContext | multiprocessing.context.ForkServerContext",
+            multiprocessing.get_context(method),
+        )
         # The last callable (a weak reference: the pool must not keep it alive) and its pickle.
         self._fn_cache: tuple[Callable[[], Any] | None, bytes] = (None, b"")
 
     # ------------------------------------------------------------------ hooks
 
-    def prepare(self, fn: Callable[..., Any], args: tuple) -> tuple[bytes, bytes]:
+    def prepare(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bytes, bytes]:
         """The payload: ``fn`` and ``args`` pickled apart, so that ``fn``, the same
         for most jobs, is pickled once (a function pickles by reference, a lookup
         that costs more than a small job's arguments) and unpickled once per worker."""
@@ -286,7 +303,8 @@ class ProcessBackend(Backend):
         self._backlog_cancels = False  # set by stop_attempt: _enforce looks at the backlogs
         self._backlog = _backlog_policy()
         self._stopping = False
-        self._workers: list[_Worker] = [self._spawn() for _ in range(self.dispatcher.workers)]
+        # None: a worker being replaced, or not replaced because the pool is stopping
+        self._workers: list[_Worker | None] = [self._spawn() for _ in range(self.dispatcher.workers)]
         self._manager = threading.Thread(target=self._manage, name=f"{self.dispatcher.name}-manager", daemon=True)
         self._manager.start()
 
@@ -299,7 +317,7 @@ class ProcessBackend(Backend):
         with self._lock:
             self.wake_locked()
 
-    def stop_attempt(self, job: Job, attempt: int) -> None:
+    def stop_attempt(self, job: Job[Any], attempt: int) -> None:
         # The manager sees the job settled and kills its worker, or, for a job still
         # in a worker's backlog, marks it there so that the worker skips it.
         self._backlog_cancels = True
@@ -310,8 +328,8 @@ class ProcessBackend(Backend):
     def _spawn(self) -> _Worker:
         parent_conn, child_conn = self._mp.Pipe(duplex=True)
         lock = self._mp.Lock()
-        states = self._mp.RawArray("b", PREFETCH)
-        starts = self._mp.RawArray("d", PREFETCH)
+        states = self._mp.RawArray(ctypes.c_byte, PREFETCH)
+        starts = self._mp.RawArray(ctypes.c_double, PREFETCH)
         process = self._mp.Process(
             target=worker_main,
             args=(child_conn, lock, states, starts),
@@ -339,14 +357,16 @@ class ProcessBackend(Backend):
         poller = select.poll()
         registered: set[int] = set()
         while True:
-            deadlines = [w.deadline for w in self._workers if w.job is not None and w.deadline is not None]
+            deadlines = [
+                w.deadline for w in self._workers if w is not None and w.job is not None and w.deadline is not None
+            ]
             timeout = None
             if deadlines:
                 timeout = math.ceil(max(0.0, min(deadlines) - time.monotonic()) * 1000)  # ms, never early
             want = {self._wake_r}
             for w in self._workers:
-                if w.conn is None:
-                    continue  # a _Dead stand-in
+                if w is None:
+                    continue
                 if w.held() or not w.ready:
                     want.add(w.inbox.fd)
                 want.add(w.sentinel)
@@ -365,7 +385,7 @@ class ProcessBackend(Backend):
                 with self._lock:
                     self._wake_pending = False
             for i, w in enumerate(self._workers):
-                if w.conn is None:
+                if w is None:
                     continue
                 if w.inbox.fd in ready:
                     if not w.ready:
@@ -373,7 +393,7 @@ class ProcessBackend(Backend):
                     else:
                         self._drain(w)
                 if w.sentinel in ready:
-                    self._replace(i, died=True)
+                    self._replace(i, w, died=True)
             self._enforce()
             if self._stopping:
                 return
@@ -399,9 +419,9 @@ class ProcessBackend(Backend):
 
     def _receive(self, w: _Worker, data: bytes) -> None:
         msg = decode(data)
-        if msg.outcome is SKIPPED or msg.outcome is LATE:  # the worker skipped a job of its backlog
-            for k, (job, slot, size) in enumerate(w.backlog):
-                if job.job_id == msg.job_id:
+        if msg.outcome == SKIPPED or msg.outcome == LATE:  # the worker skipped a job of its backlog
+            for k, (skipped, slot, size) in enumerate(w.backlog):
+                if skipped.job_id == msg.job_id:
                     del w.backlog[k]
                     w.backlog_bytes -= size  # a revoked job was requeued when revoked
                     w.free.append(slot)
@@ -445,10 +465,10 @@ class ProcessBackend(Backend):
             w.job, w.attempt, w.slot = job, job.attempt, slot
             w.deadline = None if (job.timeout is None or not started) else started_at + job.timeout
 
-    def _replace(self, i: int, *, died: bool) -> None:
-        """Reap worker ``i`` (killing it unless it died) and put a new one in its place."""
-        w = self._workers[i]
-        self._workers[i] = _Worker(_Dead(), None)  # until the new one exists
+    def _replace(self, i: int, w: _Worker, *, died: bool) -> None:
+        """Reap worker ``w``, number ``i`` (killing it unless it died), and put a new
+        one in its place."""
+        self._workers[i] = None  # until the new one exists
         if not died:
             w.process.kill()
         w.process.join()
@@ -493,24 +513,24 @@ class ProcessBackend(Backend):
         cancelled backlog jobs so that their worker skips them."""
         now = time.monotonic()
         for i, w in enumerate(self._workers):
-            job = w.job
-            if job is not None:
-                if not self.dispatcher.is_current(job, w.attempt):
-                    self._stop_current(i, timed_out=False)  # settled elsewhere (cancel)
-                elif w.deadline is not None and now >= w.deadline:
-                    self._stop_current(i, timed_out=True)
+            if w is None or w.job is None:
+                continue
+            if not self.dispatcher.is_current(w.job, w.attempt):
+                self._stop_current(i, w, w.job, timed_out=False)  # settled elsewhere (cancel)
+            elif w.deadline is not None and now >= w.deadline:
+                self._stop_current(i, w, w.job, timed_out=True)
         if self._backlog_cancels:  # a waiting job was cancelled: it may sit in a backlog
             self._backlog_cancels = False
             for w in self._workers:
-                if w.backlog:
+                if w is not None and w.backlog:
                     with w.lock:
                         for queued, slot, _ in w.backlog:
                             if queued.status is not _QUEUED and w.states[slot] == PENDING:
                                 w.states[slot] = CANCELLED
 
-    def _stop_current(self, i: int, *, timed_out: bool) -> None:
-        w = self._workers[i]
-        job, attempt = w.job, w.attempt
+    def _stop_current(self, i: int, w: _Worker, job: Job[Any], *, timed_out: bool) -> None:
+        """Stop worker ``w`` (number ``i``), which runs ``job``."""
+        attempt = w.attempt
         with w.lock:
             if any(w.states[slot] == STARTED for _, slot, _ in w.backlog):
                 return  # it has moved on: the job ended and its result is on the way
@@ -518,15 +538,15 @@ class ProcessBackend(Backend):
         self._give_back(revoked)
         if timed_out:
             w.job = None  # its end is the timeout, not the crash of the worker we kill
-        self._replace(i, died=False)
+        self._replace(i, w, died=False)
         if timed_out:
             self.dispatcher.timed_out(job, attempt, preempted=False)
 
     @staticmethod
-    def _revoke_locked(w: _Worker, n: int) -> list[Job]:
+    def _revoke_locked(w: _Worker, n: int) -> list[Job[Any]]:
         """Take back up to ``n`` jobs from the end of ``w``'s backlog that it has
         not begun (``w.lock`` held); it will skip them."""
-        revoked = []
+        revoked: list[Job[Any]] = []
         for job, slot, _ in reversed(w.backlog):
             if len(revoked) >= n:
                 break
@@ -536,7 +556,7 @@ class ProcessBackend(Backend):
         revoked.reverse()
         return revoked
 
-    def _give_back(self, revoked: list[Job]) -> None:
+    def _give_back(self, revoked: list[Job[Any]]) -> None:
         if revoked:
             with self._lock:
                 for job in revoked:
@@ -547,7 +567,9 @@ class ProcessBackend(Backend):
         yet begun of the longest backlog, so that no job waits behind a long one
         while a worker could run it."""
         # Not begun, nor already taken back (a revoked job stays listed until the worker skips it).
-        waiting = [[(w, e) for e in w.backlog if w.states[e[1]] == PENDING] for w in self._workers if w.ready]
+        waiting = [
+            [(w, e) for e in w.backlog if w.states[e[1]] == PENDING] for w in self._workers if w is not None and w.ready
+        ]
         picked = Backlog.take_back(waiting, 1)
         if not picked:
             return False
@@ -563,7 +585,7 @@ class ProcessBackend(Backend):
     def _dispatch(self) -> None:
         policy, dispatcher = self._backlog, self.dispatcher
         for w in self._workers:
-            if not w.ready or w.held() >= PREFETCH:
+            if w is None or not w.ready or w.held() >= PREFETCH:
                 continue
             idle = w.job is None and not w.backlog
             waiting = dispatcher.waiting_locked()  # a hint, read without the lock
@@ -587,7 +609,11 @@ class ProcessBackend(Backend):
                     share = policy.share(w.held(), dispatcher.waiting_locked(), dispatcher.workers)
                 for _ in range(share):
                     used = w.backlog_bytes
-                    nxt = dispatcher.prefetch_locked(lambda j, used=used: policy.fits(payload_size(j.payload), used))
+
+                    def fits(j: Job[Any], used: int = used) -> bool:
+                        return policy.fits(payload_size(j.payload), used)
+
+                    nxt = dispatcher.prefetch_locked(fits)
                     if nxt is None:
                         break
                     slot = w.free.pop()
@@ -612,14 +638,14 @@ class ProcessBackend(Backend):
         if self._manager is not threading.current_thread():
             self._manager.join(grace + 5.0)
         for w in self._workers:
-            if isinstance(w.process, _Dead):
+            if w is None:
                 continue
             try:
                 w.conn.send_bytes(_STOP)
             except OSError:
                 pass
         for w in self._workers:
-            if isinstance(w.process, _Dead):
+            if w is None:
                 continue
             w.process.join(max(0.0, grace) if deadline is not None else 5.0)
             if w.process.is_alive():
@@ -632,14 +658,3 @@ class ProcessBackend(Backend):
         os.close(self._wake_r)
         os.close(self._wake_w)
         return 0
-
-
-class _Dead:
-    """Stands in for a worker being replaced, or not replaced because the pool is stopping."""
-
-    sentinel = -1
-    pid = None
-    exitcode = None
-
-    def is_alive(self) -> bool:
-        return False

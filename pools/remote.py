@@ -18,7 +18,7 @@ import struct
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from ._types import Outcome, check_int, check_number
 from .exceptions import RemoteTraceback
@@ -40,9 +40,9 @@ _OK, _ERROR, _SKIPPED, _LATE = 0, 1, 2, 3
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 #: ``Message.outcome`` of a job that did not run: cancelled or taken back before it began
-SKIPPED = "skipped"
+SKIPPED: Final = "skipped"
 #: ``Message.outcome`` of a job whose deadline had passed when its turn came
-LATE = "late"
+LATE: Final = "late"
 
 
 # ------------------------------------------------------------------ worker side
@@ -105,7 +105,7 @@ class Message:
 
     job_id: int
     attempt: int
-    outcome: Outcome | str
+    outcome: Outcome | Literal["skipped", "late"]
     value: Any = None
 
 
@@ -126,12 +126,13 @@ def decode(data: bytes) -> Message:
     if kind == _OK:
         return Message(job_id, attempt, Outcome.OK, body)
     exc_bytes, tb = body
+    failure: BaseException
     try:
-        exc = pickle.loads(exc_bytes)
+        failure = pickle.loads(exc_bytes)
     except Exception as err:  # noqa: BLE001
-        exc = RuntimeError(f"job {job_id} failed, and its exception could not be rebuilt here: {err!r}")
-    exc.__cause__ = RemoteTraceback(tb)
-    return Message(job_id, attempt, Outcome.ERROR, exc)
+        failure = RuntimeError(f"job {job_id} failed, and its exception could not be rebuilt here: {err!r}")
+    failure.__cause__ = RemoteTraceback(tb)
+    return Message(job_id, attempt, Outcome.ERROR, failure)
 
 
 # ------------------------------------------------------------------ backlog policy

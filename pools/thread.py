@@ -42,7 +42,7 @@ __all__ = ["ThreadBackend"]
 OK, ERROR = Outcome.OK, Outcome.ERROR
 
 
-def _call_in_job(ctx: JobContext, fn: Callable[..., Any], args: tuple) -> Any:
+def _call_in_job(ctx: JobContext, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     set_current_context(ctx)  # runs inside the job's own copy of the submitter's context
     return fn(*args)
 
@@ -72,7 +72,7 @@ class ThreadBackend(Backend):
     def default_workers(cls) -> int:
         return min(32, (os.cpu_count() or 1) + 4)  # as ThreadPoolExecutor
 
-    def prepare(self, fn: Callable[..., Any], args: tuple) -> None:
+    def prepare(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         check_plain_callable(self.name, fn)
 
     def start(self) -> None:
@@ -101,7 +101,7 @@ class ThreadBackend(Backend):
             dispatcher.finish_and_take,
             dispatcher.is_current,
         )
-        job: Job | None = None
+        job: Job[Any] | None = None
         while True:
             if job is None:
                 with lock:
@@ -116,7 +116,9 @@ class ThreadBackend(Backend):
             deadline = None if job.timeout is None else job.started_at + job.timeout
             ctx = job.backend_slot = JobContext(job.job_id, attempt, deadline)
             fn, args, ctxvars = job.fn, job.args, job.submitter_context  # read before the check (see Job)
-            if fn is None or not is_current(job, attempt):
+            # All three are set while the job is live (this backend carries contextvars),
+            # and cleared together when it ends.
+            if fn is None or args is None or ctxvars is None or not is_current(job, attempt):
                 # Cancelled between the take and here: it must not run (its outcome
                 # will not count). The canceller may have looked for this context
                 # before it existed, so cancel it ourselves.
@@ -144,16 +146,16 @@ class ThreadBackend(Backend):
                     self._threads.discard(me)
                 return
 
-    def _on_deadline(self, job: Job, attempt: int) -> None:
+    def _on_deadline(self, job: Job[Any], attempt: int) -> None:
         if self.dispatcher.timed_out(job, attempt, preempted=True):
             self.stop_attempt(job, attempt)
 
-    def preempted_locked(self, job: Job) -> None:
+    def preempted_locked(self, job: Job[Any]) -> None:
         self.dispatcher.add_abandoned_locked(1)
         if not self._stopping:
             self._spawn_locked()
 
-    def stop_attempt(self, job: Job, attempt: int) -> None:
+    def stop_attempt(self, job: Job[Any], attempt: int) -> None:
         ctx = job.backend_slot
         if isinstance(ctx, JobContext) and ctx.attempt == attempt:
             cancel_context(ctx)

@@ -219,11 +219,11 @@ def benchmarks_html(data: RunData) -> str:
         len(groups), width=min(11.0, 4.6 * len(groups)), height=0.9 + 0.28 * most, left=2.0, wspace=2.2
     )
     for ax, grp in zip(axes, groups, strict=False):
-        rows = [
+        bars = [
             (str(r["contender"]), median_ci(r["round_jobs_per_s"]) if r["round_jobs_per_s"] else r["jobs_per_s"])
             for r in bench[bench.group == grp].to_dict("records")
         ]
-        plots.hbars(ax, rows, xlabel="jobs/s (median round, 95% CI)", title=f"group {grp!r}")
+        plots.hbars(ax, bars, xlabel="jobs/s (median round, 95% CI)", title=f"group {grp!r}")
     out.append(
         figure(
             plots.to_uri(fig),

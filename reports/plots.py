@@ -10,7 +10,7 @@ import base64
 import io
 import textwrap
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .data import finite
@@ -121,7 +121,7 @@ def _err(median: float, low: float | None, high: float | None) -> tuple[float, f
 def bars(
     ax,
     groups: Sequence[str],
-    series: dict[str, Sequence[tuple[float | None, float | None, float | None]]],
+    series: Mapping[str, Sequence[tuple[float | None, float | None, float | None]]],
     *,
     ylabel: str,
     log: bool = False,
@@ -198,7 +198,7 @@ def hbars(ax, rows: Sequence[tuple[str, Any]], *, xlabel: str, title: str = "", 
 
 def lines(
     ax,
-    series: dict[str, Iterable[tuple[float, float | None, float | None, float | None]]],
+    series: Mapping[str, Iterable[tuple[float, float | None, float | None, float | None]]],
     *,
     xlabel: str,
     ylabel: str,

@@ -238,8 +238,8 @@ def q_overhead(data: RunData) -> Question:
         )
         ref = next((n for n in names if n == "ThreadPoolExecutor"), None)
         if ref and "thread" in series and series["thread"][2] and series[ref][2]:
-            rounds = [dict(enumerate(series[name][2])) for name in ("thread", ref)]
-            r = contrast(*rounds, "thread", "those of concurrent.futures.ThreadPoolExecutor", paired=False)
+            ours, theirs = (dict(enumerate(series[name][2])) for name in ("thread", ref))
+            r = contrast(ours, theirs, "thread", "those of concurrent.futures.ThreadPoolExecutor", paired=False)
             sentences.append(
                 f"In the micro-benchmarks (batches of {int(bench_noop.jobs.dropna().iloc[0])} no-ops, "
                 f"{r.n_a} and {r.n_b} rounds), the thread pool's jobs/s were "
@@ -539,8 +539,12 @@ def q_queue(data: RunData) -> Question:
         if len(mine) == 1:
             parts.append(f"{b}: queue_size={q0:g} rejected {fmt(r0)}% with p99 {fmt(l0)} ms")
             continue
-        rejected = contrast(*(_repeats(data, "queue_sweep", v, b, _rejected_share) for v in (v1, v0)))
-        p99 = contrast(*(values(data, "queue_sweep", v, b, "lat_p99_ms") for v in (v1, v0)))
+        rejected = contrast(
+            _repeats(data, "queue_sweep", v1, b, _rejected_share), _repeats(data, "queue_sweep", v0, b, _rejected_share)
+        )
+        p99 = contrast(
+            values(data, "queue_sweep", v1, b, "lat_p99_ms"), values(data, "queue_sweep", v0, b, "lat_p99_ms")
+        )
         still = "did not change significantly"
         rej_text = (
             versus(rejected, more="rose", less="fell", same=still, detail=f"{fmt(r0)}% → {fmt(r1)}%")
@@ -601,7 +605,12 @@ def q_overload(data: RunData) -> Question:
     block, reject = "overflow=block", "overflow=reject"
     if block in variants and reject in variants:
         for b in backends:
-            r = contrast(*(values(data, "overload", v, b, "lat_p99_ms") for v in (reject, block)), "", "block's")
+            r = contrast(
+                values(data, "overload", reject, b, "lat_p99_ms"),
+                values(data, "overload", block, b, "lat_p99_ms"),
+                "",
+                "block's",
+            )
             if r is not None:
                 sentences.append(
                     f"{b}: reject's p99 latency was {versus(r, more='higher than', less='lower than')}, "
@@ -1179,7 +1188,7 @@ def queue_and_busy(data: RunData) -> tuple[str, str | None]:
 def _timeline_plot(timeline: list) -> tuple[str, str | None]:
     """The sampled timelines (scenarios.result.Timeline: seconds from the start,
     queued and busy gauges) of the measurements that have one."""
-    seen = {}
+    seen: dict[str, Any] = {}
     for scenario, variant, backend, tl in timeline:
         key = f"{scenario}[{variant}]" if variant else scenario
         seen.setdefault(key, {}).setdefault(backend, tl)

@@ -120,7 +120,8 @@ def create_run(conn: sqlite3.Connection, meta: dict[str, Any]) -> int:
         ),
     )
     conn.commit()
-    return int(cur.lastrowid)
+    assert cur.lastrowid is not None  # set by the INSERT above
+    return cur.lastrowid
 
 
 def add_measurement(

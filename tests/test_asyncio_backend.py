@@ -2,6 +2,7 @@
 
 import asyncio
 import concurrent.futures
+import sys
 import threading
 
 import pytest
@@ -236,5 +237,31 @@ def test_a_job_that_cancels_its_own_task_is_cancelled_and_the_pool_goes_on():
             assert job.status == "cancelled"
             assert await (await pool.asubmit(echo, 7)) == 7  # not taken for the loop ending
             assert pool.stats().cancelled == 1 and not pool.closed
+
+    asyncio.run(main())
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager task factories came with Python 3.12")
+def test_consumers_started_eagerly_settle_their_jobs_and_leave_no_entry():
+    # Under an eager task factory a consumer runs inside create_task, before the pool
+    # could note which task it is: it once ran without its task (a job that raised
+    # CancelledError then hung its pool) and left finished tasks in the pool's table.
+    async def noop():
+        return 1
+
+    async def cancels_itself():
+        raise asyncio.CancelledError
+
+    async def main():
+        asyncio.get_running_loop().set_task_factory(asyncio.eager_task_factory)
+        async with pools.create_pool("asyncio", workers=4) as pool:
+            done = [await pool.asubmit(noop) for _ in range(50)]
+            assert [await job for job in done] == [1] * 50
+            assert not any(task.done() for task in pool.impl._consumers)
+            job = await pool.asubmit(cancels_itself)
+            with pytest.raises(asyncio.CancelledError):
+                async with asyncio.timeout(T):
+                    await job
+            assert job.status == "cancelled"
 
     asyncio.run(main())

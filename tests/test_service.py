@@ -13,6 +13,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
@@ -447,6 +448,34 @@ def test_the_store_keeps_live_jobs_whatever_the_bounds(make_pool):
         job.result(10)
     store.finish(job)
     assert store.describe(job.job_id) is None  # max_jobs=0: gone once finished
+
+
+def test_a_job_is_shown_finished_only_with_its_result(make_pool):
+    # The pool ends a job before its done-callbacks run: a client polling in between
+    # saw "succeeded" with a null result (under coverage, often).
+    pool = make_pool("thread", workers=1)
+    store = JobStore()
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_callback(_job):
+        entered.set()
+        release.wait(10)
+
+    with Gate() as gate:
+        job = pool.submit(lambda: gate.wait() or "done")
+        store.add(job, "echo")
+        job.add_done_callback(slow_callback)  # runs before the store hears of the end
+        job.add_done_callback(store.finish)
+        gate.open()
+        assert entered.wait(10)
+        try:
+            assert job.status == "succeeded"  # the pool's view
+            assert json.loads(store.describe(job.job_id))["status"] == "running"
+        finally:
+            release.set()
+    job.result(10)
+    info = json.loads(store.describe(job.job_id))
+    assert (info["status"], info["result"]) == ("succeeded", "done")
 
 
 # ------------------------------------------------------------------ generated inputs (schemathesis)

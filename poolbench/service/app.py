@@ -27,6 +27,7 @@ import logging
 import math
 import re
 import time
+from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal, Union
 
@@ -129,7 +130,9 @@ def _problem(description: str) -> dict[str, Any]:
     return {"model": Problem, "description": description}
 
 
-_AUTH = {401: _problem("missing or wrong bearer token (only when the service has one)")}
+_AUTH: dict[int | str, dict[str, Any]] = {
+    401: _problem("missing or wrong bearer token (only when the service has one)")
+}
 _SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {
         "description": "accepted",
@@ -270,7 +273,8 @@ class Service:
         # blocked in a long C call keeps its thread after a timeout or cancel while
         # the pool starts a new one. Refusing work past a bound keeps the thread
         # count, so memory, bounded.
-        return bool(self._max_abandoned) and self.pool.abandoned > self._max_abandoned
+        pool = self.pool
+        return bool(self._max_abandoned) and pool is not None and pool.abandoned > self._max_abandoned
 
     def retry_after(self) -> str:
         if self.draining:
@@ -499,7 +503,7 @@ def _not_json(content_type: str) -> Reply:
     return _problem_reply(415, detail, "content-type")
 
 
-def _validation_reply(errors: list[dict], registry: jobtypes.Registry) -> Reply:
+def _validation_reply(errors: Sequence[Any], registry: jobtypes.Registry) -> Reply:
     found = [_describe_error(e, registry) for e in errors]
     status = 400 if any(s == 400 for s, _, _ in found) else 422
     listed = [{"field": f, "message": m} for s, f, m in found if s == status]
@@ -546,8 +550,9 @@ def create_app(config: ServiceConfig, registry: jobtypes.Registry | None = None)
         redoc_url=None,
     )
     app.state.service = service
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+    # Starlette types a handler as taking any Exception; each of these takes the class it is registered for.
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_middleware(_Edge, service=service)
 
     gone = f"finished jobs are kept {config.retain_seconds:g}s, and at most the latest {config.retain_jobs} of them"

@@ -84,7 +84,7 @@ class PoolCollector:
     """Reads ``pool.stats()`` at each scrape (one consistent snapshot), and the
     service's own gauges through ``extra()``."""
 
-    def __init__(self, get_pool: Callable[[], Any], extra: Callable[[], dict[str, float]]) -> None:
+    def __init__(self, get_pool: Callable[[], Any], extra: Callable[[], dict[str, tuple[str, str, float]]]) -> None:
         self._get_pool = get_pool
         self._extra = extra
 

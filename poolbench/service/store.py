@@ -46,6 +46,10 @@ _PUBLIC = {
     CANCELLED: "cancelled",
     TIMED_OUT: "timed_out",
 }
+# A live record's job as the pool sees it. The pool ends a job (its status) a moment
+# before the job's done-callbacks run, finish() among them, which store its result:
+# until then the job is shown running, so that a status and its result appear together.
+_LIVE_PUBLIC = {QUEUED: "queued", RETRYING: "queued"}
 _OVERHEAD = 400  # bytes a finished record costs besides its result (slots, strings)
 _MAX_ERROR = 1000  # characters of an error message kept
 
@@ -193,7 +197,7 @@ class JobStore:
                 return None
             job = record.job
             if job is not None:  # live: read the pool's view of it
-                status = _PUBLIC.get(job.status, "queued")
+                status = _LIVE_PUBLIC.get(job.status, "running")
                 queue_wait, run_time = _timings(job, now, finished=False)
                 attempts = job.attempt
                 result, error, finished_at = b"null", None, None

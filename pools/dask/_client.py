@@ -127,7 +127,7 @@ from ..lowlevel import (
 )
 from ..remote import LATE, SKIPPED, Backlog, Message, decode, payload_size
 from ._cluster import LocalClusterProcess
-from ._worker import clock_id, forget_topic, run_pack, stop_on_worker
+from ._worker import Entry, clock_id, forget_topic, run_pack, stop_on_worker
 
 __all__ = ["DaskBackend"]
 
@@ -155,7 +155,7 @@ class _Attempt:
 
     __slots__ = ("abandoned", "attempt", "deadline", "index", "job", "late", "revoking", "state", "task")
 
-    def __init__(self, job: Job, attempt: int, task: _Task, state: str, deadline: float | None) -> None:
+    def __init__(self, job: Job[Any], attempt: int, task: _Task, state: str, deadline: float | None) -> None:
         self.job = job
         self.attempt = attempt  # the attempt it is, or will be once it begins
         self.task = task
@@ -185,7 +185,7 @@ class _Task:
         self.future: Any = None  # the Dask future, once submitted
         self.ended = False  # Dask reported the task finished (or it never ran)
 
-    def add(self, job: Job, attempt: int, state: str, deadline: float | None) -> _Attempt:
+    def add(self, job: Job[Any], attempt: int, state: str, deadline: float | None) -> _Attempt:
         slot = _Attempt(job, attempt, self, state, deadline)
         self.slots.append(slot)
         self.by_id[job.job_id] = slot
@@ -193,7 +193,7 @@ class _Task:
         return slot
 
 
-def _crash_error(job: Job, attempt: int, exc: BaseException) -> WorkerCrashed:
+def _crash_error(job: Job[Any], attempt: int, exc: BaseException) -> WorkerCrashed:
     cause = (
         "the Dask worker running it died (KilledWorker); Dask does not tell why: most often "
         "the out-of-memory killer or the nanny's memory limit, a crash in native code, or os._exit()"
@@ -275,10 +275,11 @@ class DaskBackend(Backend):
 
     # ------------------------------------------------------------------ hooks
 
-    def prepare(self, fn: Callable[..., Any], args: tuple) -> bytes:
+    def prepare(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> bytes:
         check_plain_callable(self.name, fn)
         try:
-            return cloudpickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL)
+            payload: bytes = cloudpickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL)
+            return payload
         except Exception as err:
             raise InvalidCallable(
                 f"the 'dask' backend sends each job to the cluster by cloudpickle, and {fn!r} with its "
@@ -291,7 +292,7 @@ class DaskBackend(Backend):
         self._topic: str | None = None  # the pool's pushed outcomes, once connected
         self._inflight: dict[str, _Task] = {}
         self._idle = threading.Condition(self._lock)  # shutdown waiting for abandoned tasks
-        self._background: set[asyncio.Task] = set()
+        self._background: set[asyncio.Task[Any]] = set()
         self._pump_scheduled = False
         self._cluster_threads = self.dispatcher.workers  # of a cluster given by address: learnt when connecting
         # Each pushed event leaves the worker before its task's next job begins (see
@@ -299,7 +300,7 @@ class DaskBackend(Backend):
         self._flush = self.capabilities.survives_crashes
         self._refill_batch = 1
         self._backlog = Backlog(most_jobs=_PACK_JOBS, most_bytes=_PACK_BYTES, cover=None)
-        self._to_fetch: list[tuple[_Task, asyncio.Future]] = []  # finished tasks to fetch
+        self._to_fetch: list[tuple[_Task, asyncio.Future[Any]]] = []  # finished tasks to fetch
         self._to_stop: list[tuple[str, int]] = []  # tombstones to send, in one message
         self._revoking = 0  # jobs being taken back from their tasks
         self._packed = 0  # jobs sent behind another in a task (for tests)
@@ -319,7 +320,9 @@ class DaskBackend(Backend):
         try:
             if self.address is None:
                 self._cluster = LocalClusterProcess(self.dispatcher.workers, self.processes)
-            address = self.address or self._cluster.address
+                address = self._cluster.address
+            else:
+                address = self.address
             connect = asyncio.run_coroutine_threadsafe(self._connect(address), self._loop)
             try:
                 connect.result(self.connect_timeout + 5.0)
@@ -430,7 +433,7 @@ class DaskBackend(Backend):
         for priority, group in by_priority.items():
             self._submit(priority, group)
 
-    def _pack_locked(self, job: Job, threads: int) -> _Task:
+    def _pack_locked(self, job: Job[Any], threads: int) -> _Task:
         """A task for ``job`` (just taken: running), and, when more jobs wait than
         the cluster has threads, a share of them behind it: they stay queued (the
         pool's prefetch) until the worker reports that they began."""
@@ -443,7 +446,7 @@ class DaskBackend(Backend):
             priority = job.priority
             used = 0  # payload bytes behind the first job
 
-            def fits(other: Job) -> bool:
+            def fits(other: Job[Any]) -> bool:
                 return other.priority == priority and policy.fits(payload_size(other.payload), used)
 
             for _ in range(share):
@@ -476,7 +479,7 @@ class DaskBackend(Backend):
             head = task.slots[0]
             job = head.job
             remaining = None if head.deadline is None else head.deadline - now
-            pack = [(job.job_id, head.attempt, head.deadline, remaining, None, job.payload)]
+            pack: list[Entry] = [(job.job_id, head.attempt, head.deadline, remaining, None, job.payload)]
             pack += [
                 (s.job.job_id, s.attempt, None, None, s.job.timeout, s.job.payload)
                 for s in task.slots[1:]
@@ -605,7 +608,8 @@ class DaskBackend(Backend):
 
     def _arm(self, slots: list[_Attempt]) -> None:
         for slot in slots:
-            self._deadlines.arm(slot, slot.deadline, slot.job, slot.attempt)
+            if slot.deadline is not None:  # set for each, by _begin_locked
+                self._deadlines.arm(slot, slot.deadline, slot.job, slot.attempt)
         with self._lock:
             ended = [slot for slot in slots if slot.state is not _BEGUN]
         for slot in ended:  # it ended meanwhile, maybe before it was armed
@@ -616,9 +620,9 @@ class DaskBackend(Backend):
         ``dispatcher.settle`` needs, to call once the lock is released, or None."""
         job, attempt = slot.job, slot.attempt
         outcome, value = msg.outcome, msg.value
-        if outcome is LATE:  # began past its deadline: timed out, without running
+        if outcome == LATE:  # began past its deadline: timed out, without running
             outcome, value = TIMEOUT, self.dispatcher.timeout_error(job, attempt)
-        elif outcome is SKIPPED:  # skipped there: settled already
+        elif outcome == SKIPPED:  # skipped there: settled already
             return None
         return self.dispatcher.end_locked(job, attempt, outcome, value)
 
@@ -678,7 +682,7 @@ class DaskBackend(Backend):
             if slot.job.job_id in kept
         }
         arm: list[_Attempt] = []
-        ended: list[tuple[Job, Ended]] = []
+        ended: list[tuple[Job[Any], Ended]] = []
         lost: list[_Attempt] = []
         now = time.monotonic()
         with self._lock:
@@ -708,7 +712,7 @@ class DaskBackend(Backend):
         # tombstone), or its outcome is lost: the latter fails it.
         self._settle_lost([s for s in lost if dispatcher.is_current(s.job, s.attempt)])
 
-    def _fetch(self, task: _Task) -> asyncio.Future:
+    def _fetch(self, task: _Task) -> asyncio.Future[Any]:
         """The result of a finished task (None if it could not be fetched), from the
         next batch fetch: one ``gather`` for every task that ended meanwhile."""
         waiter = self._loop.create_future()
@@ -719,7 +723,7 @@ class DaskBackend(Backend):
         return waiter
 
     async def _fetch_batches(self) -> None:
-        batch: list[tuple[_Task, asyncio.Future]] = []
+        batch: list[tuple[_Task, asyncio.Future[Any]]] = []
         try:
             while self._to_fetch:
                 batch, self._to_fetch = self._to_fetch, []
@@ -750,17 +754,17 @@ class DaskBackend(Backend):
 
     # ------------------------------------------------------------ stopping one job
 
-    def _on_deadline(self, job: Job, attempt: int) -> None:
+    def _on_deadline(self, job: Job[Any], attempt: int) -> None:
         if self.dispatcher.timed_out(job, attempt, preempted=True):
             self.stop_attempt(job, attempt)
 
-    def preempted_locked(self, job: Job) -> None:
+    def preempted_locked(self, job: Job[Any]) -> None:
         slot = job.backend_slot
         if isinstance(slot, _Attempt) and slot.attempt == job.attempt and slot.state is _BEGUN and not slot.abandoned:
             slot.abandoned = True
             self.dispatcher.add_abandoned_locked(1)
 
-    def stop_attempt(self, job: Job, attempt: int) -> None:
+    def stop_attempt(self, job: Job[Any], attempt: int) -> None:
         slot = job.backend_slot
         if isinstance(slot, _Attempt) and slot.state is _PACKED and threading.current_thread() is not self._thread:
             # Cancelled while it waited in its task: it must never begin. Return once
@@ -861,14 +865,12 @@ class DaskBackend(Backend):
         every worker, and each worker says which of them began there. Those that
         did not go back to the queue (no attempt used); the others run where they are."""
         items = [(slot.key, slot.job.job_id) for slot in slots]
-        began: set[tuple[str, int]] | None = set()
+        began: set[tuple[str, int]] | None = None  # None: unknown on some worker
         try:
             replies = await self._client.run(stop_on_worker, items, True, on_error="return")
-            for reply in replies.values():
-                if isinstance(reply, BaseException):
-                    began = None  # unknown there: leave them; the task's reports settle them
-                    break
-                began.update((key, job_id) for key, job_id in reply)
+            if not any(isinstance(reply, BaseException) for reply in replies.values()):
+                began = {(key, job_id) for reply in replies.values() for key, job_id in reply}
+            # else unknown there: leave them; the task's reports settle them
         except Exception:  # noqa: BLE001
             began = None
         with self._lock:

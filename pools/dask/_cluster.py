@@ -25,6 +25,7 @@ import select
 import subprocess
 import sys
 import time
+from typing import Any
 
 from ..exceptions import PoolBroken
 
@@ -41,6 +42,7 @@ def serve_local_cluster(workers: int, processes: bool, address_fd: int) -> None:
 
     # The pool's Retry rules govern crashed attempts, not Dask's own re-runs.
     dask.config.set({"distributed.scheduler.allowed-failures": 0})
+    layout: dict[str, Any]
     if processes:
         layout = {"n_workers": workers, "threads_per_worker": 1}
     else:
@@ -116,7 +118,8 @@ class LocalClusterProcess:
         if kill:
             self.proc.kill()
         try:
-            self.proc.stdin.close()
+            if self.proc.stdin is not None:  # (a pipe, made in __init__)
+                self.proc.stdin.close()
         except OSError:
             pass
         try:

@@ -39,6 +39,9 @@ import cloudpickle
 from ..lowlevel import JobContext, cancel_context, reset_current_context, set_current_context
 from ..remote import encode_failure, encode_result, encode_skipped
 
+#: one job of a task: (job_id, attempt, deadline, remaining, timeout, payload); see run_pack
+Entry = tuple[int, int, float | None, float | None, float | None, bytes]
+
 __all__ = ["PUSH_LIMIT", "clock_id", "forget_topic", "run_pack", "stop_on_worker"]
 
 # Outcomes up to this size ride to the pool as a scheduler event (see run_pack); the
@@ -71,7 +74,7 @@ def clock_id() -> str | None:
 
 def run_pack(
     key: str,
-    entries: list[tuple],
+    entries: list[Entry],
     *,
     clock: str | None,
     topic: str | None = None,
@@ -121,7 +124,7 @@ def run_pack(
                 kept[job_id] = out
                 break  # fetched when the task ends: begin nothing more
             nxt = _begin_next(key, entries, i + 1, begun, same_clock)
-            if worker is None:
+            if worker is None or topic is None:  # (both or neither)
                 kept[job_id] = out
                 continue
             try:
@@ -152,7 +155,7 @@ def run_pack(
     return kept, sorted(begun)
 
 
-def _push(worker: Any, topic: str, msg: list, flush: bool) -> None:
+def _push(worker: Any, topic: str, msg: list[Any], flush: bool) -> None:
     """Send one event of a task to the pool (through the scheduler). With ``flush``,
     return only once it is written on the worker's stream to the scheduler: if the
     worker process dies after that, the scheduler still reads the event (it reads a
@@ -163,7 +166,7 @@ def _push(worker: Any, topic: str, msg: list, flush: bool) -> None:
     if not flush or getattr(worker, "thread_id", None) == threading.get_ident():
         worker.log_event(topic, msg)  # queued on the worker's batched stream (sent within 2 ms)
         return
-    sent: concurrent.futures.Future = concurrent.futures.Future()
+    sent: concurrent.futures.Future[None] = concurrent.futures.Future()
     worker.loop.add_callback(_write_event, worker, {"op": "log-event", "topic": topic, "msg": msg}, sent)
     try:
         sent.result(_FLUSH_TIMEOUT)
@@ -174,7 +177,7 @@ def _push(worker: Any, topic: str, msg: list, flush: bool) -> None:
         # the kernel has not taken it yet (a stalled scheduler): go on.
 
 
-async def _write_event(worker: Any, msg: dict, sent: concurrent.futures.Future) -> None:
+async def _write_event(worker: Any, msg: dict[str, Any], sent: concurrent.futures.Future[None]) -> None:
     """(the worker's event loop) Write ``msg`` straight on the worker's stream to the
     scheduler, as a batch of one, bypassing the batching interval; then wait until the
     stream has handed it to the kernel. A message's frames enter the stream's buffer in
@@ -199,7 +202,7 @@ async def _write_event(worker: Any, msg: dict, sent: concurrent.futures.Future) 
 
 def _begin_next(
     key: str,
-    entries: list[tuple],
+    entries: list[Entry],
     i: int,
     begun: set[int],
     same_clock: bool,
@@ -215,7 +218,7 @@ def _begin_next(
             now = time.monotonic()
             if deadline is None:
                 deadline = None if timeout is None else now + timeout
-            elif not same_clock:
+            elif not same_clock and remaining is not None:  # (set with the deadline)
                 deadline = now + remaining  # another machine: another clock
             ctx = JobContext(job_id, attempt, deadline)
             _running[(key, job_id)] = ctx
@@ -230,7 +233,7 @@ def _unbegin(key: str, job_id: int, begun: set[int]) -> None:
         begun.discard(job_id)
 
 
-def _job_outcome(key: str, entry: tuple, ctx: JobContext) -> bytes:
+def _job_outcome(key: str, entry: Entry, ctx: JobContext) -> bytes:
     """Run one begun job; its outcome message (``pools.remote``), as the process
     backend's workers send it: ``encode_skipped(late=True)`` if its deadline had
     passed when its turn came."""
@@ -254,7 +257,7 @@ def _job_outcome(key: str, entry: tuple, ctx: JobContext) -> bytes:
             _running.pop((key, job_id), None)
 
 
-def stop_on_worker(items: list, revoke: bool) -> list[tuple[str, int]]:
+def stop_on_worker(items: list[tuple[str, int]], revoke: bool) -> list[tuple[str, int]]:
     """Run by ``client.run`` on every worker, on its event loop: for each ``(task
     key, job id)``, leave a tombstone so that the job never begins here, unless it
     began here already; a job running here has its context cancelled (unless

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from .._core import _live_pools
 from ..exceptions import Leaked
@@ -29,7 +30,7 @@ class Snapshot:
 
     threads: frozenset[threading.Thread]
     processes: frozenset[int]
-    tasks: frozenset[asyncio.Task]
+    tasks: frozenset[asyncio.Task[Any]]
     pools: frozenset[int]
 
 
@@ -85,7 +86,7 @@ def _descendants() -> set[int]:
     return found - _helper_pids()
 
 
-def _tasks() -> frozenset[asyncio.Task]:
+def _tasks() -> frozenset[asyncio.Task[Any]]:
     try:
         return frozenset(asyncio.all_tasks())
     except RuntimeError:  # no running loop

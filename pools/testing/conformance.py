@@ -24,6 +24,8 @@ import threading
 import time
 import traceback
 import weakref
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,7 +35,9 @@ from .. import (
     InvalidCallable,
     JobTimeout,
     NoCurrentJob,
+    Pool,
     PoolClosed,
+    PoolStats,
     QueueFull,
     Retry,
     WorkerCrashed,
@@ -46,21 +50,28 @@ from .jobs import Gate, Latch, job_for
 T = 30.0  # generous bound on any single wait: a hang fails instead of blocking
 PADDING = 128 * 1024  # bytes: more than any backlog takes ahead (pools.remote.Backlog)
 
+#: the ``make_pool`` fixture of the poolbench plugin
+MakePool = Callable[..., Pool]
 
-def _skip_unless_crash_safe(pool: Any) -> None:
+
+def _skip_unless_crash_safe(pool: Pool) -> None:
     pool.start()  # a backend may learn where it runs (a Dask cluster's workers) only then
     caps = pool.capabilities
     if not caps.survives_crashes:
         pytest.skip(caps.no_crash_recovery or f"the {pool.backend!r} backend does not survive a crashing job")
 
 
-def _skip_unless_exit_status_reported(pool: Any) -> None:
+def _skip_unless_exit_status_reported(pool: Pool) -> None:
     if not pool.capabilities.reports_exit_status:
         pytest.skip(
             f"the {pool.backend!r} backend learns only that the worker under a job died (Dask's "
             "KilledWorker), not its exit code or signal, so WorkerCrashed cannot name them; and a "
             "MemoryError there is the job's own error, since it does not end the worker"
         )
+
+
+def _append(items: list[str], item: str, _job: object) -> None:
+    items.append(item)
 
 
 class PoolConformance:
@@ -72,13 +83,13 @@ class PoolConformance:
     stop_grace: float = jobs.STOP_GRACE
 
     @pytest.fixture(autouse=True)
-    def _on_each_backend(self, pool_backend):
+    def _on_each_backend(self, pool_backend: str) -> str:
         """Puts ``pool_backend`` in every test's closure, so each runs per backend."""
         return pool_backend
 
     # ------------------------------------------------------ 1. bounded queue
 
-    def test_reject_when_full(self, make_pool):
+    def test_reject_when_full(self, make_pool: MakePool) -> None:
         pool = make_pool(workers=1, queue_size=1, overflow="reject")
         hold, echo = job_for(pool, jobs.hold), job_for(pool, jobs.echo)
         with Gate() as gate, Latch() as latch:
@@ -93,7 +104,7 @@ class PoolConformance:
             gate.open()
             assert (a.result(T), b.result(T)) == ("a", "b")
 
-    def test_block_with_wait_bound_raises_queue_full(self, make_pool):
+    def test_block_with_wait_bound_raises_queue_full(self, make_pool: MakePool) -> None:
         pool = make_pool(workers=1, queue_size=1, overflow="block")
         hold, echo = job_for(pool, jobs.hold), job_for(pool, jobs.echo)
         with Gate() as gate, Latch() as latch:
@@ -105,7 +116,7 @@ class PoolConformance:
             assert pool.stats().rejected == 1
             assert pool.stats().submitted == 2
 
-    def test_block_waits_for_room(self, make_pool):
+    def test_block_waits_for_room(self, make_pool: MakePool) -> None:
         pool = make_pool(workers=1, queue_size=1, overflow="block")
         hold, echo = job_for(pool, jobs.hold), job_for(pool, jobs.echo)
         got: list[Any] = []
@@ -123,7 +134,7 @@ class PoolConformance:
             assert not submitter.is_alive()
         assert got[0].result(T) == "blocked"
 
-    def test_queue_size_zero_is_a_direct_hand_off(self, make_pool):
+    def test_queue_size_zero_is_a_direct_hand_off(self, make_pool: MakePool) -> None:
         pool = make_pool(workers=1, queue_size=0, overflow="reject")
         hold, echo = job_for(pool, jobs.hold), job_for(pool, jobs.echo)
         with Gate() as gate, Latch() as latch:
@@ -135,7 +146,7 @@ class PoolConformance:
             assert a.result(T) == "a"
         assert pool.submit(echo, "c").result(T) == "c"
 
-    def test_map_is_lazy_ordered_and_bounded(self, make_pool):
+    def test_map_is_lazy_ordered_and_bounded(self, make_pool: MakePool) -> None:
         pool = make_pool(workers=2, queue_size=2)
         echo = job_for(pool, jobs.echo)
         results = pool.map(echo, itertools.count())  # endless input
@@ -144,7 +155,7 @@ class PoolConformance:
         assert pool.stats().submitted <= 25 + pool.workers + pool.queue_size
         assert list(pool.map(job_for(pool, jobs.add), [1, 2, 3], [10, 20, 30])) == [11, 22, 33]
 
-    def test_map_raises_the_first_failure_and_cancels_the_rest(self, make_pool):
+    def test_map_raises_the_first_failure_and_cancels_the_rest(self, make_pool: MakePool) -> None:
         pool = make_pool(workers=1, queue_size=4)
         fail_or_hold = job_for(pool, jobs.fail_or_hold)
         with Gate() as gate:
@@ -157,7 +168,7 @@ class PoolConformance:
 
     # ------------------------------------------------------ 2. priorities
 
-    def test_higher_priority_first_fifo_among_equals(self, make_pool):
+    def test_higher_priority_first_fifo_among_equals(self, make_pool: MakePool) -> None:
         pool = make_pool(workers=1, queue_size=10)
         hold, echo = job_for(pool, jobs.hold), job_for(pool, jobs.echo)
         order: list[str] = []
@@ -171,7 +182,7 @@ class PoolConformance:
             submitted = []
             for priority, name in [(0, "a"), (5, "b"), (1, "c"), (5, "d"), (9, "e"), (0, "f"), (-3, "g")]:
                 job = pool.submit(echo, name, big, priority=priority)
-                job.add_done_callback(lambda j, n=name: order.append(n))  # list.append is atomic
+                job.add_done_callback(functools.partial(_append, order, name))  # list.append is atomic
                 submitted.append(job)
             gate.open()
             blocker.result(T)
@@ -180,7 +191,7 @@ class PoolConformance:
 
     # ------------------------------------------------------ 3. timeouts
 
-    def test_timeout_stops_the_job(self, make_pool, tmp_path):
+    def test_timeout_stops_the_job(self, make_pool: MakePool, tmp_path: Path) -> None:
         pool = make_pool(workers=1)
         marker = tmp_path / "ran-on"
         job = pool.submit(
@@ -204,7 +215,7 @@ class PoolConformance:
         s = pool.stats()
         assert (s.timed_out, s.succeeded, s.abandoned) == (1, 1, 0)
 
-    def test_timeout_is_per_attempt_and_can_be_retried(self, make_pool):
+    def test_timeout_is_per_attempt_and_can_be_retried(self, make_pool: MakePool) -> None:
         pool = make_pool(workers=1)
         retry = Retry(attempts=2, backoff=0, on=(JobTimeout,))
         job = pool.submit(job_for(pool, jobs.until_stopped), timeout=0.1, retry=retry)
@@ -216,7 +227,7 @@ class PoolConformance:
 
     # ------------------------------------------------------ 4. cancellation
 
-    def test_cancel_waiting_job(self, make_pool):
+    def test_cancel_waiting_job(self, make_pool: MakePool) -> None:
         pool = make_pool(workers=1)
         hold, echo = job_for(pool, jobs.hold), job_for(pool, jobs.echo)
         with Gate() as gate, Latch() as latch:
@@ -234,7 +245,7 @@ class PoolConformance:
         s = pool.stats()
         assert (s.cancelled, s.succeeded) == (1, 1)
 
-    def test_cancel_running_job(self, make_pool, tmp_path):
+    def test_cancel_running_job(self, make_pool: MakePool, tmp_path: Path) -> None:
         pool = make_pool(workers=1)
         marker = tmp_path / "ran-on"
         with Latch() as latch:
@@ -255,7 +266,7 @@ class PoolConformance:
         assert not marker.exists(), "the cancelled job kept running"
         assert pool.stats().cancelled == 1
 
-    def test_cancel_finished_job_has_no_effect(self, make_pool):
+    def test_cancel_finished_job_has_no_effect(self, make_pool: MakePool) -> None:
         pool = make_pool(workers=1)
         job = pool.submit(job_for(pool, jobs.echo), 1)
         assert job.result(T) == 1
@@ -264,14 +275,14 @@ class PoolConformance:
 
     # ------------------------------------------------------ 5. retries
 
-    def test_retry_until_success(self, make_pool):
+    def test_retry_until_success(self, make_pool: MakePool) -> None:
         pool = make_pool(workers=2)
         job = pool.submit(job_for(pool, jobs.fail_until), 3, "ok", retry=Retry(attempts=3, backoff=0.001))
         assert job.result(T) == ("ok", 3)
         s = pool.stats()
         assert (s.retried, s.succeeded, s.failed) == (2, 1, 0)
 
-    def test_retry_gives_up_after_attempts(self, make_pool):
+    def test_retry_gives_up_after_attempts(self, make_pool: MakePool) -> None:
         pool = make_pool(workers=2)
         job = pool.submit(job_for(pool, jobs.fail_until), 5, retry=Retry(attempts=2, backoff=0.001))
         with pytest.raises(jobs.Transient, match="attempt 2 of 5"):
@@ -279,14 +290,14 @@ class PoolConformance:
         s = pool.stats()
         assert (job.attempt, s.retried, s.failed) == (2, 1, 1)
 
-    def test_retry_only_listed_exceptions(self, make_pool):
+    def test_retry_only_listed_exceptions(self, make_pool: MakePool) -> None:
         pool = make_pool(workers=1)
         job = pool.submit(job_for(pool, jobs.fail_until), 2, retry=Retry(attempts=5, backoff=0, on=(KeyError,)))
         with pytest.raises(jobs.Transient):
             job.result(T)
         assert pool.stats().retried == 0
 
-    def test_retry_backoff_holds_no_worker(self, make_pool):
+    def test_retry_backoff_holds_no_worker(self, make_pool: MakePool) -> None:
         pool = make_pool(workers=1)
         slow_retry = Retry(attempts=2, backoff=600, max_backoff=600, jitter=False)
         a = pool.submit(job_for(pool, jobs.fail_until), 2, retry=slow_retry)
@@ -311,7 +322,9 @@ class PoolConformance:
         ],
         ids=["os._exit", "SIGKILL", "segfault", "MemoryError"],
     )
-    def test_crash_fails_only_its_job(self, make_pool, crash, check):
+    def test_crash_fails_only_its_job(
+        self, make_pool: MakePool, crash: Callable[[], object], check: Callable[[WorkerCrashed], bool]
+    ) -> None:
         pool = make_pool(workers=2)
         _skip_unless_crash_safe(pool)
         _skip_unless_exit_status_reported(pool)
@@ -328,7 +341,7 @@ class PoolConformance:
         s = pool.stats()
         assert (s.crashed, s.failed, s.workers) == (1, 1, 2)
 
-    def test_crash_is_retried_when_asked(self, make_pool):
+    def test_crash_is_retried_when_asked(self, make_pool: MakePool) -> None:
         pool = make_pool(workers=1)
         _skip_unless_crash_safe(pool)
         job = pool.submit(jobs.crash_until, 2, "survived", retry=Retry(attempts=2, backoff=0, on=(WorkerCrashed,)))
@@ -338,7 +351,7 @@ class PoolConformance:
 
     # ------------------------------------------------------ 7. shutdown
 
-    def test_shutdown_stops_intake(self, make_pool):
+    def test_shutdown_stops_intake(self, make_pool: MakePool) -> None:
         pool = make_pool(workers=1)
         assert pool.submit(job_for(pool, jobs.echo), 1).result(T) == 1
         report = pool.shutdown()
@@ -347,7 +360,7 @@ class PoolConformance:
             pool.submit(job_for(pool, jobs.echo), 2)
         assert pool.shutdown() is report  # idempotent
 
-    def test_shutdown_lets_waiting_jobs_finish(self, make_pool):
+    def test_shutdown_lets_waiting_jobs_finish(self, make_pool: MakePool) -> None:
         pool = make_pool(workers=1, queue_size=5)
         hold, echo = job_for(pool, jobs.hold), job_for(pool, jobs.echo)
         with Gate() as gate, Latch() as latch:
@@ -364,7 +377,7 @@ class PoolConformance:
         assert first.result(0) == "first" and [j.result(0) for j in rest] == [0, 1, 2]
         assert (report.succeeded, report.cancelled, report.killed) == (4, (), ())
 
-    def test_shutdown_deadline_cancels_what_is_left(self, make_pool):
+    def test_shutdown_deadline_cancels_what_is_left(self, make_pool: MakePool) -> None:
         pool = make_pool(workers=1, queue_size=5)
         with Latch() as latch:
             running = pool.submit(job_for(pool, jobs.until_stopped), latch)
@@ -376,7 +389,7 @@ class PoolConformance:
         assert report.abandoned_threads == 0
         assert all(j.cancelled() for j in [running, *waiting])
 
-    def test_shutdown_cancel_pending(self, make_pool):
+    def test_shutdown_cancel_pending(self, make_pool: MakePool) -> None:
         pool = make_pool(workers=1, queue_size=5)
         hold, echo = job_for(pool, jobs.hold), job_for(pool, jobs.echo)
         with Gate() as gate, Latch() as latch:
@@ -391,7 +404,7 @@ class PoolConformance:
         assert sorted(report.cancelled) == sorted(j.job_id for j in waiting)
         assert report.killed == () and report.succeeded == 1
 
-    def test_context_manager(self, make_pool):
+    def test_context_manager(self, make_pool: MakePool) -> None:
         pool = make_pool(workers=2)
         with pool as p:
             assert p is pool
@@ -400,7 +413,7 @@ class PoolConformance:
         with pytest.raises(PoolClosed):
             pool.submit(job_for(pool, jobs.echo), "y")
 
-    def test_shutdown_of_an_unstarted_pool(self, make_pool):
+    def test_shutdown_of_an_unstarted_pool(self, make_pool: MakePool) -> None:
         pool = make_pool(workers=1)
         report = pool.shutdown()
         assert (report.succeeded, report.cancelled, report.killed) == (0, (), ())
@@ -409,7 +422,7 @@ class PoolConformance:
 
     # ------------------------------------------------------ 8. statistics
 
-    def test_stats_are_a_frozen_conserved_snapshot(self, make_pool):
+    def test_stats_are_a_frozen_conserved_snapshot(self, make_pool: MakePool) -> None:
         pool = make_pool(workers=2, queue_size=10)
         ok, bad = job_for(pool, jobs.echo), job_for(pool, jobs.fail)
         done = [pool.submit(ok, i) for i in range(6)] + [pool.submit(bad) for _ in range(2)]
@@ -419,12 +432,15 @@ class PoolConformance:
         assert (s.submitted, s.succeeded, s.failed, s.timed_out) == (9, 6, 2, 1)
         assert s.conserved() and s.finished == 9
         assert (s.busy, s.queued, s.retrying, s.rejected, s.workers, s.backend) == (0, 0, 0, 0, 2, pool.backend)
-        assert 0 <= s.queue_wait_p50 <= s.queue_wait_p95 <= s.queue_wait_p99
-        assert 0 <= s.run_time_p50 <= s.run_time_p95 <= s.run_time_p99
+        waits = (s.queue_wait_p50, s.queue_wait_p95, s.queue_wait_p99)
+        runs = (s.run_time_p50, s.run_time_p95, s.run_time_p99)
+        for p50, p95, p99 in (waits, runs):
+            assert p50 is not None and p95 is not None and p99 is not None, (waits, runs)
+            assert 0 <= p50 <= p95 <= p99, (waits, runs)
         with pytest.raises(dataclasses.FrozenInstanceError):
             s.succeeded = 0  # type: ignore[misc]
 
-    def test_stats_conserved_while_busy(self, make_pool):
+    def test_stats_conserved_while_busy(self, make_pool: MakePool) -> None:
         pool = make_pool(workers=2, queue_size=10)
         with Gate() as gate, Latch() as latch:
             held = [pool.submit(job_for(pool, jobs.hold), gate, latch) for _ in range(2)]
@@ -438,12 +454,12 @@ class PoolConformance:
 
     # ------------------------------------------------------ 9. errors
 
-    def test_job_error_is_reraised_with_job_id_and_traceback(self, make_pool):
+    def test_job_error_is_reraised_with_job_id_and_traceback(self, make_pool: MakePool) -> None:
         pool = make_pool(workers=1)
         job = pool.submit(job_for(pool, jobs.fail), "boom")
         with pytest.raises(jobs.JobFailure, match="boom") as info:
             job.result(T)
-        assert info.value.job_id == job.job_id
+        assert getattr(info.value, "job_id", None) == job.job_id  # set on the job's own exception
         text = "".join(traceback.format_exception(info.value))
         assert "raise JobFailure(message)" in text, text  # the worker's own frame
         assert job.exception() is info.value
@@ -460,7 +476,7 @@ class PoolConformance:
             ({"overflow": "drop"}, ["overflow", "'drop'", "block", "reject"]),
         ],
     )
-    def test_bad_pool_options_raise_at_once(self, pool_backend, options, words):
+    def test_bad_pool_options_raise_at_once(self, pool_backend: str, options: dict[str, Any], words: list[str]) -> None:
         with pytest.raises(InvalidArgument) as info:
             create_pool(pool_backend, **options)
         assert all(w in str(info.value) for w in words), str(info.value)
@@ -476,27 +492,29 @@ class PoolConformance:
             ({"wait": -0.5}, ["wait", "-0.5"]),
         ],
     )
-    def test_bad_submit_options_raise_at_once(self, make_pool, options, words):
+    def test_bad_submit_options_raise_at_once(
+        self, make_pool: MakePool, options: dict[str, Any], words: list[str]
+    ) -> None:
         pool = make_pool(workers=1)
         with pytest.raises(InvalidArgument) as info:
             pool.submit(job_for(pool, jobs.echo), 1, **options)
         assert all(w in str(info.value) for w in words), str(info.value)
         assert pool.stats().submitted == 0
 
-    def test_wrong_kind_of_callable_raises_at_once(self, make_pool):
+    def test_wrong_kind_of_callable_raises_at_once(self, make_pool: MakePool) -> None:
         pool = make_pool(workers=1)
         wrong = jobs.echo if pool.capabilities.runs == "coroutines" else jobs.aecho
         with pytest.raises(InvalidCallable, match="coroutine function"):
             pool.submit(wrong, 1)
         with pytest.raises(InvalidCallable, match="callable"):
-            pool.submit(42)
+            pool.submit(42)  # type: ignore[call-overload]  # not callable, on purpose
         with pytest.raises(InvalidCallable):
             pool.map(wrong, [1])
         assert pool.stats().submitted == 0
 
     # ------------------------------------------------------ the job's context
 
-    def test_current_context_inside_a_job(self, make_pool):
+    def test_current_context_inside_a_job(self, make_pool: MakePool) -> None:
         pool = make_pool(workers=1)
         info = job_for(pool, jobs.context_info)
         job = pool.submit(info)
@@ -509,11 +527,11 @@ class PoolConformance:
 
     # ------------------------------------------------------ async use
 
-    def test_async_submit_and_await(self, make_pool):
+    def test_async_submit_and_await(self, make_pool: MakePool) -> None:
         pool = make_pool(workers=1, queue_size=0)
         hold, echo = job_for(pool, jobs.hold), job_for(pool, jobs.echo)
 
-        async def main():
+        async def main() -> PoolStats:
             async with pool:
                 assert await (await pool.asubmit(echo, 5)) == 5
                 with Gate() as gate, Latch() as latch:
@@ -539,7 +557,7 @@ class PoolConformance:
 
     # ------------------------------------------------------ what a pool keeps, and callbacks
 
-    def test_an_ended_job_keeps_none_of_the_callers_objects(self, make_pool):
+    def test_an_ended_job_keeps_none_of_the_callers_objects(self, make_pool: MakePool) -> None:
         # As a concurrent.futures future, which drops its call once it ran.
         pool = make_pool(workers=1)
         ignore, hold = job_for(pool, jobs.ignore), job_for(pool, jobs.hold)
@@ -562,7 +580,7 @@ class PoolConformance:
         )
         assert done.done() and waiting.cancelled()  # the jobs themselves are still here
 
-    def test_a_blocking_done_callback_delays_no_other_deadline_or_retry(self, make_pool):
+    def test_a_blocking_done_callback_delays_no_other_deadline_or_retry(self, make_pool: MakePool) -> None:
         # A done-callback is user code: while one blocks, the pool's own threads must
         # still deliver every other job's timeout and retry (the callback stays blocked
         # until the end of the test, so a delay would show as a hang, not a slow test).
@@ -570,7 +588,7 @@ class PoolConformance:
         hold = job_for(pool, jobs.hold)
         entered, release = threading.Event(), threading.Event()
 
-        def blocking(_job):
+        def blocking(_job: object) -> None:
             entered.set()
             release.wait(T)
 
@@ -593,7 +611,7 @@ class PoolConformance:
                 release.set()
                 gate.open()
 
-    def test_job_is_a_future(self, make_pool):
+    def test_job_is_a_future(self, make_pool: MakePool) -> None:
         pool = make_pool(workers=2)
         js = [pool.submit(job_for(pool, jobs.echo), i) for i in range(5)]
         assert all(isinstance(j, concurrent.futures.Future) for j in js)

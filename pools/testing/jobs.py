@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._context import current_context
+from .._future import resolve_quietly
 
 __all__ = ["STOP_GRACE", "Gate", "JobFailure", "Latch", "Transient", "job_for"]
 
@@ -54,7 +55,7 @@ class Gate:
         self._fd: int | None = fd
         self._event: threading.Event | None = threading.Event()
         self._lock = threading.Lock()
-        self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
+        self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     def __getstate__(self) -> dict[str, Any]:
         return {"path": self.path}
@@ -75,7 +76,7 @@ class Gate:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         for loop, fut in waiters:
             try:
-                loop.call_soon_threadsafe(lambda f=fut: f.done() or f.set_result(None))
+                loop.call_soon_threadsafe(resolve_quietly, fut)
             except RuntimeError:
                 pass
 
@@ -385,7 +386,7 @@ async def aignore(*args: Any) -> None:
     pass
 
 
-_ASYNC = {
+_ASYNC: dict[Callable[..., Any], Callable[..., Any]] = {
     echo: aecho,
     add: aadd,
     fail: afail,

@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from .. import InvalidArgument, available_backends, create_pool
+from .. import InvalidArgument, Pool, available_backends, create_pool
 from . import bench
 from ._leaks import find_leaks, snapshot
 
@@ -49,10 +49,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture
-def make_pool(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
-    made: list[Any] = []
+def make_pool(request: pytest.FixtureRequest) -> Iterator[Callable[..., Pool]]:
+    made: list[Pool] = []
 
-    def factory(backend: str | None = None, **options: Any):
+    def factory(backend: str | None = None, **options: Any) -> Pool:
         if backend is None:
             backend = request.getfixturevalue("pool_backend")
         pool = create_pool(backend, **options)
