@@ -84,11 +84,13 @@ class CallbackRunner:
     def stop(self, deadline: float | None) -> bool:
         """Let the queued callbacks run (until ``deadline``, a ``time.monotonic()``
         value, or for as long as they take), then end the thread; True if it ended.
-        Called from a callback (one that shut its pool down), the thread ends after it."""
+        Called from a callback (one that shut its pool down), it does not wait: the
+        callbacks queued behind that one can only run on this very thread, which runs
+        them after it and then ends."""
         with self._lock:
             thread = self._thread
             here = thread is threading.current_thread()
-            while self._pending > here:
+            while self._pending and not here:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     break

@@ -30,6 +30,7 @@ import contextvars
 import heapq
 import inspect
 import itertools
+import logging
 import math
 import os
 import threading
@@ -73,18 +74,26 @@ SUCCEEDED, FAILED, CANCELLED, TIMED_OUT = (
 )
 OK, ERROR, TIMEOUT, CRASH = Outcome.OK, Outcome.ERROR, Outcome.TIMEOUT, Outcome.CRASH
 
-_live_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
+_live_pools: weakref.WeakSet[Pool] = weakref.WeakSet()  # started and not shut down
+_live_lock = threading.Lock()  # a WeakSet cannot be listed while another thread changes it
+_log = logging.getLogger("pools")
 
 _RESERVOIR = 8192  # latest samples kept for the percentiles in stats()
 CANCEL_GRACE = 1.0  # seconds that shutdown(timeout=T) gives stopped jobs to end, after T
+EXIT_CALLBACKS_WAIT = 5.0  # seconds the last done-callbacks get at interpreter exit
 
 
 def _make_backend(cls: type[Backend], dispatcher: Dispatcher, workers: int | None, options: dict[str, Any]) -> Backend:
     # An unknown option is named with the valid ones, not left to a TypeError.
-    keyword_only = inspect.Parameter.KEYWORD_ONLY
+    named = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     params = inspect.signature(cls).parameters
+    if "backend" in options:
+        raise InvalidArgument(
+            f"the backend is Pool's first argument, given by position: Pool({options['backend']!r}, ...) "
+            "or pools.create_pool(...)"
+        )
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        own = [name for name, p in params.items() if p.kind is keyword_only and name != "workers"]
+        own = [name for name, p in params.items() if p.kind in named and name not in ("dispatcher", "workers")]
         unknown = [key for key in options if key not in own]
         if unknown:
             raise InvalidArgument(
@@ -127,8 +136,11 @@ class Pool:
             raise UnknownBackend(
                 f"backend must be a registered name or a pools.lowlevel.Backend subclass, got {backend!r}"
             )
-        if workers is not None:
-            check_int("workers", workers, minimum=1)
+        if not isinstance(getattr(cls, "capabilities", None), Capabilities):
+            raise InvalidArgument(
+                f"backend {self.backend!r} ({cls.__qualname__}) declares no capabilities: give the class a "
+                "'capabilities = pools.lowlevel.Capabilities(...)' attribute"
+            )
         self.workers = check_int("workers", cls.default_workers() if workers is None else workers, minimum=1)
         self.queue_size = check_int("queue_size", queue_size, minimum=0)
         if overflow not in OVERFLOW_POLICIES:
@@ -188,11 +200,15 @@ class Pool:
                 return self
             if self._state is not _NEW:
                 raise PoolClosed(f"pool {self.name} was shut down; create a new pool")
+            # Listed before the exit flag is read: the exit hook sets the flag before it
+            # lists the pools, so either it sees this pool (and shuts it down once this
+            # start lets go of the shutdown lock) or this start sees the flag.
+            with _live_lock:
+                _live_pools.add(self)
             if _exiting:
                 # Its workers would never run the job: the exit hook that finishes
                 # the pools' jobs has run already (concurrent.futures refuses too).
-                with self._lock:
-                    self._state = _CLOSED
+                self._never_started()
                 raise PoolClosed(
                     f"pool {self.name} cannot start after interpreter shutdown began: submit "
                     "before the main thread ends, or shut the pool down in your own exit hook"
@@ -201,16 +217,20 @@ class Pool:
             try:
                 self._impl.start()
             except BaseException:
-                with self._lock:
-                    self._state = _CLOSED
+                self._never_started()
                 raise
             self._workers_started = True
             with self._lock:
                 # Open only now: a submit racing this start waits in start() above
                 # instead of queueing a job that no worker exists for yet.
                 self._state = _OPEN
-        _live_pools.add(self)
         return self
+
+    def _never_started(self) -> None:
+        with self._lock:
+            self._state = _CLOSED
+        with _live_lock:
+            _live_pools.discard(self)
 
     def __enter__(self) -> Pool:
         return self.start()
@@ -673,10 +693,11 @@ class Pool:
         long, and the garbage collector would walk them again and again. A backend
         still stopping the attempt (``keep_slot``) reads its ``backend_slot`` after
         this; a worker that took the job reads ``fn`` and ``args`` before it
-        checks that the job is still running (see the thread backend)."""
-        job.fn = job.args = job.submitter_context = None
+        checks that the job is still running (see the thread backend), and a
+        backend reads ``payload`` only under the lock, to send the job."""
+        job.fn = job.args = job.submitter_context = job.payload = None
         if not keep_slot:
-            job.payload = job.backend_slot = None
+            job.backend_slot = None
 
     def _settle_ended(self, job: Job[Any], ended: Ended) -> None:
         """The other half (lock not held): resolve the future, or arm the retry."""
@@ -745,7 +766,7 @@ class Pool:
             else:
                 self._failed += 1
             del self._live[job.job_id]
-            self._release_locked(job, keep_slot=True)
+            self._release_locked(job, keep_slot=stop)  # the backend's stop_attempt may read them
             attempt = job.attempt
             self._wake_room_locked()
             self._check_drained_locked()
@@ -918,8 +939,13 @@ class Pool:
         report = self._shut_down(timeout, cancel_pending)
         # The done-callbacks of the last jobs run before shutdown returns. Waited for
         # outside the shutdown lock: a callback that calls shutdown() gets the report
-        # instead of waiting for the lock that this wait holds.
-        self._callback_runner.stop(self._callbacks_deadline)
+        # instead of waiting for the lock that this wait holds. At interpreter exit a
+        # callback that never returns must not hang the exit: it gets a bounded wait
+        # (its thread is a daemon).
+        deadline = self._callbacks_deadline
+        if deadline is None and _exiting:
+            deadline = time.monotonic() + EXIT_CALLBACKS_WAIT
+        self._callback_runner.stop(deadline)
         return report
 
     def _shut_down(self, timeout: float | None, cancel_pending: bool) -> ShutdownReport:
@@ -960,7 +986,8 @@ class Pool:
                     time.monotonic() - t0,
                 )
             self._report = report
-            _live_pools.discard(self)
+            with _live_lock:
+                _live_pools.discard(self)
             return report
 
     def _wait_drained(self, deadline: float | None) -> None:
@@ -981,21 +1008,35 @@ class Pool:
 _exiting = False  # the interpreter is exiting: no pool starts any more
 
 
+def live_pools() -> list[Pool]:
+    """The pools started and not shut down (for the leak checker)."""
+    with _live_lock:
+        return list(_live_pools)
+
+
 def _shutdown_live_pools() -> None:
     # Like concurrent.futures: a program that ends without shutting its pools down
     # still finishes their jobs. Ctrl-C here interrupts the wait; every worker
     # thread is a daemon and every worker process is killed, so exit never hangs.
+    # It runs inside threading's own shutdown: an error here must not keep the other
+    # pools from being shut down, nor the program's non-daemon threads from being joined.
     global _exiting
     _exiting = True
-    live = list(_live_pools)
+    live = live_pools()
     for pool in live:  # all stop taking jobs first: one pool's job may not feed another for ever
-        with pool._lock:
-            pool._close_reason = pool._close_reason or (
-                f"pool {pool.name} was shut down when the interpreter began to exit, and takes no new jobs"
-            )
-            pool._close_intake_locked()
+        try:
+            with pool._lock:
+                pool._close_reason = pool._close_reason or (
+                    f"pool {pool.name} was shut down when the interpreter began to exit, and takes no new jobs"
+                )
+                pool._close_intake_locked()
+        except Exception:  # noqa: BLE001 - reported, and the exit goes on
+            _log.exception("poolbench: could not close pool %s at exit", pool.name)
     for pool in live:
-        pool.shutdown(wait=True)
+        try:
+            pool.shutdown(wait=True)
+        except Exception:  # noqa: BLE001 - reported, and the exit goes on
+            _log.exception("poolbench: shutting pool %s down at exit failed", pool.name)
 
 
 # As concurrent.futures does: registered with threading, not atexit, so that it runs
@@ -1008,10 +1049,17 @@ try:
 except RuntimeError:  # imported while the interpreter exits (in an atexit hook)
     _exiting = True
 
+
 # A forked child (a "fork" worker process, or the user's own os.fork()) inherits copies
 # of this process's pools, whose threads did not come along and whose worker processes
 # are its siblings: at its exit the hook above must not drain or kill them.
-os.register_at_fork(after_in_child=_live_pools.clear)
+def _forget_parents_pools() -> None:
+    global _live_lock
+    _live_lock = threading.Lock()  # another thread of the parent may have held it
+    _live_pools.clear()
+
+
+os.register_at_fork(after_in_child=_forget_parents_pools)
 
 
 def create_pool(backend: str = "thread", **options: Any) -> Pool:

@@ -120,7 +120,8 @@ class LazyFuture(concurrent.futures.Future[T], Generic[T]):
             _call_each(self, [cb for cb in callbacks if _is_waker(cb)])
             later = [cb for cb in callbacks if not _is_waker(cb)]
             if later:
-                self._defer(functools.partial(_call_each, self, later))
+                self._deferred = True  # until they ran: a callback added meanwhile runs after them
+                self._defer(functools.partial(_call_deferred, self, later))
         else:
             _call_each(self, callbacks)
 
@@ -139,6 +140,9 @@ class LazyFuture(concurrent.futures.Future[T], Generic[T]):
             with cond:
                 if self._keep_callback(fn):
                     return
+        if getattr(self, "_deferred", False):
+            self._defer(functools.partial(_call_deferred, self, [fn]))  # in order, after those
+            return
         try:
             fn(self)
         except Exception:  # noqa: BLE001 - logged and lost, as concurrent.futures does
@@ -353,8 +357,24 @@ def _call_each(job: concurrent.futures.Future[Any], callbacks: list[DoneCallback
             concurrent.futures._base.LOGGER.exception("exception calling callback for %r", job)
 
 
+def _call_deferred(future: Any, callbacks: list[DoneCallback]) -> None:
+    try:
+        _call_each(future, callbacks)
+    finally:
+        future._deferred = False
+
+
 def _is_waker(callback: DoneCallback) -> bool:
-    return type(callback) is functools.partial and callback.func is _wake_awaiter
+    """A callback that only wakes an awaiter (pool code, quick): ``await job``'s, and
+    the one ``asyncio.wrap_future`` chains, which only schedules on the awaiting loop."""
+    if type(callback) is functools.partial:
+        return callback.func is _wake_awaiter
+    return getattr(callback, "__qualname__", None) == _WRAP_FUTURE_CALLBACK
+
+
+#: asyncio.wrap_future's callback on the wrapped concurrent future (asyncio internals,
+#: checked by tests/test_job_future.py)
+_WRAP_FUTURE_CALLBACK = "_chain_future.<locals>._call_set_state"
 
 
 def _wake_awaiter(loop: asyncio.AbstractEventLoop, woken: asyncio.Future[None], _job: object) -> None:

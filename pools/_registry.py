@@ -11,6 +11,7 @@ import importlib.util
 from dataclasses import dataclass
 
 from ._backend import Backend
+from ._types import Capabilities
 from .exceptions import BackendUnavailable, InvalidArgument, UnknownBackend
 
 __all__ = ["available_backends", "backend_class", "register_backend", "registered_backends"]
@@ -44,6 +45,11 @@ def register_backend(
             raise InvalidArgument(f"backend target must look like 'package.module:BackendClass', got {target!r}")
     elif not (isinstance(target, type) and issubclass(target, Backend)):
         raise InvalidArgument(f"backend target must be a pools.lowlevel.Backend subclass or its path, got {target!r}")
+    elif not isinstance(getattr(target, "capabilities", None), Capabilities):
+        raise InvalidArgument(
+            f"backend {name!r} ({target.__qualname__}) declares no capabilities: give the class a "
+            "'capabilities = pools.lowlevel.Capabilities(...)' attribute"
+        )
     _REGISTRY[name] = _Entry(name, target, tuple(requires), extra)
 
 

@@ -1005,13 +1005,13 @@ def q_leaks(data: RunData) -> Question:
     situations: list[str] = []
     for b in backends:
         per: dict[str, list] = {}
-        found = _findings(data, "leaks", "", b)
-        for f in found:
+        repeats = _findings(data, "leaks", "", b)
+        for f in repeats:
             for k, v in f.caught.items():
                 per.setdefault(k, []).append(v)
         caught[b] = {k: _med(v) for k, v in per.items()}
         # what the pool itself said it left running: the truth the checker is held to
-        left_running[b] = _med([f.abandoned_threads_reported for f in found])
+        left_running[b] = _med([f.abandoned_threads_reported for f in repeats])
         situations = list(dict.fromkeys(situations + list(per)))
 
     def found(situation: str, b: str) -> str:

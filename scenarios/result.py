@@ -71,7 +71,7 @@ class Result:
 
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        if dataclasses.is_dataclass(self.findings):
+        if dataclasses.is_dataclass(self.findings) and not isinstance(self.findings, type):
             out["findings"] = dataclasses.asdict(self.findings)
         return out
 

@@ -187,15 +187,16 @@ def _calibrate(sc: Scenario, mix: list[Workload]) -> Scenario:
     of each function, so that ``load`` (a multiple of capacity) is a rate."""
     means = []
     for work in mix:
-        fn = work.sync or work.coro
+        # `is None`, not truth: a callable object may be false (one with an empty __len__)
+        sync, coro = work.sync, work.coro
         took, calls = 0.0, 0
         for args in work.args:
             start = time.perf_counter()
             try:
-                if work.sync is not None:
-                    fn(*args)
-                else:
-                    asyncio.run(fn(*args))
+                if sync is not None:
+                    sync(*args)
+                elif coro is not None:
+                    asyncio.run(coro(*args))
             except Exception as e:  # the user's function, timed before the run: its failure stops it here
                 raise ScenarioError(
                     f"scenario {sc.name!r}: load is a multiple of capacity, which needs the jobs' mean duration, "

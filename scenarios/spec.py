@@ -41,6 +41,7 @@ from importlib import resources
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from . import experiments
 from .imports import LoadError
@@ -92,7 +93,7 @@ class ImplSpec(_Strict):
 
     name: str = Field(min_length=1)
     options: dict[str, Any] = Field(default_factory=dict)
-    label: str | None = Field(None, min_length=1, max_length=80)
+    label: str | None = Field(default=None, min_length=1, max_length=80)
 
     @classmethod
     def parse(cls, text: str) -> ImplSpec:
@@ -137,8 +138,8 @@ class Target(_Strict):
     impl: str
     versus: str | None = None
     metric: Literal["throughput", "lat_p50_ms", "lat_p99_ms", "mb_per_100k"] = "throughput"
-    at_least: float | None = Field(None, gt=0)
-    at_most: float | None = Field(None, gt=0)
+    at_least: float | None = Field(default=None, gt=0)
+    at_most: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _one_bound(self) -> Target:
@@ -159,20 +160,20 @@ class Scenario(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][\w.-]*$", max_length=64)
     description: str = ""
     #: the job mix (TOML: [[workload]] tables); experiments other than load and memory need none
-    workloads: tuple[WorkloadSpec, ...] = Field((), alias="workload")
-    jobs: int = Field(2000, gt=0)
+    workloads: tuple[WorkloadSpec, ...] = Field(default=(), alias="workload")
+    jobs: int = Field(default=2000, gt=0)
     arrival: Literal["closed", "serial", "map", "fixed", "poisson", "bursty"] = "closed"
     #: open loop: offered load as a multiple of capacity (workers / mean job seconds) ...
-    load: float | None = Field(None, gt=0, allow_inf_nan=False)
+    load: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     #: ... or as jobs per second
-    rate: float | None = Field(None, gt=0, allow_inf_nan=False)
-    burst: int = Field(50, gt=0)  # bursty: jobs per burst (bursts at the average rate)
-    workers: int = Field(4, gt=0)
-    queue_size: int = Field(100, ge=0)
+    rate: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    burst: int = Field(default=50, gt=0)  # bursty: jobs per burst (bursts at the average rate)
+    workers: int = Field(default=4, gt=0)
+    queue_size: int = Field(default=100, ge=0)
     overflow: Literal["block", "reject"] = "block"
-    wait: float | None = Field(None, ge=0, allow_inf_nan=False)  # block with a bound, then QueueFull
-    timeout: float | None = Field(None, gt=0, allow_inf_nan=False)  # per attempt, given to every job
-    retries: int = Field(0, ge=0)  # extra attempts (Retry(attempts=1+retries))
+    wait: float | None = Field(default=None, ge=0, allow_inf_nan=False)  # block with a bound, then QueueFull
+    timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # per attempt, given to every job
+    retries: int = Field(default=0, ge=0)  # extra attempts (Retry(attempts=1+retries))
     priorities: tuple[Priority, ...] = (Priority(weight=1.0, priority=0),)
     #: our pools run every job with priority= (alternating 0 and 1) and timeout=60 s (never
     #: reached), as their users keep them; the contenders have neither (`poolbench contenders`)
@@ -186,10 +187,10 @@ class Scenario(_Strict):
     #: the implementations it runs when the run names none (None: the run's default)
     implementations: tuple[ImplSpec, ...] | None = None
     #: what our implementations must reach against the others (TOML: [[target]] tables; the report checks them)
-    targets: tuple[Target, ...] = Field((), alias="target")
+    targets: tuple[Target, ...] = Field(default=(), alias="target")
     #: mean duration of one job of the mix in ms, measured by the runner for the user's
     #: functions when `load` needs it
-    job_ms: float | None = Field(None, gt=0, allow_inf_nan=False)
+    job_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
     @field_validator("implementations", mode="before")
     @classmethod
@@ -247,11 +248,16 @@ class Scenario(_Strict):
         built-in types' parameters; None when neither says it."""
         if self.job_ms is not None:
             return self.job_ms / 1000
-        known = [(w.weight, w.known_ms) for w in self.workloads]
-        if not known or any(ms is None for _, ms in known):
+        known: list[tuple[float, float]] = []
+        for w in self.workloads:
+            ms = w.known_ms
+            if ms is None:
+                return None
+            known.append((w.weight, ms))
+        if not known:
             return None
-        total = sum(w for w, _ in known)
-        return sum(w * ms for w, ms in known) / total / 1000
+        total = sum(weight for weight, _ in known)
+        return sum(weight * ms for weight, ms in known) / total / 1000
 
     def needs_duration(self) -> bool:
         """Whether the offered rate depends on a duration the runner must measure."""
@@ -347,7 +353,7 @@ def _first_message(e: ValidationError) -> str:
     return _message(e.errors(include_url=False)[0])
 
 
-def _message(err: dict[str, Any]) -> str:
+def _message(err: ErrorDetails) -> str:
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "tagged-union"))))
     # pydantic names the branch of a union it tried ("str", "list[any]"): the field is what the user wrote
     loc = tuple(p for p in loc if p not in ("str", "list[any]", "dict[str,any]"))

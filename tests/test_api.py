@@ -111,6 +111,20 @@ def test_an_unknown_backend_option_is_named_with_the_valid_ones():
         pools.create_pool("thread", color="red")
 
 
+def test_pool_names_the_mistakes_of_its_backend_argument():
+    with pytest.raises(pools.InvalidArgument, match="first argument"):
+        pools.Pool(backend="process")  # type: ignore[call-arg]
+    from pools.lowlevel import Backend
+
+    class NoCapabilities(Backend):  # type: ignore[misc]
+        name = "nocaps"
+
+    with pytest.raises(pools.InvalidArgument, match="declares no capabilities"):
+        pools.Pool(NoCapabilities)
+    with pytest.raises(pools.InvalidArgument, match="declares no capabilities"):
+        pools.register_backend("nocaps", NoCapabilities)
+
+
 def test_capabilities_are_one_frozen_value_read_without_starting_the_pool():
     pool = pools.create_pool("process", workers=1)
     caps = pool.capabilities

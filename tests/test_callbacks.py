@@ -1,6 +1,7 @@
 """Done-callbacks: user code that never holds up the threads that deliver deadlines
 and results (the conformance suite checks the timer's side on every backend)."""
 
+import asyncio
 import logging
 import threading
 
@@ -88,3 +89,79 @@ def test_a_callback_may_shut_its_own_pool_down(make_pool, backend):
         gate.open()
         final = pool.shutdown(timeout=T)
     assert final.timed_out == 1 and reports and reports[0].timed_out == 1
+
+
+def test_a_callback_may_shut_the_pool_down_while_others_wait_behind_it(make_pool):
+    # The callbacks queued behind it can only run on the same thread, after it:
+    # its shutdown() must not wait for them.
+    pool = make_pool("thread", workers=2)
+    entered, go, done = threading.Event(), threading.Event(), threading.Event()
+    reports: list[pools.ShutdownReport] = []
+
+    def first(_job):
+        entered.set()
+        go.wait(T)
+        reports.append(pool.shutdown())  # no timeout: it would wait for ever
+
+    with Gate() as gate:
+        a = pool.submit(jobs.hold, gate, timeout=0.05)
+        a.add_done_callback(first)
+        assert entered.wait(T)
+        b = pool.submit(jobs.hold, gate, timeout=0.05)
+        b.add_done_callback(lambda j: done.set())
+        with pytest.raises(pools.JobTimeout):
+            b.result(T)  # settled: its callback now waits behind `first`
+        gate.open()
+        go.set()
+        assert done.wait(T), "the callback queued behind the one that shut the pool down never ran"
+    assert reports and reports[0].timed_out == 2
+
+
+def test_asyncio_wrap_future_wakes_at_the_deadline_while_a_callback_blocks(make_pool):
+    # wrap_future's own callback only schedules the awaiting loop: it runs where the
+    # job was settled, not behind user callbacks on the callback thread.
+    pool = make_pool("thread", workers=3)
+    entered, release = threading.Event(), threading.Event()
+
+    def blocking(_job):
+        entered.set()
+        release.wait(T)
+
+    async def main(gate):
+        first = pool.submit(jobs.hold, gate, timeout=0.05)
+        first.add_done_callback(blocking)
+        await asyncio.to_thread(entered.wait, T)
+        second = pool.submit(jobs.hold, gate, timeout=0.2)
+        with pytest.raises(pools.JobTimeout):  # well before the blocking callback gives up (T)
+            await asyncio.wait_for(asyncio.wrap_future(second), T / 3)
+        return release.is_set()
+
+    with Gate() as gate:
+        try:
+            assert asyncio.run(main(gate)) is False  # woken while the callback still blocked
+        finally:
+            release.set()
+            gate.open()
+
+
+def test_a_callback_added_after_the_end_runs_after_the_earlier_ones(make_pool):
+    pool = make_pool("thread", workers=1)
+    order: list[str] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def first(_job):
+        entered.set()
+        release.wait(T)
+        order.append("first")
+
+    late_ran = threading.Event()
+    with Gate() as gate:
+        job = pool.submit(jobs.hold, gate, timeout=0.05)
+        job.add_done_callback(first)
+        assert entered.wait(T) and job.done()
+        job.add_done_callback(lambda j: (order.append("late"), late_ran.set()))  # the job ended already
+        assert order == []  # not run at once, ahead of the one still running
+        release.set()
+        assert late_ran.wait(T)
+        gate.open()
+    assert order == ["first", "late"]

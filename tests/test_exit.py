@@ -150,3 +150,89 @@ def test_a_pool_started_during_interpreter_exit_refuses_the_job(tmp_path):
     assert lines[1].startswith("refused: ") and "after interpreter shutdown" in lines[1]
     assert "late job finished" not in done.stdout and "accepted" not in done.stdout
     assert done.stderr == ""
+
+
+def test_a_job_submitted_while_the_main_thread_ends_runs_or_is_refused_never_lost(tmp_path):
+    # A non-daemon thread starts a pool and submits just as the exit hook runs: the
+    # pool either is shut down by the hook (its jobs finish) or refuses the job.
+    for _ in range(3):
+        done = run_program(
+            tmp_path,
+            """
+            import sys, threading, time, pools
+
+            def job(i):
+                time.sleep(0.2)
+                sys.stdout.write(f"finished {i}\\n")  # one write: threads print at once
+
+            pool = pools.create_pool("thread", workers=1)
+
+            def producer():
+                for i in range(3):
+                    try:
+                        pool.submit(job, i)
+                    except pools.PoolClosed:
+                        sys.stdout.write(f"refused {i}\\n")
+
+            threading.Thread(target=producer).start()  # not a daemon: it outlives the main thread
+            """,
+        )
+        assert done.returncode == 0 and done.stderr == "", done.stderr
+        said = sorted(line.split()[1] for line in done.stdout.splitlines())
+        assert said == ["0", "1", "2"], done.stdout  # each job finished or refused, once
+
+
+def test_a_failing_pool_shutdown_at_exit_spares_the_other_pools_and_threads(tmp_path):
+    # The hook runs inside threading's own shutdown: one pool's error must not skip
+    # the other pools, nor the joining of the program's non-daemon threads.
+    done = run_program(
+        tmp_path,
+        """
+        import sys, threading, time, pools
+        from pools.thread import ThreadBackend
+
+        class BadStop(ThreadBackend):
+            name = "badstop"
+
+            def stop(self, deadline):
+                super().stop(deadline)
+                raise OSError("stop failed")
+
+        def job(i):
+            time.sleep(0.1)
+            sys.stdout.write(f"job {i}\\n")  # one write: threads print at once
+
+        bad = pools.Pool(BadStop, workers=1)
+        good = pools.create_pool("thread", workers=1)
+        bad.submit(job, "bad")
+        for i in range(2):
+            good.submit(job, i)
+
+        def user():
+            time.sleep(0.5)
+            print("user thread finished", flush=True)
+
+        threading.Thread(target=user).start()
+        """,
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.splitlines()) == ["job 0", "job 1", "job bad", "user thread finished"]
+    assert "OSError: stop failed" in done.stderr and "at exit failed" in done.stderr
+
+
+def test_a_done_callback_that_never_returns_cannot_hang_the_exit(tmp_path):
+    done = run_program(
+        tmp_path,
+        """
+        import threading, pools
+        from pools.testing.jobs import echo
+
+        if __name__ == "__main__":
+            pool = pools.create_pool("process", workers=1)
+            job = pool.submit(echo, 1)
+            job.add_done_callback(lambda j: threading.Event().wait())  # on the callback thread
+            assert job.result(30) == 1
+            print("main thread ends", flush=True)
+        """,
+    )
+    assert (done.returncode, done.stdout) == (0, "main thread ends\n"), done.stderr

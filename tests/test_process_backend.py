@@ -3,6 +3,7 @@
 import functools
 import gc
 import os
+import pickle
 import time
 import weakref
 
@@ -46,6 +47,20 @@ def test_a_result_whose_pickling_raises_system_exit_fails_the_job_not_the_worker
     assert pool.submit(jobs.context_info).result(T)["pid"] == pid
     s = pool.stats()
     assert (s.crashed, s.failed, s.succeeded) == (0, 1, 2)
+
+
+def test_a_result_whose_unpickling_raises_system_exit_fails_only_its_job(make_pool):
+    # Unpickled on the pool's manager thread: a SystemExit there broke the whole pool.
+    pool = make_pool("process", workers=2)
+    with jobs.Gate() as gate, jobs.Latch() as latch:
+        other = pool.submit(jobs.hold, gate, latch, "other")
+        assert latch.wait(1, T)
+        err = pool.submit(jobs.returns_exit_at_unpickle).exception(T)
+        gate.open()
+        assert other.result(T) == "other"
+    assert isinstance(err, pickle.UnpicklingError) and "SystemExit" in str(err)
+    assert pool.submit(jobs.echo, 1).result(T) == 1  # the pool goes on
+    assert pool.stats().failed == 1
 
 
 def test_the_pool_does_not_keep_the_last_callable_alive(make_pool):

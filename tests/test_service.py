@@ -466,6 +466,8 @@ def test_a_job_is_shown_finished_only_with_its_result(make_pool):
         store.add(job, "echo")
         job.add_done_callback(slow_callback)  # runs before the store hears of the end
         job.add_done_callback(store.finish)
+        stored = threading.Event()
+        job.add_done_callback(lambda j: stored.set())  # callbacks run in order: after store.finish
         gate.open()
         assert entered.wait(10)
         try:
@@ -473,7 +475,7 @@ def test_a_job_is_shown_finished_only_with_its_result(make_pool):
             assert json.loads(store.describe(job.job_id))["status"] == "running"
         finally:
             release.set()
-    job.result(10)
+    assert stored.wait(10)  # result() may wake before the callbacks have run
     info = json.loads(store.describe(job.job_id))
     assert (info["status"], info["result"]) == ("succeeded", "done")
 

@@ -373,3 +373,49 @@ def test_the_built_in_scenarios_are_files_of_the_users_format():
         files = sorted((ROOT / "scenarios" / folder).glob("*.toml"))
         assert [spec.load_file(f).name for f in files] == list(spec.names(group))
     assert "contenders.noop" in spec.names("contenders") and "cpu" in spec.names()
+
+
+FALSE_CALLABLE = '''
+import time
+
+
+class Lookup:
+    """A callable with a length: empty, so false, and callable all the same."""
+
+    def __len__(self):
+        return 0
+
+    def __call__(self, n):
+        time.sleep(0.005)
+        return n
+
+
+lookup = Lookup()
+
+
+async def alookup(n):
+    return n
+'''
+
+
+@pytest.mark.parametrize("with_coro", [False, True], ids=["alone", "with_coro"])
+def test_load_times_a_callable_that_is_false(tmp_path, monkeypatch, with_coro):
+    """A run at `load` times the user's function first (its mean duration makes the
+    rate). A callable object that is false (an empty ``__len__``) is its plain form
+    all the same: it is timed, not replaced by nothing (a TypeError stopping the run)
+    or by its coroutine form (called without being awaited: a duration of ~0)."""
+    from scenarios import runner
+
+    module = f"falsejobs_{with_coro:d}"
+    (tmp_path / f"{module}.py").write_text(FALSE_CALLABLE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    workload = {"fn": f"{module}:lookup", "args": [[1]]} | ({"coro": f"{module}:alookup"} if with_coro else {})
+    sc = spec.parse(
+        {"name": "false", "jobs": 10, "workers": 1, "arrival": "poisson", "load": 1.0, "workload": [workload]}, "t"
+    )
+    assert sc.needs_duration()
+    work = runner.plan(runner.RunOptions(scenarios=[sc], implementations=["thread"]))
+    job_ms = work.scenarios[0].job_ms
+    assert job_ms is not None and job_ms >= 4, job_ms  # each call sleeps 5 ms
+    sys.modules.pop(module, None)

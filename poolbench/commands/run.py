@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from typing import Any, TypedDict
 
 from poolbench._cliargs import positive_float, positive_int
 
@@ -24,8 +24,15 @@ DESCRIPTION = (
     "(our backends, the contenders, your Executor): each measurement in a fresh process, repeats interleaved, "
     "results in SQLite, then the report, which opens with a recommendation for your workload."
 )
+
+
+class _Defaults(TypedDict):
+    jobs: int
+    workers: tuple[int, ...]
+
+
 #: the scenario made from --workload, unless told otherwise
-WORKLOAD_DEFAULTS = {"jobs": 500, "workers": (1, 2, 4, 8)}
+WORKLOAD_DEFAULTS: _Defaults = {"jobs": 500, "workers": (1, 2, 4, 8)}
 
 
 class _Workload(argparse.Action):
@@ -38,11 +45,17 @@ class _Workload(argparse.Action):
 
 
 class _OfLastWorkload(argparse.Action):
-    def __call__(self, parser, namespace, values, option_string=None):
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
         workloads = getattr(namespace, "workloads", None)
         if not workloads:
             parser.error(f"{option_string} belongs to a workload: give it after the --workload it is for")
-        key = option_string.lstrip("-")
+        key = self.dest  # "args" of --args, "weight" of --weight
         if key in workloads[-1]:
             parser.error(f"{option_string} given twice for --workload {workloads[-1]['fn']}")
         if key == "args" and values.lstrip().startswith("["):

@@ -86,13 +86,15 @@ def request_type(registry: jobtypes.Registry) -> Any:
     ``/openapi.json`` shows every type's model."""
     variants = []
     for jt in registry.values():
+        # a Literal of a name known at run time: a type no annotation can state, so Any
+        tag: Any = Literal[jt.name]
         variants.append(
             create_model(
                 f"Job_{re.sub(r'[^A-Za-z0-9_]', '_', jt.name)}",
                 __base__=JobFields,
                 __doc__=f"A {jt.name!r} job: {jt.doc}" if jt.doc else f"A {jt.name!r} job.",
                 __validators__={"_no_data": field_validator("data", mode="before")(_no_data_is_empty)},
-                type=(Literal[jt.name], Field(description=jt.doc or jt.name)),
+                type=(tag, Field(description=jt.doc or jt.name)),
                 data=(
                     jt.model,
                     Field(default_factory=dict, validate_default=True, description=f"the parameters of {jt.name!r}"),

@@ -461,7 +461,9 @@ class DaskBackend(Backend):
 
     def _submit(self, priority: int, tasks: list[_Task]) -> None:
         """Send tasks of one priority to the cluster, as one graph."""
-        with self._lock:
+        now = time.monotonic()
+        entries = []
+        with self._lock:  # payloads read under it: a job that ends meanwhile lets go of its own
             for task in tasks:
                 head = task.slots[0]
                 if head.abandoned:  # cancelled (or timed out) before it left: nothing of it runs
@@ -471,21 +473,19 @@ class DaskBackend(Backend):
                     if slot.job.status is not _QUEUED:  # cancelled before it left
                         self._close_locked(slot)
             tasks = [task for task in tasks if not task.ended]
+            for task in tasks:
+                head = task.slots[0]
+                job = head.job
+                remaining = None if head.deadline is None else head.deadline - now
+                pack: list[Entry] = [(job.job_id, head.attempt, head.deadline, remaining, None, job.payload)]
+                pack += [
+                    (s.job.job_id, s.attempt, None, None, s.job.timeout, s.job.payload)
+                    for s in task.slots[1:]
+                    if s.state is _PACKED
+                ]
+                entries.append(pack)
         if not tasks:
             return
-        now = time.monotonic()
-        entries = []
-        for task in tasks:
-            head = task.slots[0]
-            job = head.job
-            remaining = None if head.deadline is None else head.deadline - now
-            pack: list[Entry] = [(job.job_id, head.attempt, head.deadline, remaining, None, job.payload)]
-            pack += [
-                (s.job.job_id, s.attempt, None, None, s.job.timeout, s.job.payload)
-                for s in task.slots[1:]
-                if s.state is _PACKED
-            ]
-            entries.append(pack)
         keys = [task.key for task in tasks]
         try:
             futures = self._client.map(

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .._core import _live_pools
+from .._core import live_pools
 from ..exceptions import Leaked
 
 __all__ = ["Snapshot", "check_leaks", "find_leaks", "no_leaks", "process_alive", "snapshot", "wait_process_gone"]
@@ -99,7 +99,7 @@ def snapshot() -> Snapshot:
         frozenset(threading.enumerate()),
         frozenset(_descendants()),
         _tasks(),
-        frozenset(id(p) for p in _live_pools),
+        frozenset(id(p) for p in live_pools()),
     )
 
 
@@ -141,7 +141,7 @@ def find_leaks(before: Snapshot, *, timeout: float = 10.0) -> list[str]:
     return a description of each thing still there."""
     deadline = time.monotonic() + timeout
     leaks = []
-    for pool in list(_live_pools):
+    for pool in live_pools():
         if id(pool) not in before.pools:
             leaks.append(f"pool {pool!r} was started and never shut down")
     for thread in threading.enumerate():

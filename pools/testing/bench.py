@@ -113,7 +113,9 @@ def default_implementations(fn: Callable[..., Any]) -> tuple[Implementation, ...
     return tuple(Implementation(n) for n in names if n in CONTENDERS or n in available_backends())
 
 
-def warm(submit: Callable[..., concurrent.futures.Future], workers: int, hold: Callable[..., Any] = jobs.hold) -> None:
+def warm(
+    submit: Callable[..., concurrent.futures.Future[Any]], workers: int, hold: Callable[..., Any] = jobs.hold
+) -> None:
     """Every worker runs a job at the same moment (held at a gate until all have
     arrived): each is started and has run a job before the first round.
     (``ThreadPoolExecutor`` and ``ProcessPoolExecutor`` start workers on demand.)"""
@@ -140,7 +142,9 @@ class Prepared:
         self._close()
 
 
-def _submit_all(submit: Callable[..., concurrent.futures.Future], fn: Callable[..., Any], args: Sequence[tuple]):
+def _submit_all(
+    submit: Callable[..., concurrent.futures.Future[Any]], fn: Callable[..., Any], args: Sequence[tuple[Any, ...]]
+) -> Callable[[], list[Any]]:
     def round_() -> list[Any]:
         futures = [submit(fn, *a) for a in args]
         return [f.result() for f in futures]
@@ -148,7 +152,7 @@ def _submit_all(submit: Callable[..., concurrent.futures.Future], fn: Callable[.
     return round_
 
 
-def prepare(impl: Implementation, fn: Callable[..., Any], args: Sequence[tuple], workers: int) -> Prepared:
+def prepare(impl: Implementation, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]], workers: int) -> Prepared:
     """Make ``impl`` with ``workers`` workers, warm it, run one untimed round of
     ``fn`` over ``args``; :class:`Unsupported` if it cannot run ``fn``."""
     coro = is_coroutine_function(fn)
@@ -205,7 +209,7 @@ def _prepared(impl: Implementation, round_: Callable[[], list[Any]], close: Call
 
 
 def _gather(
-    fn: Callable[..., Any], args: Sequence[tuple], workers: int, options: Mapping[str, Any]
+    fn: Callable[..., Any], args: Sequence[tuple[Any, ...]], workers: int, options: Mapping[str, Any]
 ) -> tuple[Callable[[], list[Any]], Callable[[], None]]:
     if options:
         raise InvalidArgument(f"'asyncio.gather' takes no options, got {dict(options)!r}")
@@ -214,7 +218,7 @@ def _gather(
     async def batch() -> list[Any]:
         limit = asyncio.Semaphore(workers)
 
-        async def one(a: tuple) -> Any:
+        async def one(a: tuple[Any, ...]) -> Any:
             async with limit:
                 return await fn(*a)
 
@@ -231,7 +235,7 @@ def _name(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
 
 
-def check_args(args: Iterable[Any]) -> list[tuple]:
+def check_args(args: Iterable[Any]) -> list[tuple[Any, ...]]:
     """The batch as a list of argument tuples (as ``itertools.starmap`` takes them)."""
     if isinstance(args, (str, bytes, Mapping)) or not isinstance(args, Iterable):
         raise InvalidArgument(f"args must be a list of argument tuples, one per job, got {type(args).__name__}")

@@ -579,6 +579,7 @@ class PoolConformance:
             f"objects {kept} (0: in the callable, 1: an argument, 2: of a cancelled job) outlived their job"
         )
         assert done.done() and waiting.cancelled()  # the jobs themselves are still here
+        assert waiting.payload is None  # nor what the backend made of them (pickled arguments)
 
     def test_a_blocking_done_callback_delays_no_other_deadline_or_retry(self, make_pool: MakePool) -> None:
         # A done-callback is user code: while one blocks, the pool's own threads must

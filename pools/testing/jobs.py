@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -371,6 +372,18 @@ class ExitAtPickle:
 
 def returns_exit_at_pickle() -> ExitAtPickle:
     return ExitAtPickle()
+
+
+class ExitAtUnpickle:
+    """Pickles fine in a worker; unpickling it (in the pool's process) raises
+    ``SystemExit``: a result that must fail its own job, not the pool."""
+
+    def __reduce__(self) -> tuple[Any, tuple[int]]:
+        return (sys.exit, (3,))
+
+
+def returns_exit_at_unpickle() -> ExitAtUnpickle:
+    return ExitAtUnpickle()
 
 
 class Token:

@@ -203,7 +203,7 @@ class PoolBenchmark:
             if "timer" in options:
                 from pytest_benchmark.utils import NameWrapper
 
-                options["timer"] = NameWrapper(options["timer"])
+                options["timer"] = NameWrapper(options["timer"])  # type: ignore[no-untyped-call]  # pytest-benchmark leaves it unannotated
             options["group"] = group
             fixture = type(self._template)(
                 node,
@@ -232,9 +232,10 @@ class _PoolBenchmarkFixture:
         return PoolBenchmark(request, benchmark)
 
     @pytest.hookimpl(optionalhook=True)
-    def pytest_benchmark_update_json(self, config: pytest.Config, benchmarks: Any, output_json: dict) -> None:
-        if config.stash[_SKIPPED]:
-            output_json["pool_benchmark_skipped"] = list(config.stash[_SKIPPED])
+    def pytest_benchmark_update_json(self, config: pytest.Config, benchmarks: Any, output_json: dict[str, Any]) -> None:
+        skipped = config.stash[_SKIPPED]
+        if skipped:
+            output_json["pool_benchmark_skipped"] = list(skipped)
 
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
         if config.stash[_SKIPPED]:

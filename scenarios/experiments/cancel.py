@@ -7,7 +7,9 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pools
 from pools.testing import jobs as tjobs
@@ -42,6 +44,16 @@ def _percentiles(values: list[float]) -> Percentiles:
     return Percentiles(_ms(percentile(values, 0.5)), _ms(percentile(values, 0.99)), len(values))
 
 
+def _stamp(seen: list[float], ended: threading.Event) -> Callable[[Any], None]:
+    """A done-callback: the moment the job ended into ``seen``, then ``ended`` set."""
+
+    def done(_job: Any) -> None:
+        seen.append(time.monotonic())
+        ended.set()
+
+    return done
+
+
 def run(case: Case, impl: Implementation, seed: int) -> Result:
     """Alternate: a running job is cancelled, then a job runs into its timeout. Every
     job is a probe (``until_stopped`` with a marker) that tells whether its function
@@ -64,9 +76,7 @@ def run(case: Case, impl: Implementation, seed: int) -> Result:
                     if i % 2 == 0:
                         job = pool.submit(stop, latch, marker, tjobs.STOP_GRACE, forced)
                         latch.wait(latch.count + 1, 30)
-                        job.add_done_callback(
-                            lambda _, seen=seen, ended=ended: (seen.append(time.monotonic()), ended.set())
-                        )
+                        job.add_done_callback(_stamp(seen, ended))
                         t_cancel = time.monotonic()
                         job.cancel()
                         if ended.wait(30) and seen:
@@ -74,9 +84,7 @@ def run(case: Case, impl: Implementation, seed: int) -> Result:
                     else:
                         # may be stopped before it starts
                         job = pool.submit(stop, None, marker, tjobs.STOP_GRACE, forced, timeout=0.02)
-                        job.add_done_callback(
-                            lambda _, seen=seen, ended=ended: (seen.append(time.monotonic()), ended.set())
-                        )
+                        job.add_done_callback(_stamp(seen, ended))
                         # a job stopped before a worker took it has no start: no overshoot to measure
                         if ended.wait(30) and seen and job.started_at:
                             overshoots.append(seen[0] - (job.started_at + 0.02))

@@ -229,12 +229,13 @@ def run(case: Case, impl: Implementation, seed: int) -> Result:
     sc = case.scenario
     rng = random.Random(seed)
     mix = resolve_mix(sc.workloads, limit=sc.jobs, seed=seed)
-    forms = []
+    forms: list[Callable[..., Any]] = []
     for w in mix:
+        fn = w.form(impl.runs)
         reason = w.unfit(impl.runs, pickles=False, implementation=impl.label)
-        if reason:
+        if reason or fn is None:  # no form is a reason: unfit says it
             raise RuntimeError(reason)
-        forms.append(w.form(impl.runs))
+        forms.append(fn)
     wrapper = atimed if impl.runs == "coroutines" else timed
     jobs_plan = plan(sc, forms, [w.args for w in mix], rng)
     offsets = arrivals(sc, sc.jobs, rng)
@@ -247,6 +248,7 @@ def run(case: Case, impl: Implementation, seed: int) -> Result:
     timeout = sc.timeout if sc.timeout is not None or not (sc.armed and ours) else ARMED_TIMEOUT
     n = len(jobs_plan)
     sampler: Sampler | None = None
+    values: list[tuple[float, float, Any]] = []  # arrival "map": what map returned
 
     with impl.open(workers=sc.workers, queue_size=sc.queue_size, overflow=sc.overflow) as session:
         gen = Generator(session, sc, jobs_plan, offsets, wrapper, ours=ours, timeout=timeout, retry=retry)
