@@ -9,7 +9,11 @@ Backends load lazily: importing ``pools`` imports no backend module. What backen
 authors need is in ``pools.lowlevel``; the testing kit in ``pools.testing``.
 """
 
-from ._context import JobContext, current_context
+from . import _compiled
+
+_compiled.install()  # before any hot module is imported: see _compiled
+
+from ._context import JobContext, current_context  # noqa: E402
 from ._core import Pool, create_pool
 from ._job import Job
 from ._registry import available_backends, register_backend, registered_backends

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
+import types
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
@@ -260,7 +261,7 @@ def is_coroutine_function(fn: Any) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
 
 
-_FunctionType = type(is_coroutine_function)
+_FunctionType = types.FunctionType  # not type(is_coroutine_function): compiled, that is Cython's own
 _CO_COROUTINE = 0x0080  # inspect.CO_COROUTINE
 
 
