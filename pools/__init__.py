@@ -9,11 +9,9 @@ Backends load lazily: importing ``pools`` imports no backend module. What backen
 authors need is in ``pools.lowlevel``; the testing kit in ``pools.testing``.
 """
 
-from . import _compiled
-
-_compiled.install()  # before any hot module is imported: see _compiled
-
-from ._context import JobContext, current_context  # noqa: E402
+# First: importing it installs the finder that chooses compiled or pure modules.
+from . import _compiled  # noqa: F401  (isort keeps it first: "." sorts before "._")
+from ._context import JobContext, current_context
 from ._core import Pool, create_pool
 from ._job import Job
 from ._registry import available_backends, register_backend, registered_backends

@@ -88,3 +88,6 @@ def compiled_modules() -> tuple[str, ...]:
         if origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
             out.append(name)
     return tuple(out)
+
+
+install()  # on import: pools/__init__ imports this module before any hot one

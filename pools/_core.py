@@ -842,6 +842,9 @@ class Pool:
             time.monotonic() - self._started_at,
         )
 
+    # The three gauges are read without the lock (GIL: an int read is atomic); a
+    # free-threaded build reads them under it, or makes the counters atomic.
+
     @property
     def queued(self) -> int:
         """Jobs waiting for a worker now (a cheap gauge; ``stats()`` for a snapshot)."""

@@ -181,7 +181,10 @@ class LazyFuture(concurrent.futures.Future[T], Generic[T]):
         self._invoke_callbacks()
         return True
 
-    # -- reads of an ended future need no lock: its fields never change again
+    # -- reads of an ended future need no lock: its fields never change again.
+    # GIL: the state is written last, under a lock, after the result; a reader that
+    # sees it finished sees the result too. A free-threaded build needs that order
+    # made explicit (an atomic store/load of _state), compiled or not.
 
     def done(self) -> bool:
         return self._state in _F_DONE

@@ -588,7 +588,7 @@ class ProcessBackend(Backend):
             if w is None or not w.ready or w.held() >= PREFETCH:
                 continue
             idle = w.job is None and not w.backlog
-            waiting = dispatcher.waiting_locked()  # a hint, read without the lock
+            waiting = dispatcher.waiting_locked()  # a hint, read without the lock (GIL: consistent ints)
             if not idle and (not waiting or not policy.wants_more(len(w.backlog))):
                 continue  # busy, and nothing to add to its backlog now: no lock taken
             batch = []
