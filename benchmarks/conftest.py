@@ -4,9 +4,9 @@
 # Each poolbench backend beside its stdlib contender in the same group of the same run:
 # the ratio of their median throughputs is printed at the end of `make bench`.
 CONTENDERS = {
-    "thread": "ThreadPoolExecutor",
-    "process": "ProcessPoolExecutor",
-    "asyncio (own loop)": "asyncio.gather + Semaphore",
+    "thread": ("ThreadPoolExecutor",),
+    "process": ("ProcessPoolExecutor",),
+    "asyncio (own loop)": ("asyncio.gather + Semaphore", "asyncio.TaskGroup of consumers"),
 }
 
 
@@ -21,10 +21,12 @@ def throughput_ratios(benchmarks) -> list[str]:
         rates[(bench.group, info["backend"])] = info["jobs"] / bench.stats.median
     lines = []
     for (group, backend), rate in sorted(rates.items()):
-        theirs = CONTENDERS.get(backend)
-        if theirs and (group, theirs) in rates:
-            other = rates[(group, theirs)]
-            lines.append(f"{group}: {backend} {rate:,.0f} jobs/s / {theirs} {other:,.0f} jobs/s = {rate / other:.2f}x")
+        for theirs in CONTENDERS.get(backend, ()):
+            if (group, theirs) in rates:
+                other = rates[(group, theirs)]
+                lines.append(
+                    f"{group}: {backend} {rate:,.0f} jobs/s / {theirs} {other:,.0f} jobs/s = {rate / other:.2f}x"
+                )
     return lines
 
 

@@ -148,12 +148,16 @@ def test_contender_smoke_sleep_1ms_threadpoolexecutor(benchmark, tpe):
     _contender_ran_all(benchmark(_stdlib_batch, tpe, sleep_1ms, SLEEP_BATCH), SLEEP_BATCH)
 
 
+async def anoop():
+    return None  # the job each contender runs, as ours runs the noop job type
+
+
 async def _gather_semaphore(n):
     sem = asyncio.Semaphore(WORKERS)
 
     async def one():
         async with sem:
-            return None
+            return await anoop()
 
     return await asyncio.gather(*(one() for _ in range(n)))
 
@@ -162,3 +166,30 @@ async def _gather_semaphore(n):
 def test_contender_smoke_noop_asyncio_gather_semaphore(aio_benchmark, benchmark):
     benchmark.extra_info.update(backend="asyncio.gather + Semaphore", jobs=BATCH)
     assert aio_benchmark(_gather_semaphore, BATCH) == [None] * BATCH
+
+
+async def _taskgroup_of_consumers(n):
+    # The canonical asyncio worker pool: WORKERS consumer tasks on a queue, each job's
+    # result set on a loop future that the caller gathers.
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+    results = [loop.create_future() for _ in range(n)]
+
+    async def consume():
+        while (item := await queue.get()) is not None:
+            item.set_result(await anoop())
+
+    async with asyncio.TaskGroup() as tg:
+        for _ in range(WORKERS):
+            tg.create_task(consume())
+        for fut in results:
+            queue.put_nowait(fut)
+        for _ in range(WORKERS):
+            queue.put_nowait(None)
+        return await asyncio.gather(*results)
+
+
+@pytest.mark.benchmark(group="noop")
+def test_contender_smoke_noop_asyncio_taskgroup(aio_benchmark, benchmark):
+    benchmark.extra_info.update(backend="asyncio.TaskGroup of consumers", jobs=BATCH)
+    assert aio_benchmark(_taskgroup_of_consumers, BATCH) == [None] * BATCH

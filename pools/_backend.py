@@ -28,6 +28,8 @@ from ._types import Capabilities, JobStatus, Outcome
 from .exceptions import InvalidCallable
 
 if TYPE_CHECKING:
+    import asyncio
+
     from ._core import Pool
     from ._job import Job
     from ._types import Ended
@@ -53,6 +55,10 @@ class Backend(ABC):
     #: what the backend can do; a backend that learns more once started (the Dask
     #: backend learns its cluster) sets an updated value on the instance
     capabilities: Capabilities
+    #: the event loop the backend ends its jobs on, if it has one (set once started):
+    #: a job submitted from that loop's thread becomes an asyncio future of it
+    #: (``asyncio.isfuture``), whose done-callbacks run on that loop
+    home_loop: asyncio.AbstractEventLoop | None = None
 
     def __init__(self, dispatcher: Dispatcher, *, workers: int | None = None) -> None:
         self.dispatcher = dispatcher

@@ -312,6 +312,11 @@ class Pool:
         )
 
     def _accept_locked(self, job: Job[Any]) -> None:
+        home = self._impl.home_loop
+        if home is not None and asyncio._get_running_loop() is home:
+            # Submitted on the loop its job will end on: an asyncio future of that
+            # loop, so gather()/wait() take it as it is rather than in a Task each.
+            job.bind_loop(home)
         self._submitted += 1
         self._live[job.job_id] = job
         self._push_locked(job)

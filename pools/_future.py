@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import functools
 import threading
 from collections.abc import Callable, Generator
@@ -66,6 +67,51 @@ class LazyFuture(concurrent.futures.Future[T], Generic[T]):
         """Run ``call`` (done-callbacks) off the pool's own threads (see _callbacks)."""
         raise NotImplementedError
 
+    # -- asyncio's future protocol, for a future bound to the loop it ends on.
+    # asyncio.isfuture() asks for _asyncio_future_blocking not None: None on the
+    # class, False once bound. gather(), wait(), wait_for(), shield() and
+    # run_until_complete() then take the future as it is, where they would wrap any
+    # other awaitable in a Task of its own (a Task, a coroutine and three loop
+    # callbacks per job: more than the pool's own cost of a job).
+
+    _asyncio_future_blocking: bool | None = None
+    _loop: asyncio.AbstractEventLoop | None = None  # read by asyncio.futures._get_loop too
+    _cancel_message: Any = None  # read by asyncio.gather for a cancelled child
+
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Make this an asyncio future of ``loop``, the loop that ends it: its
+        done-callbacks then run on that loop, as an asyncio future's do."""
+        self._loop = loop
+        self._asyncio_future_blocking = False
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError(f"{self!r} is not bound to an event loop (await it, or asyncio.wrap_future it)")
+        return loop
+
+    def remove_done_callback(self, fn: Callable[..., object]) -> int:
+        """Remove every registration of ``fn``; return how many (asyncio's API)."""
+        with _LAZY:
+            cond = self._cond
+            if cond is None:
+                return self._drop_callback(fn)
+        with cond:
+            return self._drop_callback(fn)
+
+    def _drop_callback(self, fn: Callable[..., object]) -> int:
+        callbacks = self._callbacks
+        if not callbacks:
+            return 0
+        kept = [cb for cb in callbacks if not (cb == fn or (type(cb) is _InContext and cb.fn == fn))]
+        removed = len(callbacks) - len(kept)
+        if removed:
+            callbacks[:] = kept
+        return removed
+
+    def _make_cancelled_error(self) -> asyncio.CancelledError:
+        return asyncio.CancelledError()
+
     # -- the lazy parts of Future (names used by concurrent.futures itself)
 
     # Typed as the stubs type Future's attributes, which as_completed()'s stubs also
@@ -113,6 +159,15 @@ class LazyFuture(concurrent.futures.Future[T], Generic[T]):
         callbacks = self._callbacks
         if not callbacks:
             return
+        loop = self._loop
+        if loop is not None and asyncio._get_running_loop() is not loop:
+            # An asyncio future of that loop (a timeout, or a cancel from another
+            # thread, ended it here): its callbacks, asyncio's among them, run there.
+            try:
+                loop.call_soon_threadsafe(_call_each, self, list(callbacks))
+                return
+            except RuntimeError:  # that loop is closed: run them as any job's
+                pass
         if on_internal_thread():
             # Settled by the timer or a manager thread, which deliver every job's
             # deadline and result: user code runs on the callback thread instead (see
@@ -129,9 +184,12 @@ class LazyFuture(concurrent.futures.Future[T], Generic[T]):
     def _done_callbacks(self) -> list[DoneCallback] | tuple[()]:
         return self._callbacks or ()
 
-    def add_done_callback(self, fn: Callable[[Self], object]) -> None:
+    def add_done_callback(self, fn: Callable[[Self], object], *, context: contextvars.Context | None = None) -> None:
         # Typed with Self, not Future[T] as in Future: a callback gets this very
         # object, so one written for a Job (job.status, job.job_id) type-checks.
+        # ``context``: asyncio's, the context the callback runs in.
+        if context is not None:
+            fn = _InContext(fn, context)
         with _LAZY:
             cond = self._cond
             if cond is None and self._keep_callback(fn):
@@ -140,6 +198,18 @@ class LazyFuture(concurrent.futures.Future[T], Generic[T]):
             with cond:
                 if self._keep_callback(fn):
                     return
+        loop = self._loop
+        if loop is not None:
+            # Ended: an asyncio future schedules the callback, never calls it at
+            # once (asyncio.gather counts on that for children that ended already).
+            try:
+                if asyncio._get_running_loop() is loop:
+                    loop.call_soon(_call_each, self, [fn])
+                else:
+                    loop.call_soon_threadsafe(_call_each, self, [fn])
+                return
+            except RuntimeError:  # that loop is closed
+                pass
         if getattr(self, "_deferred", False):
             self._defer(functools.partial(_call_deferred, self, [fn]))  # in order, after those
             return
@@ -358,6 +428,19 @@ def _call_each(job: concurrent.futures.Future[Any], callbacks: list[DoneCallback
             callback(job)
         except Exception:  # noqa: BLE001 - logged and lost, as concurrent.futures does
             concurrent.futures._base.LOGGER.exception("exception calling callback for %r", job)
+
+
+class _InContext:
+    """A done-callback added with asyncio's ``context=``: run in that context."""
+
+    __slots__ = ("context", "fn")
+
+    def __init__(self, fn: DoneCallback, context: contextvars.Context) -> None:
+        self.fn = fn
+        self.context = context
+
+    def __call__(self, future: Any) -> object:
+        return self.context.run(self.fn, future)
 
 
 def _call_deferred(future: Any, callbacks: list[DoneCallback]) -> None:

@@ -89,8 +89,9 @@ class Job(LazyFuture[T]):
         """``time.monotonic()`` when a worker took its latest attempt (0.0 if none yet)."""
         return self._started_at
 
-    def cancel(self) -> bool:
-        """Cancel the job, waiting or running; return True if it took effect."""
+    def cancel(self, msg: Any = None) -> bool:
+        """Cancel the job, waiting or running; return True if it took effect.
+        (``msg``, asyncio's cancel message, is taken and not kept.)"""
         return self._pool._cancel(self)
 
     def running(self) -> bool:

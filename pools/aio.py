@@ -113,13 +113,14 @@ class AsyncioBackend(Backend):
         except RuntimeError:
             pass
         else:
+            self.home_loop = self._loop
             self._thread: threading.Thread | None = None
             # asyncio.run() cancels every task on its way out: this one's cancellation
             # tells the pool that its loop is ending, even when no job is running.
             self._watchdog = self._loop.create_task(self._watch(), name=f"{self.dispatcher.name}-watchdog")
             return
         ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
+        self._loop = self.home_loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._run_loop, args=(ready,), name=f"{self.dispatcher.name}-loop", daemon=True
         )

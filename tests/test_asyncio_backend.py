@@ -265,3 +265,90 @@ def test_consumers_started_eagerly_settle_their_jobs_and_leave_no_entry():
             assert job.status == "cancelled"
 
     asyncio.run(main())
+
+
+# -- a job submitted on its pool's own loop is an asyncio future of that loop
+
+
+def test_a_job_submitted_on_its_loop_is_an_asyncio_future_that_asyncio_takes_as_it_is(make_pool):
+    pool = make_pool("asyncio", workers=2)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        async with pool:
+            job = pool.submit(jobs.aecho, 1)
+            assert asyncio.isfuture(job) and job.get_loop() is loop
+            assert asyncio.ensure_future(job) is job  # no Task around it
+            assert asyncio.wrap_future(job) is job
+            assert await job == 1
+            # gather, wait, wait_for, shield, as_completed: with jobs as they are
+            assert await asyncio.gather(*(pool.submit(jobs.aecho, i) for i in range(100))) == list(range(100))
+            done, pending = await asyncio.wait([pool.submit(jobs.aecho, i) for i in range(5)])
+            assert sorted(j.result() for j in done) == list(range(5)) and not pending
+            assert await asyncio.wait_for(pool.submit(jobs.aecho, 7), T) == 7
+            assert await asyncio.shield(pool.submit(jobs.aecho, 8)) == 8
+            got = [await f for f in asyncio.as_completed([pool.submit(jobs.aecho, i) for i in range(3)])]
+            assert sorted(got) == [0, 1, 2]
+            # children that ended before gather() was called (it counts on callbacks
+            # being scheduled, not called at once)
+            ended = [pool.submit(jobs.aecho, i) for i in range(3)]
+            await asyncio.wait(ended)
+            assert await asyncio.gather(*ended) == [0, 1, 2]
+            # a job from another thread is an ordinary concurrent future
+            other = await asyncio.to_thread(pool.submit, jobs.aecho, 9)
+            assert not asyncio.isfuture(other) and await other == 9
+
+    asyncio.run(main())
+
+
+def test_an_asyncio_future_job_runs_its_callbacks_on_its_loop_even_when_a_timeout_ends_it(make_pool):
+    pool = make_pool("asyncio", workers=1)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        async with pool:
+            with jobs.Gate() as gate:
+                job = pool.submit(jobs.ahold, gate, timeout=0.05)  # ended by the timer thread
+                seen = loop.create_future()
+                job.add_done_callback(lambda j: seen.set_result((threading.get_ident(), j.status)))
+                ident, status = await asyncio.wait_for(seen, T)
+                assert ident == threading.get_ident() and status is pools.JobStatus.TIMED_OUT
+                with pytest.raises(pools.JobTimeout):
+                    await asyncio.gather(job)
+                # added after the end: scheduled on the loop, in order, never called at once
+                order = []
+                job.add_done_callback(lambda j: order.append(1))
+                job.add_done_callback(lambda j: order.append(2))
+                assert order == []
+                await asyncio.sleep(0)
+                assert order == [1, 2]
+
+    asyncio.run(main())
+
+
+def test_gather_cancelled_cancels_its_asyncio_future_jobs_and_remove_done_callback_works(make_pool):
+    pool = make_pool("asyncio", workers=1)
+
+    async def main():
+        async with pool:
+            with jobs.Gate() as gate:
+                running = pool.submit(jobs.ahold, gate)
+                waiting = pool.submit(jobs.aecho, 1)
+                calls = []
+
+                def cb(j):
+                    calls.append(j)
+
+                waiting.add_done_callback(cb)
+                waiting.add_done_callback(cb)
+                assert waiting.remove_done_callback(cb) == 2 and waiting.remove_done_callback(cb) == 0
+                outer = asyncio.gather(running, waiting)
+                outer.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await outer
+                assert running.cancelled() and waiting.cancelled() and calls == []
+                (res,) = await asyncio.gather(running, return_exceptions=True)
+                assert isinstance(res, asyncio.CancelledError)
+
+    asyncio.run(main())
+    assert pool.stats().cancelled == 2

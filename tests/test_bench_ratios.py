@@ -28,3 +28,17 @@ def test_each_backend_is_divided_by_its_contender_in_the_same_group():
         ]
     )
     assert lines == ["noop: thread 50,000 jobs/s / ThreadPoolExecutor 100,000 jobs/s = 0.50x"]
+
+
+def test_a_backend_with_two_contenders_gets_a_line_for_each():
+    lines = bench_conftest.throughput_ratios(
+        [
+            _bench("noop", "asyncio (own loop)", 500, 0.010),
+            _bench("noop", "asyncio.gather + Semaphore", 500, 0.020),
+            _bench("noop", "asyncio.TaskGroup of consumers", 500, 0.004),
+        ]
+    )
+    assert lines == [
+        "noop: asyncio (own loop) 50,000 jobs/s / asyncio.gather + Semaphore 25,000 jobs/s = 2.00x",
+        "noop: asyncio (own loop) 50,000 jobs/s / asyncio.TaskGroup of consumers 125,000 jobs/s = 0.40x",
+    ]
