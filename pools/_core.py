@@ -265,7 +265,7 @@ class Pool:
             type(priority) is int
             and retry is None
             and wait is None
-            and (timeout is None or (type(timeout) is float and 0.0 < timeout < math.inf))
+            and (timeout is None or ((type(timeout) is float or type(timeout) is int) and 0 < timeout < math.inf))
         ):
             return  # the common cases, checked without a call
         if isinstance(priority, bool) or not isinstance(priority, int):
