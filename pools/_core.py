@@ -884,10 +884,15 @@ class Pool:
         now = time.monotonic()
         with self._lock:
             running = [
-                (job.job_id, job.attempt, job.fn, job._started_at) for job in self._live.values() if job._status is RUNNING
+                (job.job_id, job.attempt, job.fn, job._started_at)
+                for job in self._live.values()
+                if job._status is RUNNING
             ]
         return sorted(
-            (RunningJob(job_id, attempt, _qualname(fn), started, now - started) for job_id, attempt, fn, started in running),
+            (
+                RunningJob(job_id, attempt, _qualname(fn), started, now - started)
+                for job_id, attempt, fn, started in running
+            ),
             key=lambda r: r.started_at,
         )
 

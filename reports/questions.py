@@ -1090,9 +1090,10 @@ def race_odds_sentence(found: Any) -> str:
     if not n:
         return ""
     k, k0 = found.caught_with_race, found.caught_without_race
+    import numpy as np
     from scipy.stats import fisher_exact
 
-    p = float(fisher_exact([[k, n - k], [k0, n - k0]]).pvalue)
+    p = float(fisher_exact(np.array([[k, n - k], [k0, n - k0]])).pvalue)
     figures = f"{k}/{n} runs under race mode against {k0}/{n} without (Fisher's exact p={p:.2g})"
     bug = "the lost wake-up (a backend that clears its wake-up after looking at the queue)"
     if p >= 0.05:

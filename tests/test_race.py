@@ -111,8 +111,6 @@ def test_run_with_race_names_the_seed_that_failed():
 
 
 def test_one_race_mode_at_a_time():
-    with race_mode(seed=1):
-        with pytest.raises(InvalidArgument, match="already on"):
-            with race_mode(seed=2):
-                pass
+    with race_mode(seed=1), pytest.raises(InvalidArgument, match="already on"), race_mode(seed=2):
+        pass
     assert _core._race_hook is None
