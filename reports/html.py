@@ -222,7 +222,18 @@ def question_html(q: Question) -> str:
 
 def case_rows_html(rows: list[dict]) -> list[tuple[str, list[Cell]]]:
     out = []
-    numeric = {"tp_median", "p50_ms", "p95_ms", "p99_ms", "errors", "rejected_pct", "cpu_s", "peak_mb"}
+    numeric = {
+        "tp_median",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "errors",
+        "rejected_pct",
+        "cpu_s",
+        "peak_mb",
+        "mem_bytes",
+        "mem_allocs",
+    }
     for row in rows:
         cls = "winner" if row.get("winner") else (row["status"] if row["status"] != "ok" else "")
         cells = []

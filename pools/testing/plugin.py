@@ -271,6 +271,10 @@ class PoolBenchmark:
                     fixture = self._fixture(label, group)
                     fixture.extra_info.update(backend=label, implementation=impl.name, workers=w, jobs=len(batch))
                     results[label] = fixture(prepared.round)
+                    if not fixture.disabled:
+                        # -benchmem: a pass of its own, after the timed rounds
+                        mem = bench.memory_per_job(prepared.submit, len(batch))
+                        fixture.extra_info.update(mem.as_extra_info())
                 finally:
                     prepared.close()
         if not results:
