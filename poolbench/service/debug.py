@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import sys
-import sysconfig
 import tempfile
 import threading
 import time
@@ -34,21 +32,14 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+from scenarios.profiling import find_py_spy
+
 __all__ = ["MAX_PROFILE_SECONDS", "add_debug_routes", "find_py_spy"]
 
 MAX_PROFILE_SECONDS = 60
 PROFILE_RATE = 100  # samples a second (py-spy's default)
 HEAP_TOP = 25  # allocation sites listed
 HEAP_FRAMES = 8  # frames kept per traced allocation
-
-
-def find_py_spy() -> str | None:
-    """The py-spy executable: beside this interpreter (a venv's bin/), else on PATH."""
-    here = os.path.join(sysconfig.get_path("scripts"), "py-spy")
-    if os.access(here, os.X_OK):
-        return here
-    beside = os.path.join(os.path.dirname(sys.executable), "py-spy")
-    return beside if os.access(beside, os.X_OK) else shutil.which("py-spy")
 
 
 def _frames(frame: FrameType | None) -> list[str]:

@@ -27,6 +27,7 @@ import resource
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,8 @@ __all__ = [
 ]
 
 WARMUP_JOBS = 20
+#: set by a profile pass (scenarios.measure): a context manager around the timed part only
+profile_window: Callable[[], AbstractContextManager[Any]] | None = None
 MEM_JOBS = 100  # jobs of the memory pass (-benchmem), after the timed run
 SAMPLE_EVERY = 0.005  # seconds between two samples of queue depth and busy workers
 TIMELINE_POINTS = 200  # at most, kept in the results
@@ -285,6 +288,8 @@ def run(case: Case, impl: Implementation, seed: int) -> Result:
         warm(session, tuple(forms))
         for job in jobs_plan[:WARMUP_JOBS]:  # one at a time: fits even queue_size=0 + reject
             session.submit(wrapper, (job.fn, job.args)).exception()
+        window = profile_window() if profile_window is not None else nullcontext()
+        window.__enter__()
         cpu0, _ = cpu_and_rss()
         gen_cpu0 = time.thread_time()
         t0 = time.monotonic()
@@ -305,6 +310,7 @@ def run(case: Case, impl: Implementation, seed: int) -> Result:
                     sampler.stop()
             t_end = max([d for d in gen.done_at if d] or [last_submit])
         cpu1, workers_rss = cpu_and_rss()
+        window.__exit__(None, None, None)
         retried = session.retried()
 
     mem = memory_pass(impl, sc, jobs_plan) if sc.benchmem else None
