@@ -40,6 +40,7 @@ from collections.abc import Callable, Coroutine, Generator, Iterable
 from types import TracebackType
 from typing import Any, TypeVar, TypeVarTuple, overload
 
+from . import _race
 from ._backend import Backend, Dispatcher
 from ._callbacks import CallbackRunner
 from ._future import resolve_quietly
@@ -86,23 +87,16 @@ EXIT_CALLBACKS_WAIT = 5.0  # seconds the last done-callbacks get at interpreter 
 # Race mode (pools.testing.race): None, or a function called with the name of each
 # hand-off point reached ("submit", "take", "finish", "cancel", "timeout", "shutdown").
 # Off, a hand-off point costs one global lookup and one comparison with None: a plain
-# module global (Cython compiles this module), never an attribute of another module.
+# module global (Cython compiles this module), kept up to date by pools._race.
 _race_hook: Callable[[str], None] | None = None
 
 
-def set_race_hook(hook: Callable[[str], None] | None) -> Callable[[str], None] | None:
-    """Install ``hook`` at the pools' hand-off points (None: remove it); returns the
-    previous one. ``pools.testing.race`` installs a hostile one."""
+def _set_race_hook(hook: Callable[[str], None] | None) -> None:
     global _race_hook
-    previous, _race_hook = _race_hook, hook
-    return previous
+    _race_hook = hook
 
 
-def race_point(point: str) -> None:
-    """A hand-off point of a backend's own (``pools.lowlevel.race_point``): race mode
-    may yield or pause here. Off, it returns at once."""
-    if _race_hook is not None:
-        _race_hook(point)
+_race.register(_set_race_hook)
 
 
 def _make_backend(cls: type[Backend], dispatcher: Dispatcher, workers: int | None, options: dict[str, Any]) -> Backend:

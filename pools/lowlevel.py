@@ -19,9 +19,9 @@ yield or pause; ``set_race_hook`` installs a hook of your own), and
 from ._backend import Backend, Dispatcher, check_plain_callable, is_coroutine_function
 from ._callbacks import mark_internal
 from ._context import JobContext, cancel_context, reset_current_context, set_current_context
-from ._core import race_point, set_race_hook
 from ._job import Job
 from ._loop import run_private_loop
+from ._race import race_point, set_race_hook
 from ._timer import DeadlineWatch, Timer
 from ._types import Capabilities, Ended, JobStatus, Outcome, check_int, check_number
 

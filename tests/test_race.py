@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import sys
+import threading
 
 import pytest
 
@@ -78,13 +79,16 @@ def test_without_race_mode_the_plugin_changes_nothing(pytester):
 
 def test_race_mode_reaches_every_hand_off_point_and_restores_the_interpreter():
     interval = sys.getswitchinterval()
+    release = threading.Event()
     with race_mode(seed=7) as mode:
         assert sys.getswitchinterval() < 1e-5
         with pools.create_pool("thread", workers=2) as pool:
             pool.submit(int).result()
-            slow = pool.submit(_wait_stopped, timeout=0.05)
+            # It ignores its context: the pool's clock settles its timeout (the "timeout" point).
+            slow = pool.submit(release.wait, 10, timeout=0.05)
             with pytest.raises(pools.JobTimeout):
                 slow.result(timeout=10)
+            release.set()
             held = pool.submit(_wait_stopped)
             held.cancel()
     assert {"submit", "take", "finish", "cancel", "timeout", "shutdown"} <= set(mode.points), mode.points

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .._core import set_race_hook
+from .._race import set_race_hook
 from ..exceptions import InvalidArgument, RaceFailure
 
 __all__ = ["RaceFailure", "RaceMode", "race_mode", "run_with_race"]
