@@ -38,6 +38,8 @@ def _colour(frame: str) -> str:
     where = frame.partition(" (")[2].rsplit(":", 1)[0]
     top = where.split("/")[-2] if "/" in where and os.path.isabs(where) else where.split("/")[0]
     top = top.removesuffix(".py")
+    if frame.startswith("["):  # [this process], [child process]
+        return "hsl(260,25%,80%)"
     if top == "pools" or "/pools/" in where:
         hue, sat = 25, 70  # the library: orange
     elif top in ("scenarios", "poolbench", "reports", "loadtests"):

@@ -1096,12 +1096,12 @@ def race_odds_sentence(found: Any) -> str:
     p = float(fisher_exact(np.array([[k, n - k], [k0, n - k0]])).pvalue)
     figures = f"{k}/{n} runs under race mode against {k0}/{n} without (Fisher's exact p={p:.2g})"
     bug = "the lost wake-up (a backend that clears its wake-up after looking at the queue)"
-    if p >= 0.05:
-        verdict = f"Race mode made no significant difference to catching {bug}: caught in {figures}."
-    elif k > k0:
-        verdict = f"Race mode caught {bug} more often: in {figures}."
-    else:
-        verdict = f"Race mode caught {bug} less often: in {figures}."
+    significant = p < 0.05
+    verdict = said(
+        significant,
+        f"Race mode caught {bug} {said(k > k0, 'more often', 'less often')}: in {figures}.",
+        f"Race mode made no significant difference to catching {bug}: caught in {figures}.",
+    )
     seed = getattr(found, "race_seed", None)
     if k and seed is not None:
         verdict += f" Its seeds were {seed}–{seed + n - 1}: `--pools-race-seed` replays one."
