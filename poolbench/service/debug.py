@@ -166,7 +166,7 @@ class _Debug:
 
     # -------------------------------------------------------------- profile
 
-    async def profile(self, seconds: int, fmt: str, rate: int, gil: bool, idle: bool) -> Response:
+    async def profile(self, seconds: int, fmt: str, rate: int, gil: bool, idle: bool, native: bool) -> Response:
         if self.profiling:
             return _error(409, "a profile is being recorded: one at a time; try again when it ends")
         if not 0 < seconds <= MAX_PROFILE_SECONDS:
@@ -186,11 +186,13 @@ class _Debug:
             )
         self.profiling = True
         try:
-            return await self._record(exe, seconds, fmt, rate, gil, idle)
+            return await self._record(exe, seconds, fmt, rate, gil, idle, native)
         finally:
             self.profiling = False
 
-    async def _record(self, exe: str, seconds: int, fmt: str, rate: int, gil: bool, idle: bool) -> Response:
+    async def _record(
+        self, exe: str, seconds: int, fmt: str, rate: int, gil: bool, idle: bool, native: bool
+    ) -> Response:
         with tempfile.TemporaryDirectory(prefix="poolbench-profile-") as tmp:
             out = os.path.join(tmp, "profile.svg" if fmt == "svg" else "profile.json")
             cmd = [
@@ -213,6 +215,8 @@ class _Debug:
                 cmd.append("--gil")
             if idle:
                 cmd.append("--idle")
+            if native:  # the compiled pools (Cython) and C extensions, frame by frame
+                cmd.append("--native")
             proc = await asyncio.create_subprocess_exec(
                 *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
             )
@@ -317,9 +321,14 @@ def add_debug_routes(app: FastAPI, service: Any) -> None:
         },
     )
     async def profile(
-        seconds: int = 5, format: str = "svg", rate: int = PROFILE_RATE, gil: bool = False, idle: bool = False
+        seconds: int = 5,
+        format: str = "svg",
+        rate: int = PROFILE_RATE,
+        gil: bool = False,
+        idle: bool = False,
+        native: bool = False,
     ) -> Response:
-        return await debug.profile(seconds, format, rate, gil, idle)
+        return await debug.profile(seconds, format, rate, gil, idle, native)
 
     @app.get("/debug/heap", summary="tracemalloc's top allocation sites and their growth")
     async def heap(top: int = HEAP_TOP) -> Response:
