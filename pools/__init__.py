@@ -15,7 +15,7 @@ from ._context import JobContext, current_context
 from ._core import Pool, create_pool
 from ._job import Job
 from ._registry import available_backends, register_backend, registered_backends
-from ._types import Capabilities, JobStatus, PoolStats, Retry, ShutdownReport
+from ._types import Capabilities, JobStatus, PoolStats, Retry, RunningJob, ShutdownReport
 from .exceptions import (
     BackendUnavailable,
     InvalidArgument,
@@ -53,6 +53,7 @@ __all__ = [
     "QueueFull",
     "RemoteTraceback",
     "Retry",
+    "RunningJob",
     "ShutdownReport",
     "UnknownBackend",
     "WorkerCrashed",

@@ -40,6 +40,7 @@ from collections.abc import Callable, Coroutine, Generator, Iterable
 from types import TracebackType
 from typing import Any, TypeVar, TypeVarTuple, overload
 
+from . import _race
 from ._backend import Backend, Dispatcher
 from ._callbacks import CallbackRunner
 from ._future import resolve_quietly
@@ -53,6 +54,7 @@ from ._types import (
     Outcome,
     PoolStats,
     Retry,
+    RunningJob,
     ShutdownReport,
     check_int,
     check_number,
@@ -81,6 +83,20 @@ _log = logging.getLogger("pools")
 _RESERVOIR = 8192  # latest samples kept for the percentiles in stats()
 CANCEL_GRACE = 1.0  # seconds that shutdown(timeout=T) gives stopped jobs to end, after T
 EXIT_CALLBACKS_WAIT = 5.0  # seconds the last done-callbacks get at interpreter exit
+
+# Race mode (pools.testing.race): None, or a function called with the name of each
+# hand-off point reached ("submit", "take", "finish", "cancel", "timeout", "shutdown").
+# Off, a hand-off point costs one global lookup and one comparison with None: a plain
+# module global (Cython compiles this module), kept up to date by pools._race.
+_race_hook: Callable[[str], None] | None = None
+
+
+def _set_race_hook(hook: Callable[[str], None] | None) -> None:
+    global _race_hook
+    _race_hook = hook
+
+
+_race.register(_set_race_hook)
 
 
 def _make_backend(cls: type[Backend], dispatcher: Dispatcher, workers: int | None, options: dict[str, Any]) -> Backend:
@@ -370,6 +386,8 @@ class Pool:
         job = self._make_job(fn, args, priority, timeout, retry, wait)
         if self._state is _NEW:
             self.start()  # lazily, like ThreadPoolExecutor; start() is idempotent
+        if _race_hook is not None:
+            _race_hook("submit")
         with self._lock:
             if self._state is not _OPEN:
                 raise self._closed_error()
@@ -435,6 +453,8 @@ class Pool:
         deadline = None if wait is None else loop.time() + wait
         if self._state is _NEW:
             self.start()
+        if _race_hook is not None:
+            _race_hook("submit")
         while True:
             with self._lock:
                 if self._state is not _OPEN:
@@ -553,6 +573,8 @@ class Pool:
         return None
 
     def _mark_running_locked(self, job: Job[Any], now: float) -> None:
+        if _race_hook is not None:
+            _race_hook("take")  # the lock is held: a pause here holds off submitters and finishers
         job._status = RUNNING
         job.attempt += 1
         self._queued -= 1
@@ -706,6 +728,8 @@ class Pool:
 
     def _settle_ended(self, job: Job[Any], ended: Ended) -> None:
         """The other half (lock not held): resolve the future, or arm the retry."""
+        if _race_hook is not None:
+            _race_hook("finish")  # counted as ended, its future not resolved yet
         outcome, value, delay = ended
         if delay is not None:
             if not self._timer.call_later(delay, self._requeue, job):
@@ -719,6 +743,8 @@ class Pool:
     def _settle_timeout(self, job: Job[Any], attempt: int, *, preempted: bool) -> bool:
         """The deadline of a running attempt passed: fail or retry it with JobTimeout.
         ``preempted``: settled by the pool's clock while the work may still run."""
+        if _race_hook is not None:
+            _race_hook("timeout")
         return self._finish_attempt(job, attempt, TIMEOUT, self._timeout_error(job, attempt), preempted=preempted)
 
     @staticmethod
@@ -745,6 +771,8 @@ class Pool:
 
     def _settle_outside(self, job: Job[Any], final: JobStatus, exc: BaseException | None) -> bool:
         """End ``job`` in state ``final`` whatever it is doing (cancel, pool broken)."""
+        if _race_hook is not None:
+            _race_hook("cancel")
         with self._lock:
             status = job._status
             stop = status is RUNNING  # the backend stops the work
@@ -775,6 +803,8 @@ class Pool:
             attempt = job.attempt
             self._wake_room_locked()
             self._check_drained_locked()
+        if _race_hook is not None:
+            _race_hook("cancel")  # settled, the work not told to stop yet
         if stop:
             self._impl.stop_attempt(job, attempt)
         if exc is None:
@@ -845,6 +875,24 @@ class Pool:
             r95,
             r99,
             time.monotonic() - self._started_at,
+        )
+
+    def running_jobs(self) -> list[RunningJob]:
+        """A snapshot of the attempts running now, longest-running first (for a
+        debugging view: ``poolbench serve --debug-endpoints``' ``/debug/threads``)."""
+        now = time.monotonic()
+        with self._lock:
+            running = [
+                (job.job_id, job.attempt, job.fn, job._started_at)
+                for job in self._live.values()
+                if job._status is RUNNING
+            ]
+        return sorted(
+            (
+                RunningJob(job_id, attempt, _qualname(fn), started, now - started)
+                for job_id, attempt, fn, started in running
+            ),
+            key=lambda r: r.started_at,
         )
 
     # The three gauges are read without the lock (GIL: an int read is atomic); a
@@ -969,6 +1017,8 @@ class Pool:
                 self._state = _CLOSED
                 self._report = ShutdownReport(self.backend, 0, 0, 0)
                 return self._report
+            if _race_hook is not None:
+                _race_hook("shutdown")
             if cancel_pending:
                 self._cancel_jobs((QUEUED, RETRYING))
             self._impl.before_drain()
@@ -1011,6 +1061,12 @@ class Pool:
             f"<{type(self).__name__} {self.name!r} {self._state} workers={self.workers} "
             f"queued={self._queued} busy={self._running}>"
         )
+
+
+def _qualname(fn: Any) -> str:
+    fn = getattr(fn, "func", fn)  # functools.partial
+    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    return f"{getattr(fn, '__module__', None) or '?'}.{name}"
 
 
 _exiting = False  # the interpreter is exiting: no pool starts any more

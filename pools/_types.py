@@ -20,6 +20,7 @@ __all__ = [
     "Outcome",
     "PoolStats",
     "Retry",
+    "RunningJob",
     "ShutdownReport",
     "check_int",
     "check_number",
@@ -214,3 +215,18 @@ class ShutdownReport:
     abandoned_threads: int = 0
     duration: float = 0.0
     complete: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RunningJob:
+    """One running attempt, as ``Pool.running_jobs()`` sees it (a snapshot)."""
+
+    job_id: int
+    #: 1 for the first attempt, 2 for the first retry...
+    attempt: int
+    #: the job's function, qualified name (``module.qualname``)
+    function: str
+    #: when the attempt began (``time.monotonic()``)
+    started_at: float
+    #: seconds it had run when the snapshot was taken
+    age: float

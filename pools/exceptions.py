@@ -23,6 +23,7 @@ __all__ = [
     "PoolClosed",
     "PoolError",
     "QueueFull",
+    "RaceFailure",
     "RemoteTraceback",
     "UnknownBackend",
     "WorkerCrashed",
@@ -148,3 +149,12 @@ class Leaked(PoolError, AssertionError):
     def __init__(self, message: str = "", *, leaks: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.leaks = leaks
+
+
+class RaceFailure(PoolError, AssertionError):
+    """A run under race mode failed (``pools.testing.race.run_with_race``). ``seed``
+    replays its schedule: ``race_mode(seed=...)``; the run's exception is the cause."""
+
+    def __init__(self, message: str = "", *, seed: int = 0) -> None:
+        super().__init__(message)
+        self.seed = seed

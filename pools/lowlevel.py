@@ -10,8 +10,10 @@ the ``Dispatcher`` it is given, and declares what it can do in one frozen
 Helpers: ``DeadlineWatch`` (running attempts' deadlines, on the pool's timer), the job
 context (``JobContext``, ``set_current_context``, ``cancel_context``), the callable
 checks, ``mark_internal`` (a thread of the backend that settles jobs), a private
-event loop on a thread (``run_private_loop``), and ``pools.remote``: the protocol
-for workers in other processes or on other machines.
+event loop on a thread (``run_private_loop``), race mode's hook (``race_point(name)``
+marks a hand-off point of the backend's own, where ``pools.testing.race`` may
+yield or pause; ``set_race_hook`` installs a hook of your own), and
+``pools.remote``: the protocol for workers in other processes or on other machines.
 """
 
 from ._backend import Backend, Dispatcher, check_plain_callable, is_coroutine_function
@@ -19,6 +21,7 @@ from ._callbacks import mark_internal
 from ._context import JobContext, cancel_context, reset_current_context, set_current_context
 from ._job import Job
 from ._loop import run_private_loop
+from ._race import race_point, set_race_hook
 from ._timer import DeadlineWatch, Timer
 from ._types import Capabilities, Ended, JobStatus, Outcome, check_int, check_number
 
@@ -39,7 +42,9 @@ __all__ = [
     "check_plain_callable",
     "is_coroutine_function",
     "mark_internal",
+    "race_point",
     "reset_current_context",
     "run_private_loop",
     "set_current_context",
+    "set_race_hook",
 ]

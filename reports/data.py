@@ -285,6 +285,9 @@ def load_benchmarks(path: str):
                     "rounds": stats.get("rounds"),
                     "jobs_per_s": (jobs / median) if jobs and median else None,
                     "round_jobs_per_s": [jobs / t for t in data] if jobs else [],
+                    # -benchmem (pool_benchmark's memory pass), when the JSON has it
+                    "mem_bytes_per_job": extra.get("mem_bytes_per_job"),
+                    "mem_allocs_per_job": extra.get("mem_allocs_per_job"),
                 }
             )
     except (OSError, ValueError, TypeError, AttributeError) as e:

@@ -187,6 +187,10 @@ def benchmarks_html(data: RunData) -> str:
                         Cell(fmt(med), med),
                         Cell(f"{fmt(est.low)}–{fmt(est.high)}" if est and est.n > 1 else "—", est.low if est else None),
                         Cell(fmt(rec["rounds"], "int"), rec["rounds"]),
+                        *(
+                            Cell(fmt(v), v if finite(v) else None)
+                            for v in (rec.get("mem_bytes_per_job"), rec.get("mem_allocs_per_job"))
+                        ),
                     ],
                 )
             )
@@ -207,6 +211,8 @@ def benchmarks_html(data: RunData) -> str:
                 ("jobs/s", "jobs per round / round time, median round"),
                 ("95% CI", "bootstrap over rounds"),
                 ("rounds", ""),
+                ("B/job", "bytes a submitted job holds (tracemalloc, a pass of its own; this process only)"),
+                ("allocs/job", "memory blocks a submitted job holds (same pass)"),
             ],
             rows,
             caption="micro-benchmarks: each round submits a batch and waits for it",

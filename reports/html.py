@@ -27,6 +27,7 @@ from . import plots
 from .analysis import median_of, ordered_variants, sweep_value
 from .data import RunData, finite, load_run
 from .external import benchmarks_html, loadtests_html
+from .flame import profiles_html
 from .markup import Cell, esc, figure, note, page, para, section, table
 from .questions import Question, answer_all, breakdown, percentile_curve, plot_breakdown, queue_and_busy
 from .recommend import Recommendation, recommend_all
@@ -222,7 +223,18 @@ def question_html(q: Question) -> str:
 
 def case_rows_html(rows: list[dict]) -> list[tuple[str, list[Cell]]]:
     out = []
-    numeric = {"tp_median", "p50_ms", "p95_ms", "p99_ms", "errors", "rejected_pct", "cpu_s", "peak_mb"}
+    numeric = {
+        "tp_median",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "errors",
+        "rejected_pct",
+        "cpu_s",
+        "peak_mb",
+        "mem_bytes",
+        "mem_allocs",
+    }
     for row in rows:
         cls = "winner" if row.get("winner") else (row["status"] if row["status"] != "ok" else "")
         cells = []
@@ -265,6 +277,7 @@ def scenarios_html(data: RunData, cases) -> str:
         body.append(table([(h, tip) for _, h, tip in COLUMNS], case_rows_html(rows)))
         body.append(prepared_html(data, scenario))
         body.append(scenario_plots(data, scenario, params))
+        body.append(profiles_html(data, scenario))
         out.append(section(f"scenario-{scenario}", scenario, "".join(body), level=3, cls="scenario"))
     return "".join(out)
 

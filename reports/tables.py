@@ -33,6 +33,12 @@ COLUMNS = (
     ("rejected_pct", "rejected %", "jobs refused with QueueFull, of all submitted, all repeats"),
     ("cpu_s", "CPU s", "median CPU seconds of the pool's processes per repeat"),
     ("peak_mb", "peak MB", "highest resident memory of the measuring process and its workers"),
+    (
+        "mem_bytes",
+        "B/job",
+        "bytes a submitted job holds (tracemalloc, a pass of its own after the timing; this process only)",
+    ),
+    ("mem_allocs", "allocs/job", "memory blocks a submitted job holds (same pass)"),
     ("n", "repeats", "repeats that succeeded / that ran"),
     ("vs_best", "vs winner", "Mann-Whitney test against the winner's repeats"),
     ("notes", "notes", ""),
@@ -99,6 +105,8 @@ def case_table(data: RunData):
                     ("cpu_s", "cpu_s"),
                 ):
                     row[name] = _median(ok[col]) if len(ok) else None
+                for col, name in (("mem_bytes_per_job", "mem_bytes"), ("mem_allocs_per_job", "mem_allocs")):
+                    row[name] = _median(ok[col]) if len(ok) and col in ok else None
                 peaks = [v for v in ok.peak_rss_mb.tolist() if finite(v)]
                 row["peak_mb"] = max(peaks) if peaks else None
                 # An experiment's counts are its findings (deliberate timeouts, tests failed), not errors.
@@ -147,6 +155,8 @@ def case_table(data: RunData):
                 "p99_ms",
                 "cpu_s",
                 "peak_mb",
+                "mem_bytes",
+                "mem_allocs",
                 "errors",
                 "rejected_pct",
                 "notes",
@@ -208,6 +218,9 @@ def cell_text(row: dict, column: str) -> str:
         return f"{row['n_ok']}/{row['n_run']}"
     if column == "errors":
         return fmt(row.get("errors"), "int")
+    if column == "mem_allocs":
+        v = row.get(column)
+        return f"{v:.1f}" if finite(v) else "—"
     return fmt(row.get(column)) if column not in ("case", "vs_best", "notes") else str(row.get(column) or "")
 
 

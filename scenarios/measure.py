@@ -2,7 +2,8 @@
 nothing but the implementation under test (the runner starts a fresh ``python -m
 scenarios.measure`` for each, as pyperf does).
 
-Reads a JSON request on stdin — ``{"case", "implementation", "seed"}``, or
+Reads a JSON request on stdin — ``{"case", "implementation", "seed"}`` (with
+``"profile": PATH``, py-spy records the run into PATH: :mod:`scenarios.profiling`), or
 ``{"control": true}`` for the control workload — runs the case's experiment
 (:mod:`scenarios.experiments`) and writes one JSON line, the :class:`~scenarios.result.Result`,
 on stdout. The current directory is importable (``-m`` puts it first on ``sys.path``),
@@ -12,6 +13,7 @@ so the user's modules are found as they were by the command that started the run
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import traceback
@@ -38,7 +40,24 @@ def measure(request: dict[str, Any]) -> dict[str, Any]:
         return {"control_s": control_workload()}
     case = Case.from_json(request["case"])
     impl = resolve(ImplSpec.model_validate(request["implementation"]))
-    result = experiments.get(case.scenario.experiment).run(case, impl, request.get("seed", 0))
+    experiment = experiments.get(case.scenario.experiment)
+    if request.get("profile"):
+        # A profile pass (poolbench run --profile): py-spy samples this process and its
+        # workers while the experiment runs; the runner keeps the profile, not the result.
+        from .experiments import load
+        from .profiling import ProfileError, Recorder
+
+        path = request["profile"]
+        if case.scenario.experiment == "load":  # the timed part only, not the start and warm-up
+            load.profile_window = lambda: Recorder(path)
+            result = experiment.run(case, impl, request.get("seed", 0))
+            if not os.path.exists(path):
+                raise ProfileError("the load experiment ran no timed part to profile")
+        else:
+            with Recorder(path):
+                result = experiment.run(case, impl, request.get("seed", 0))
+    else:
+        result = experiment.run(case, impl, request.get("seed", 0))
     return result.to_json()
 
 

@@ -62,6 +62,11 @@ class Result:
     return_ms: float | None = None  # mean: the function ends → the caller's future resolves
     cpu_s: float | None = None  # CPU seconds of the measuring process, its workers and reaped children
     peak_rss_mb: float | None = None  # peak RSS of the measuring process + its workers' RSS at the end
+    # Memory per job (-benchmem), tracemalloc in a pass of its own after the timed run
+    # (pools.testing.bench.MemoryPerJob): this process only, not worker processes.
+    mem_bytes_per_job: float | None = None  # bytes a submitted job holds
+    mem_allocs_per_job: float | None = None  # memory blocks a submitted job holds
+    mem_peak_bytes_per_job: float | None = None  # the batch's high-water mark, per job
     offered_rate: float | None = None
     achieved_rate: float | None = None
     generator_cpu: float | None = None  # share of a core the load generator used

@@ -46,7 +46,18 @@ from .spec import Case, ImplSpec, Scenario, ScenarioError, cases
 from .spec import resolve as resolve_scenario
 from .workload import Workload, resolve_mix
 
-__all__ = ["MEASURE_TIMEOUT", "Cell", "RunOptions", "count_steps", "measure_in_subprocess", "metadata", "plan", "run"]
+__all__ = [
+    "MEASURE_TIMEOUT",
+    "Cell",
+    "RunOptions",
+    "count_steps",
+    "measure_in_subprocess",
+    "metadata",
+    "plan",
+    "profile_pass",
+    "profiled",
+    "run",
+]
 
 MEASURE_TIMEOUT = 300  # seconds for one measurement
 CALIBRATION_S = 0.5  # at most this long timing the user's functions before a run at `load`
@@ -63,6 +74,10 @@ class RunOptions:
     repeats: int = 5
     db: str = store.DEFAULT_DB
     seed: int = 0
+    #: profile (py-spy) each case on each implementation once, in a pass of its own after
+    #: the timed repeats: True for every scenario, or the names of some; a scenario's
+    #: own ``profile = true`` adds it
+    profile: bool | Sequence[str] = False
 
 
 @dataclass(frozen=True)
@@ -234,6 +249,12 @@ def plan(opts: RunOptions) -> Plan:
         if sc.name in seen:
             raise ScenarioError(f"scenario {sc.name!r} is named twice in this run")
         seen.add(sc.name)
+    if not isinstance(opts.profile, bool):
+        unknown = [n for n in opts.profile if n not in seen]
+        if unknown:
+            raise ScenarioError(
+                f"--profile names scenario {unknown[0]!r}, which this run does not have; it has: {', '.join(sorted(seen))}"
+            )
     resolved: dict[str, Implementation] = {}
     labels: list[str] = []
     cells: list[Cell] = []
@@ -267,9 +288,74 @@ def plan(opts: RunOptions) -> Plan:
     return Plan(final, cells, labels)
 
 
-def count_steps(work: Plan, repeats: int) -> int:
-    """Measurements plus control runs: the length of the progress bar."""
-    return sum(c.skipped is None for c in work.cells) * repeats + repeats + 1
+def profiled(opts: RunOptions, work: Plan) -> list[Cell]:
+    """The cells that the profile pass records (see ``RunOptions.profile``)."""
+    names = set() if isinstance(opts.profile, bool) else set(opts.profile)
+    return [
+        c
+        for c in work.cells
+        if c.skipped is None and (opts.profile is True or c.case.scenario.name in names or c.case.scenario.profile)
+    ]
+
+
+def count_steps(work: Plan, repeats: int, opts: RunOptions | None = None) -> int:
+    """Measurements, control runs and profiles: the length of the progress bar."""
+    extra = len(profiled(opts, work)) if opts is not None else 0
+    return sum(c.skipped is None for c in work.cells) * repeats + repeats + 1 + extra
+
+
+PROFILE_SECONDS = 2.0  # a profile pass runs enough jobs for about this long (py-spy samples at 200/s)
+PROFILE_SCALE = 50  # ... but at most this many times the case's jobs
+
+
+def profile_pass(
+    opts: RunOptions,
+    cells: list[Cell],
+    add: Callable[..., None],
+    tick: Callable[[str], None],
+    walls: dict[tuple[str, str], list[float]] | None = None,
+) -> None:
+    """One more measurement of each cell, under py-spy (worker processes included),
+    after the timed repeats so that sampling disturbs none of them; the profile is
+    kept (``store.add_profile``), the measurement's figures are not. A case whose
+    repeats took less than ``PROFILE_SECONDS`` (``walls``: their wall times) runs
+    with more jobs, so that the profile has samples enough."""
+    import math
+    import tempfile
+
+    from .profiling import parse_collapsed
+
+    walls = walls or {}
+    with tempfile.TemporaryDirectory(prefix="poolbench-profiles-") as tmp:
+        for i, cell in enumerate(cells):
+            path = os.path.join(tmp, f"{i}.txt")
+            case = cell.case
+            took = sorted(walls.get((case.key, cell.spec.shown), []))
+            if took and case.scenario.experiment == "load":
+                scale = min(PROFILE_SCALE, math.ceil(PROFILE_SECONDS / max(1e-3, took[len(took) // 2])))
+                if scale > 1:
+                    case = Case(scenario=case.scenario.changed(jobs=case.scenario.jobs * scale), variant=case.variant)
+            request = {
+                "case": case.to_json(),
+                "implementation": cell.spec.model_dump(mode="json"),
+                "seed": opts.seed,
+                "profile": path,
+            }
+            _, err = measure_in_subprocess(request)
+            stacks = samples = None
+            if err is None:
+                with open(path) as f:
+                    stacks = f.read()
+                samples = sum(parse_collapsed(stacks).values())
+            add(
+                scenario=cell.case.scenario.name,
+                variant=cell.case.variant,
+                implementation=cell.spec.shown,
+                stacks=stacks,
+                samples=samples,
+                error=err,
+            )
+            tick(f"profile of {cell.case.key} on {cell.spec.shown}")
 
 
 # ---------------------------------------------------------------- the run
@@ -320,6 +406,7 @@ def run(opts: RunOptions, *, progress: Callable[[str], None] | None = None, work
             store_cell(cell, 0, None, None, cell.skipped)
     runnable = [c for c in work.cells if c.skipped is None]
     control(0)
+    walls: dict[tuple[str, str], list[float]] = {}  # the profile pass sizes its cases by them
     order = work.implementations
     for rep in range(opts.repeats):
         shift = rep % max(1, len(order))
@@ -342,9 +429,21 @@ def run(opts: RunOptions, *, progress: Callable[[str], None] | None = None, work
                     except (TypeError, ValueError) as e:
                         err = f"unreadable result: {e}"
                 store_cell(cell, rep, result, err, None)
+                if result is not None and result.wall_s is not None:
+                    walls.setdefault((cell.case.key, cell.spec.shown), []).append(result.wall_s)
                 done += 1
                 tick(f"{cell.case.key} on {cell.spec.shown} (repeat {rep + 1}/{opts.repeats})")
         control(rep + 1)
+
+    to_profile = profiled(opts, work)
+    if to_profile:
+
+        def add_profile(**fields: Any) -> None:
+            nonlocal done
+            store.add_profile(conn, run_id, **fields)
+            done += 1
+
+        profile_pass(opts, to_profile, add_profile, tick, walls)
 
     flags = list(control_errors)
     load_end = os.getloadavg()[0]

@@ -180,6 +180,10 @@ class Scenario(_Strict):
     armed: bool = False
     #: the driver: "load" (the load generator) or an experiment of scenarios.experiments
     experiment: str = "load"
+    #: load: memory per job (-benchmem), tracemalloc in a pass of its own after the timed run
+    benchmem: bool = True
+    #: record a py-spy profile of this scenario's measurements (as `poolbench run --profile`)
+    profile: bool = False
     #: {option: [values]}: one case per value
     sweep: dict[str, tuple[Any, ...]] | None = None
     #: the quick run's changes (fewer jobs, a shorter sweep)

@@ -21,6 +21,7 @@ __all__ = [
     "METRICS",
     "add_control",
     "add_measurement",
+    "add_profile",
     "connect",
     "create_run",
     "experiment_of",
@@ -28,6 +29,7 @@ __all__ = [
     "last_run_id",
     "load_controls",
     "load_measurements",
+    "load_profiles",
     "load_runs",
 ]
 
@@ -64,6 +66,15 @@ CREATE TABLE IF NOT EXISTS measurements (
     skipped TEXT,                    -- why the implementation could not run the case (never measured)
     findings TEXT,                   -- JSON: the experiment's own findings
     params TEXT                      -- JSON: the scenario as run
+);
+CREATE TABLE IF NOT EXISTS profiles (
+    run_id INTEGER NOT NULL REFERENCES runs(run_id),
+    scenario TEXT NOT NULL,
+    variant TEXT NOT NULL,
+    implementation TEXT NOT NULL,
+    samples INTEGER,                 -- py-spy samples in the profile
+    stacks TEXT,                     -- collapsed stacks ("outer;...;inner count" lines): scenarios.profiling
+    error TEXT                       -- why no profile was recorded
 );
 CREATE TABLE IF NOT EXISTS controls (
     run_id INTEGER NOT NULL REFERENCES runs(run_id),
@@ -163,6 +174,27 @@ def add_measurement(
     conn.commit()
 
 
+def add_profile(
+    conn: sqlite3.Connection,
+    run_id: int,
+    *,
+    scenario: str,
+    variant: str,
+    implementation: str,
+    stacks: str | None,
+    samples: int | None,
+    error: str | None = None,
+) -> None:
+    """A profile of one case on one implementation (``poolbench run --profile``), or
+    why it could not be recorded."""
+    conn.execute(
+        "INSERT INTO profiles (run_id, scenario, variant, implementation, samples, stacks, error) "
+        "VALUES (?,?,?,?,?,?,?)",
+        (run_id, scenario, variant, implementation, samples, stacks, error),
+    )
+    conn.commit()
+
+
 def add_control(conn: sqlite3.Connection, run_id: int, position: int, seconds: float) -> None:
     conn.execute("INSERT INTO controls (run_id, position, seconds) VALUES (?,?,?)", (run_id, position, seconds))
     conn.commit()
@@ -221,6 +253,11 @@ def load_measurements(path: str, run_id: int | None = None):
     df["params"] = df["params"].map(lambda s: json.loads(s) if isinstance(s, str) else None)
     df["findings"] = [_findings(row) for row in df.itertuples()] if len(df) else []
     return df
+
+
+def load_profiles(path: str, run_id: int):
+    """The profiles of one run (an empty frame for a run without any)."""
+    return _read(path, "SELECT * FROM profiles WHERE run_id = ?", (run_id,))
 
 
 def load_controls(path: str, run_id: int):

@@ -31,6 +31,7 @@ def test_public_api_is_explicit():
             "QueueFull",
             "RemoteTraceback",
             "Retry",
+            "RunningJob",
             "ShutdownReport",
             "UnknownBackend",
             "WorkerCrashed",

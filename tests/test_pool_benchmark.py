@@ -164,6 +164,10 @@ def test_one_benchmark_per_implementation_in_a_shared_group(user_run):
         assert b["group"] == "test_square" and b["fullname"] == f"test_user.py::{name}"
         assert b["extra_info"]["jobs"] == 40 and b["extra_info"]["workers"] == 2
         assert b["stats"]["rounds"] >= 2 and b["stats"]["median"] > 0
+        # -benchmem: every job holds a future (and a queue entry) once submitted
+        info = b["extra_info"]
+        assert info["mem_bytes_per_job"] > 0 and info["mem_allocs_per_job"] >= 1, info
+        assert info["mem_peak_bytes_per_job"] > 0, info
     assert by_name["test_coroutines[asyncio.gather]"]["extra_info"]["implementation"] == "asyncio.gather"
     assert by_name["test_square[process]"]["params"] == {"implementation": "process"}
     # A parametrized test: the implementation (and the workers, when swept) is one more parameter.

@@ -498,6 +498,40 @@ def test_racy_pool_says_caught_or_nothing_from_the_data(tmp_path, caught_by, say
     assert says in text and (f"failed {len(caught_by)} tests" in text) == bool(caught_by), text
 
 
+@pytest.mark.parametrize(
+    ("with_race", "without", "says"),
+    [
+        (
+            18,
+            1,
+            "Race mode caught the lost wake-up (a backend that clears its wake-up after looking at the queue) "
+            "more often: in 18/20 runs under race mode against 1/20 without",
+        ),
+        (
+            1,
+            18,
+            "Race mode caught the lost wake-up (a backend that clears its wake-up after looking at the queue) "
+            "less often: in 1/20 runs under race mode against 18/20 without",
+        ),
+        (3, 2, "Race mode made no significant difference to catching the lost wake-up"),
+    ],
+    ids=["more", "less", "same"],
+)
+def test_racy_pool_race_mode_odds_follow_the_data(tmp_path, with_race, without, says):
+    findings = {
+        "caught_by": ["test_conserved"],
+        "summary": "1 failed, 40 passed",
+        "race_runs": 20,
+        "caught_with_race": with_race,
+        "caught_without_race": without,
+        "race_seed": 1001,
+    }
+    rows = [("racy_pool", "", "thread", lambda rep: {"findings": findings}, _params("racy_pool"))]
+    text = answer_of(questions.q_racy, make_run(tmp_path, rows))
+    assert says in text, text
+    assert "Its seeds were 1001–1020" in text
+
+
 # ---------------------------------------------------------------- answers with figures only
 
 

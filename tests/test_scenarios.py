@@ -187,3 +187,7 @@ def test_the_racy_pool_experiment_catches_the_buggy_backend(tmp_path):
     # a cooperative timeout may end on its own first, so the timeout test catches the
     # double count only when the pool's timer settles it: not asserted.
     assert "cancel_running_job" in caught, caught
+    # Race mode's odds on the lost wake-up: both counts recorded, race mode ahead.
+    found = df.iloc[0].findings
+    assert found.race_runs == 20 and found.race_seed is not None
+    assert found.caught_with_race > found.caught_without_race, found

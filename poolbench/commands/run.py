@@ -125,6 +125,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=5,
         help="repeats of each measurement (default 5: the fewest that can show a difference at 5%%)",
     )
+    p.add_argument(
+        "--profile",
+        nargs="*",
+        metavar="SCENARIO",
+        default=None,
+        help="record a py-spy profile (worker processes included) of each case on each implementation, in a pass "
+        "of its own after the timed repeats, for the report's flame graphs: of every scenario, or of those named "
+        "(a scenario file's `profile = true` does it too). Needs py-spy: pip install 'poolbench[debug]'",
+    )
     p.add_argument("--db", default=None, help="SQLite file (default results/poolbench.db)")
     p.add_argument("--no-report", action="store_true", help="do not write the HTML report at the end")
     p.add_argument("--list", action="store_true", help="list the built-in scenarios and implementations, and exit")
@@ -207,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
             quick=args.quick,
             repeats=args.repeats,
             db=args.db or store.DEFAULT_DB,
+            profile=False if args.profile is None else (args.profile or True),
         )
         work = runner.plan(opts)  # every mistake shows here, before the database is touched
     except (LoadError, pools.InvalidArgument) as e:
@@ -227,7 +237,7 @@ def measure_and_report(opts: Any, work: Any, *, report: bool) -> int:
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
     ) as bar:
-        task = bar.add_task("starting", total=runner.count_steps(work, opts.repeats))
+        task = bar.add_task("starting", total=runner.count_steps(work, opts.repeats, opts))
 
         def tick(msg: str) -> None:
             bar.update(task, advance=1, description=msg[:60])

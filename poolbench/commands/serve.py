@@ -80,6 +80,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "list adds job types; repeatable. Installed packages add theirs through the entry-point group "
         "'poolbench.jobtypes'",
     )
+    p.add_argument(
+        "--debug-endpoints",
+        action="store_true",
+        help="serve /debug/threads, /debug/tasks, /debug/profile (py-spy) and /debug/heap (tracemalloc): "
+        "stacks, running jobs, profiles and allocation sites of the live service; behind the token when one is set",
+    )
     p.add_argument("--log-level", default=d.log_level, choices=("debug", "info", "warning", "error"))
     p.add_argument("--access-log", action="store_true", help="log every request (slower)")
 
@@ -103,6 +109,7 @@ def config_from_args(args: argparse.Namespace) -> ServiceConfig:
         log_level=args.log_level,
         access_log=args.access_log,
         jobtypes=tuple(args.jobtypes),
+        debug_endpoints=args.debug_endpoints,
     )
 
 

@@ -666,5 +666,10 @@ def create_app(config: ServiceConfig, registry: jobtypes.Registry | None = None)
             app.openapi_schema = schema
         return app.openapi_schema
 
+    if config.debug_endpoints:
+        from .debug import add_debug_routes
+
+        add_debug_routes(app, service)
+
     app.openapi = openapi  # type: ignore[method-assign]
     return app

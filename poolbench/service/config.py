@@ -27,4 +27,5 @@ class ServiceConfig:
     drain_report: str | None = None
     log_level: str = "warning"
     access_log: bool = False
+    debug_endpoints: bool = False  # /debug/threads, /tasks, /profile, /heap (poolbench.service.debug)
     jobtypes: tuple[str, ...] = ()  # modules of job types, besides the built-in and the installed packages' ones

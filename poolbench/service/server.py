@@ -120,6 +120,13 @@ def serve(config: ServiceConfig) -> int:
     except (pools.PoolError, LoadError) as e:
         print(f"poolbench serve: {e}", file=sys.stderr)
         return 2
+    if config.debug_endpoints and config.host not in LOOPBACK and not config.token:
+        print(
+            f"poolbench serve: --debug-endpoints on {config.host} without a token would show anyone who reaches it "
+            f"this process's stacks and heap: set {TOKEN_ENV} (or --token), or bind to loopback",
+            file=sys.stderr,
+        )
+        return 2
     if config.host not in LOOPBACK and not config.token:
         log.warning(
             "listening on %s without a token: anyone who reaches this address can run jobs; set %s (or --token)",

@@ -183,6 +183,12 @@ class JobStore:
             record = self._live.get(job_id)
             return None if record is None else record.job
 
+    def type_of(self, job_id: int) -> str | None:
+        """The job type of a job still kept, or None."""
+        with self._lock:
+            record = self._live.get(job_id) or self._finished.get(job_id)
+            return None if record is None else record.type
+
     def live_jobs(self) -> list[Job]:
         with self._lock:
             return [r.job for r in self._live.values() if r.job is not None]

@@ -11,6 +11,8 @@
           backends = ("mybackend",)   # a name given to pools.register_backend
 
 - Job functions and cross-process signals for tests: :mod:`pools.testing.jobs`.
+- Race mode (a hostile, seeded schedule at the pools' hand-off points; the plugin's
+  ``--pools-race=N`` and ``--pools-race-seed=S``): :mod:`pools.testing.race`.
 - A pytest plugin (loaded automatically once poolbench is installed) with the
   ``pool_backend``, ``make_pool``, ``leak_check`` and ``pool_benchmark`` fixtures;
   what ``pool_benchmark`` times (the implementations, their warm-up, a round) is

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import os
 import pickle
+import tracemalloc
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +34,7 @@ __all__ = [
     "CONTENDERS",
     "WARM_TIMEOUT",
     "Implementation",
+    "MemoryPerJob",
     "Prepared",
     "Unsupported",
     "check_args",
@@ -39,6 +42,7 @@ __all__ = [
     "default_implementations",
     "implementation",
     "implementations",
+    "memory_per_job",
     "prepare",
     "warm",
 ]
@@ -129,13 +133,20 @@ def warm(
             job.result(WARM_TIMEOUT)
 
 
+Round = Callable[[], list[Any]]
+#: submits a round's jobs and returns what waits for them (the round, in two halves)
+SubmitPhase = Callable[[], Round]
+
+
 class Prepared:
     """An implementation made, warmed and ready: ``round()`` runs the batch once,
-    ``close()`` shuts it down."""
+    ``submit()`` submits it and returns what collects its results (the memory pass
+    looks between the two), ``close()`` shuts it down."""
 
-    def __init__(self, impl: Implementation, round_: Callable[[], list[Any]], close: Callable[[], Any]) -> None:
+    def __init__(self, impl: Implementation, round_: Round, close: Callable[[], Any], submit: SubmitPhase) -> None:
         self.implementation = impl
         self.round = round_
+        self.submit = submit
         self._close = close
 
     def close(self) -> None:
@@ -144,12 +155,70 @@ class Prepared:
 
 def _submit_all(
     submit: Callable[..., concurrent.futures.Future[Any]], fn: Callable[..., Any], args: Sequence[tuple[Any, ...]]
-) -> Callable[[], list[Any]]:
+) -> tuple[Round, SubmitPhase]:
     def round_() -> list[Any]:
         futures = [submit(fn, *a) for a in args]
         return [f.result() for f in futures]
 
-    return round_
+    def submit_phase() -> Round:
+        futures = [submit(fn, *a) for a in args]
+        return lambda: [f.result() for f in futures]
+
+    return round_, submit_phase
+
+
+@dataclass(frozen=True)
+class MemoryPerJob:
+    """What a job costs in memory (``go test -benchmem``'s B/op and allocs/op), from
+    tracemalloc in a pass of its own, never during a timed round. Only this
+    process's allocations are traced: a process pool's workers are not.
+
+    ``bytes`` and ``allocations``: the memory and the number of memory blocks that
+    the batch holds once every job is submitted (futures, queue entries, payloads;
+    a result once its job ended), per job. ``peak_bytes``: the high-water mark of
+    the whole round (submit, run, collect) above its start, per job."""
+
+    bytes: float
+    allocations: float
+    peak_bytes: float
+    jobs: int
+
+    def as_extra_info(self) -> dict[str, float]:
+        return {
+            "mem_bytes_per_job": round(self.bytes, 1),
+            "mem_allocs_per_job": round(self.allocations, 2),
+            "mem_peak_bytes_per_job": round(self.peak_bytes, 1),
+        }
+
+
+def memory_per_job(submit: SubmitPhase, jobs: int) -> MemoryPerJob:
+    """Run one round — ``submit()`` then the collect it returns — under tracemalloc
+    (started and stopped here; already tracing, it is left on) and divide by ``jobs``."""
+    own = not tracemalloc.is_tracing()
+    gc.collect()
+    if own:
+        tracemalloc.start(1)
+    try:
+        tracemalloc.reset_peak()
+        start = tracemalloc.get_traced_memory()[0]
+        before = tracemalloc.take_snapshot()
+        collect = submit()
+        after = tracemalloc.take_snapshot()
+        collect()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        if own:
+            tracemalloc.stop()
+    # The snapshots' own memory is traced too: take it out.
+    skip = (tracemalloc.Filter(False, tracemalloc.__file__),)
+    diff = after.filter_traces(skip).compare_to(before.filter_traces(skip), "filename")
+    n = max(1, jobs)
+    return MemoryPerJob(
+        bytes=max(0, sum(d.size_diff for d in diff)) / n,
+        allocations=max(0, sum(d.count_diff for d in diff)) / n,
+        peak_bytes=max(0, peak - start) / n,
+        jobs=jobs,
+    )
 
 
 def prepare(impl: Implementation, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]], workers: int) -> Prepared:
@@ -183,11 +252,11 @@ def prepare(impl: Implementation, fn: Callable[..., Any], args: Sequence[tuple[A
         except BaseException:
             executor.shutdown(cancel_futures=True)
             raise
-        return _prepared(impl, _submit_all(executor.submit, fn, args), executor.shutdown)
+        return _prepared(impl, *_submit_all(executor.submit, fn, args), executor.shutdown)
     pool = create_pool(impl.name, workers=workers, queue_size=len(args), **impl.options)
     try:
         warm(pool.submit, workers, jobs.job_for(pool, jobs.hold))
-        round_ = _submit_all(pool.submit, fn, args)
+        round_, submit_phase = _submit_all(pool.submit, fn, args)
         try:
             first = pool.submit(fn, *args[0])  # the backend's own check of the callable
         except InvalidCallable as e:
@@ -196,39 +265,44 @@ def prepare(impl: Implementation, fn: Callable[..., Any], args: Sequence[tuple[A
     except BaseException:
         pool.shutdown(timeout=WARM_TIMEOUT, cancel_pending=True)
         raise
-    return _prepared(impl, round_, lambda: pool.shutdown(timeout=WARM_TIMEOUT, cancel_pending=True))
+    return _prepared(impl, round_, submit_phase, lambda: pool.shutdown(timeout=WARM_TIMEOUT, cancel_pending=True))
 
 
-def _prepared(impl: Implementation, round_: Callable[[], list[Any]], close: Callable[[], Any]) -> Prepared:
+def _prepared(impl: Implementation, round_: Round, submit: SubmitPhase, close: Callable[[], Any]) -> Prepared:
     try:
         round_()  # untimed: imports in the workers, first-call costs
     except BaseException:
         close()
         raise
-    return Prepared(impl, round_, close)
+    return Prepared(impl, round_, close, submit)
 
 
 def _gather(
     fn: Callable[..., Any], args: Sequence[tuple[Any, ...]], workers: int, options: Mapping[str, Any]
-) -> tuple[Callable[[], list[Any]], Callable[[], None]]:
+) -> tuple[Round, SubmitPhase, Callable[[], None]]:
     if options:
         raise InvalidArgument(f"'asyncio.gather' takes no options, got {dict(options)!r}")
     loop = asyncio.new_event_loop()  # one loop for every round, as a server keeps its own
 
+    async def one(limit: asyncio.Semaphore, a: tuple[Any, ...]) -> Any:
+        async with limit:
+            return await fn(*a)
+
     async def batch() -> list[Any]:
         limit = asyncio.Semaphore(workers)
+        return await asyncio.gather(*(one(limit, a) for a in args))
 
-        async def one(a: tuple[Any, ...]) -> Any:
-            async with limit:
-                return await fn(*a)
-
-        return await asyncio.gather(*(one(a) for a in args))
+    def submit_phase() -> Round:
+        # The jobs as tasks, made but not yet run (the loop runs in collect).
+        limit = asyncio.Semaphore(workers)
+        tasks = [loop.create_task(one(limit, a)) for a in args]
+        return lambda: loop.run_until_complete(asyncio.gather(*tasks))
 
     def close() -> None:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
 
-    return (lambda: loop.run_until_complete(batch())), close
+    return (lambda: loop.run_until_complete(batch())), submit_phase, close
 
 
 def _name(fn: Callable[..., Any]) -> str:

@@ -24,28 +24,126 @@ Fixtures:
   JSON (``pool_benchmark_skipped``); the test is skipped if none can. Returns the
   last round's results by implementation. Needs pytest-benchmark
   (``pip install 'poolbench[bench]'``).
+
+Race mode (:mod:`pools.testing.race`): ``--pools-race=N`` reruns every test N
+times (``test_x[race0]``...), each under race mode with its own seed; a failure
+prints its seed and the command that replays it, ``--pools-race-seed=S`` (one run
+under seed S; with ``--pools-race=N``, runs under S, S+1...). The ``pools_race``
+fixture is the ``RaceMode`` of the running test (None when race mode is off).
 """
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import pytest
 
 from .. import InvalidArgument, Pool, available_backends, create_pool
-from . import bench
+from . import bench, race
 from ._leaks import find_leaks, snapshot
 
 SHUTDOWN_LIMIT = 10.0
 LEAK_WAIT = 10.0
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("poolbench", "poolbench (pools.testing)")
+    group.addoption(
+        "--pools-race",
+        type=int,
+        default=None,
+        metavar="N",
+        help="rerun every test N times under race mode (a tiny switch interval, seeded yields and pauses at the "
+        "pools' hand-off points); a failure prints the seed that replays it",
+    )
+    group.addoption(
+        "--pools-race-seed",
+        type=int,
+        default=None,
+        metavar="S",
+        help="race mode with seed S: replays a failure that --pools-race printed (with --pools-race=N: S, S+1...)",
+    )
+
+
+_RACE_BASE = pytest.StashKey[int | None]()
+_RACE_RUNS = pytest.StashKey[int]()
+_RACE_SEED = pytest.StashKey[int]()
+_RACE_FAILED = pytest.StashKey[list[tuple[str, int]]]()
+_RACE_PARAM = "pools_race_run"
+
+
+def _configure_race(config: pytest.Config) -> None:
+    runs, seed = config.getoption("--pools-race", None), config.getoption("--pools-race-seed", None)
+    if runs is not None and runs < 1:
+        raise pytest.UsageError(f"--pools-race must be a number of runs >= 1, got {runs}")
+    on = runs is not None or seed is not None
+    config.stash[_RACE_RUNS] = runs or 1
+    config.stash[_RACE_BASE] = (race.new_seed() if seed is None else seed) if on else None
+    config.stash[_RACE_FAILED] = []
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    base = config.stash.get(_RACE_BASE, None)
+    if base is None:
+        return None
+    return f"pools race mode: {config.stash[_RACE_RUNS]} run(s) per test, seeds from {base}"
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "pool_backend" in metafunc.fixturenames:
         backends = getattr(metafunc.cls, "backends", None) or available_backends()
         metafunc.parametrize("pool_backend", list(backends))
+    runs = metafunc.config.stash.get(_RACE_RUNS, 1)
+    if runs > 1:
+        metafunc.fixturenames.append(_RACE_PARAM)
+        metafunc.parametrize(_RACE_PARAM, range(runs), ids=[f"race{i}" for i in range(runs)])
+
+
+@pytest.fixture(autouse=True)
+def pools_race(request: pytest.FixtureRequest) -> Iterator[race.RaceMode | None]:
+    """The test's race mode (``--pools-race``, ``--pools-race-seed``), or None when off."""
+    base = request.config.stash.get(_RACE_BASE, None)
+    if base is None:
+        yield None
+        return
+    callspec = getattr(request.node, "callspec", None)
+    run = callspec.params.get(_RACE_PARAM, 0) if callspec is not None else 0
+    seed = base + run
+    request.node.stash[_RACE_SEED] = seed
+    with race.race_mode(seed) as mode:
+        yield mode
+
+
+def _replay_target(nodeid: str) -> str:
+    """The test's id without the rerun's parameter: ``t.py::test_a[race3]`` -> ``t.py::test_a``."""
+    nodeid = re.sub(r"\[race\d+\]$", "", nodeid)
+    return re.sub(r"-race\d+\]$", "]", nodeid)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    seed = item.stash.get(_RACE_SEED, None)
+    if seed is not None and report.failed:
+        replay = f"pytest --pools-race-seed={seed} '{_replay_target(item.nodeid)}'"
+        report.sections.append(("pools race mode", f"failed under race mode with seed {seed}; replay: {replay}"))
+        failed = item.config.stash[_RACE_FAILED]
+        if (item.nodeid, seed) not in failed:
+            failed.append((item.nodeid, seed))
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    failed = config.stash.get(_RACE_FAILED, [])
+    if failed:
+        terminalreporter.section("pools race mode: failures and their seeds")
+        for nodeid, seed in failed:
+            terminalreporter.write_line(
+                f"{nodeid}: seed {seed}; replay: pytest --pools-race-seed={seed} '{_replay_target(nodeid)}'"
+            )
 
 
 @pytest.fixture
@@ -113,6 +211,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # pool_benchmark stands on pytest-benchmark's `benchmark` fixture when that plugin
     # is active, so that --benchmark-only and --benchmark-skip count its tests as
     # benchmarks; without the plugin, the fixture says what to install.
+    _configure_race(config)
     pm = config.pluginmanager
     active = pm.hasplugin("benchmark") or pm.hasplugin("pytest_benchmark.plugin")  # by entry point, or by -p
     config.stash[_SKIPPED] = []
@@ -172,6 +271,10 @@ class PoolBenchmark:
                     fixture = self._fixture(label, group)
                     fixture.extra_info.update(backend=label, implementation=impl.name, workers=w, jobs=len(batch))
                     results[label] = fixture(prepared.round)
+                    if not fixture.disabled:
+                        # -benchmem: a pass of its own, after the timed rounds
+                        mem = bench.memory_per_job(prepared.submit, len(batch))
+                        fixture.extra_info.update(mem.as_extra_info())
                 finally:
                     prepared.close()
         if not results:

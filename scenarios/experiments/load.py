@@ -27,9 +27,11 @@ import resource
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+from pools.testing.bench import MemoryPerJob, memory_per_job
 from pools.testing.jobs import Gate, Latch, ahold, hold
 
 from ..implementations import Implementation, Session
@@ -39,9 +41,23 @@ from ..stats import percentile
 from ..workload import resolve_mix
 from . import Experiment
 
-__all__ = ["EXPERIMENT", "WARMUP_JOBS", "LoadFindings", "atimed", "cpu_and_rss", "run", "timed", "warm"]
+__all__ = [
+    "EXPERIMENT",
+    "MEM_JOBS",
+    "WARMUP_JOBS",
+    "LoadFindings",
+    "atimed",
+    "cpu_and_rss",
+    "memory_pass",
+    "run",
+    "timed",
+    "warm",
+]
 
 WARMUP_JOBS = 20
+#: set by a profile pass (scenarios.measure): a context manager around the timed part only
+profile_window: Callable[[], AbstractContextManager[Any]] | None = None
+MEM_JOBS = 100  # jobs of the memory pass (-benchmem), after the timed run
 SAMPLE_EVERY = 0.005  # seconds between two samples of queue depth and busy workers
 TIMELINE_POINTS = 200  # at most, kept in the results
 ARMED_TIMEOUT = 60.0  # armed scenarios: the timeout on every job of ours, never reached
@@ -94,6 +110,23 @@ def warm(session: Session, carried: Any) -> None:
         gate.open()
         for f in held:
             f.result()
+
+
+def memory_pass(impl: Implementation, sc: Scenario, jobs_plan: list[Job]) -> MemoryPerJob:
+    """Memory per job (``go test -benchmem``), in a pass of its own after the timed
+    run, on a fresh session of the implementation with room for the whole batch (so
+    that every implementation holds all of it: bounded or not, alike): the first
+    ``MEM_JOBS`` jobs of the plan, once untraced, then once under tracemalloc."""
+    batch = jobs_plan[:MEM_JOBS]
+    with impl.open(workers=sc.workers, queue_size=len(batch), overflow="block") as session:
+        warm(session, tuple({job.fn for job in batch}))
+
+        def submit_phase() -> Callable[[], list[Any]]:
+            futures = [session.submit(job.fn, job.args) for job in batch]
+            return lambda: [f.exception() for f in futures]
+
+        submit_phase()()  # untraced: first calls, caches
+        return memory_per_job(submit_phase, len(batch))
 
 
 # ---------------------------------------------------------------- sampling
@@ -255,6 +288,8 @@ def run(case: Case, impl: Implementation, seed: int) -> Result:
         warm(session, tuple(forms))
         for job in jobs_plan[:WARMUP_JOBS]:  # one at a time: fits even queue_size=0 + reject
             session.submit(wrapper, (job.fn, job.args)).exception()
+        window = profile_window() if profile_window is not None else nullcontext()
+        window.__enter__()
         cpu0, _ = cpu_and_rss()
         gen_cpu0 = time.thread_time()
         t0 = time.monotonic()
@@ -275,8 +310,10 @@ def run(case: Case, impl: Implementation, seed: int) -> Result:
                     sampler.stop()
             t_end = max([d for d in gen.done_at if d] or [last_submit])
         cpu1, workers_rss = cpu_and_rss()
+        window.__exit__(None, None, None)
         retried = session.retried()
 
+    mem = memory_pass(impl, sc, jobs_plan) if sc.benchmem else None
     intended, done_at, futures, rejected = gen.intended, gen.done_at, gen.futures, gen.rejected
     counts = dict.fromkeys(("succeeded", "failed", "timed_out", "cancelled"), 0)
     latencies, waits, dispatch, runs, returns = [], [], [], [], []
@@ -350,6 +387,9 @@ def run(case: Case, impl: Implementation, seed: int) -> Result:
         return_ms=_ms(_mean(returns)),
         cpu_s=cpu1 - cpu0,
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 + workers_rss,
+        mem_bytes_per_job=None if mem is None else mem.bytes,
+        mem_allocs_per_job=None if mem is None else mem.allocations,
+        mem_peak_bytes_per_job=None if mem is None else mem.peak_bytes,
         offered_rate=offered,
         achieved_rate=achieved,
         generator_cpu=gen_util,
