@@ -24,6 +24,7 @@ from collections.abc import Callable, Generator
 from typing import Any, Generic, Self, TypeVar, cast
 
 from ._callbacks import on_internal_thread
+from .exceptions import LoopJobCancelled
 
 __all__ = ["FUTURE_INTERNALS", "LazyFuture"]
 
@@ -106,10 +107,12 @@ class LazyFuture(concurrent.futures.Future[T], Generic[T]):
         kept = [cb for cb in callbacks if not (cb == fn or (type(cb) is _InContext and cb.fn == fn))]
         removed = len(callbacks) - len(kept)
         if removed:
-            callbacks[:] = kept
+            self._callbacks = kept  # a new list: the callbacks being run may be iterating the old one
         return removed
 
     def _make_cancelled_error(self) -> asyncio.CancelledError:
+        # Exactly asyncio's class: asyncio.timeout() tells its own cancellation by
+        # ``exc_type is CancelledError``, and gather() passes this one on.
         return asyncio.CancelledError()
 
     # -- the lazy parts of Future (names used by concurrent.futures itself)
@@ -159,15 +162,8 @@ class LazyFuture(concurrent.futures.Future[T], Generic[T]):
         callbacks = self._callbacks
         if not callbacks:
             return
-        loop = self._loop
-        if loop is not None and asyncio._get_running_loop() is not loop:
-            # An asyncio future of that loop (a timeout, or a cancel from another
-            # thread, ended it here): its callbacks, asyncio's among them, run there.
-            try:
-                loop.call_soon_threadsafe(_call_each, self, list(callbacks))
-                return
-            except RuntimeError:  # that loop is closed: run them as any job's
-                pass
+        if self._loop is not None and _schedule_on(self._loop, self, callbacks):
+            return
         if on_internal_thread():
             # Settled by the timer or a manager thread, which deliver every job's
             # deadline and result: user code runs on the callback thread instead (see
@@ -198,18 +194,8 @@ class LazyFuture(concurrent.futures.Future[T], Generic[T]):
             with cond:
                 if self._keep_callback(fn):
                     return
-        loop = self._loop
-        if loop is not None:
-            # Ended: an asyncio future schedules the callback, never calls it at
-            # once (asyncio.gather counts on that for children that ended already).
-            try:
-                if asyncio._get_running_loop() is loop:
-                    loop.call_soon(_call_each, self, [fn])
-                else:
-                    loop.call_soon_threadsafe(_call_each, self, [fn])
-                return
-            except RuntimeError:  # that loop is closed
-                pass
+        if self._loop is not None and _schedule_on(self._loop, self, [fn]):
+            return
         if getattr(self, "_deferred", False):
             self._defer(functools.partial(_call_deferred, self, [fn]))  # in order, after those
             return
@@ -267,11 +253,15 @@ class LazyFuture(concurrent.futures.Future[T], Generic[T]):
             # Finished without an exception: _result holds the T that set_result got
             # (the stubs type the field T | None, for the time before it is set).
             return self._result  # type: ignore[return-value]
+        if self._loop is not None and self._state in _F_CANCELLED:
+            raise LoopJobCancelled  # what asyncio's callers of result() expect, too
         return super().result(timeout)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         if self._state is _F_FINISHED:
             return self._exception
+        if self._loop is not None and self._state in _F_CANCELLED:
+            raise LoopJobCancelled
         return super().exception(timeout)
 
     def __await__(self) -> Generator[Any, None, T]:
@@ -441,6 +431,23 @@ class _InContext:
 
     def __call__(self, future: Any) -> object:
         return self.context.run(self.fn, future)
+
+
+def _schedule_on(loop: asyncio.AbstractEventLoop, future: Any, callbacks: list[DoneCallback]) -> bool:
+    """Schedule an asyncio future's done-callbacks on its loop, never calling them at
+    once, as asyncio does (gather() and Task.cancel() count on it: gather's callback
+    run inside a child's cancel() would end it before it knows it was cancelled).
+    False if the loop no longer runs: nothing would ever call them there."""
+    if asyncio._get_running_loop() is loop:
+        loop.call_soon(_call_each, future, list(callbacks))
+        return True
+    if not loop.is_running():  # stopped or closed: the caller runs them as any job's
+        return False
+    try:
+        loop.call_soon_threadsafe(_call_each, future, list(callbacks))
+    except RuntimeError:  # closed meanwhile
+        return False
+    return True
 
 
 def _call_deferred(future: Any, callbacks: list[DoneCallback]) -> None:

@@ -28,7 +28,12 @@ def register(sink: Callable[[Hook | None], None]) -> None:
 
 def set_race_hook(hook: Hook | None) -> Hook | None:
     """Install ``hook`` at the pools' hand-off points (None: remove it); returns the
-    previous one. ``pools.testing.race`` installs a hostile one."""
+    previous one. ``pools.testing.race`` installs a hostile one.
+
+    The hook is called with the point's name, on whichever thread reaches it, and at
+    some points (``"take"``) with the pool's lock held: it may sleep, yield or record,
+    but must not call into a pool (``stats()``, ``submit``, ``running_jobs()``), which
+    would wait for that lock for ever."""
     global _hook
     previous, _hook = _hook, hook
     for sink in _sinks:

@@ -8,6 +8,7 @@ on it and the worker's traceback attached (for processes as ``__cause__``, a
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 from typing import Any
 
@@ -92,6 +93,15 @@ class JobCancelled(PoolError, concurrent.futures.CancelledError):
     ``job.result()`` on a cancelled job raises the standard
     ``concurrent.futures.CancelledError``, of which this is a subclass.
     """
+
+
+class LoopJobCancelled(JobCancelled, asyncio.CancelledError):
+    """What ``result()`` and ``exception()`` raise for a cancelled job that is an
+    asyncio future (submitted on the loop its asyncio pool runs on): both the
+    ``concurrent.futures`` and the ``asyncio`` ``CancelledError``, so that
+    ``asyncio.wait_for`` turns it into its ``TimeoutError`` and a task that reads it
+    is cancelled, as with any asyncio future, while ``except Exception`` still
+    catches it in synchronous code."""
 
 
 class WorkerCrashed(PoolError):

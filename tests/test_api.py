@@ -22,6 +22,7 @@ def test_public_api_is_explicit():
             "JobStatus",
             "JobTimeout",
             "Leaked",
+            "LoopJobCancelled",
             "NoCurrentJob",
             "Pool",
             "PoolBroken",

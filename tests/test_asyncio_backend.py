@@ -352,3 +352,101 @@ def test_gather_cancelled_cancels_its_asyncio_future_jobs_and_remove_done_callba
 
     asyncio.run(main())
     assert pool.stats().cancelled == 2
+
+
+async def _forever():
+    await asyncio.Event().wait()
+
+
+def test_cancelling_a_task_that_gathers_asyncio_future_jobs_cancels_it(make_pool):
+    # gather's callback run inside a child's cancel() would end the gathering future
+    # with the children's errors before it knew it was cancelled: the task went on.
+    pool = make_pool("asyncio", workers=2)
+
+    async def started_then_forever(started):
+        started.set()
+        await _forever()
+
+    async def gathers(started):
+        return await asyncio.gather(pool.submit(started_then_forever, started), return_exceptions=True)
+
+    async def main():
+        async with pool:
+            started = asyncio.Event()
+            task = asyncio.create_task(gathers(started))
+            await started.wait()  # the job runs, the task waits in gather
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.05):
+                    await asyncio.gather(pool.submit(_forever), return_exceptions=True)
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(pool.submit(_forever), 0.05)
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(pool.submit(_forever), return_exceptions=True), 0.05)
+
+    asyncio.run(main())
+    assert pool.stats().cancelled == 4
+
+
+def test_a_cancelled_asyncio_future_job_raises_both_cancelled_errors(make_pool):
+    pool = make_pool("asyncio", workers=1)
+
+    async def main():
+        async with pool:
+            job = pool.submit(_forever)
+            assert job.cancel()
+            for read in (job.result, job.exception):
+                with pytest.raises(pools.LoopJobCancelled) as caught:
+                    read()
+                assert isinstance(caught.value, asyncio.CancelledError)
+                assert isinstance(caught.value, concurrent.futures.CancelledError)
+            for f in asyncio.as_completed([job]):
+                with pytest.raises(asyncio.CancelledError):
+                    await f
+
+    asyncio.run(main())
+
+
+def test_an_asyncio_future_job_schedules_its_callbacks_and_one_may_remove_itself(make_pool):
+    pool = make_pool("asyncio", workers=1)
+    called = []
+
+    async def main():
+        async with pool:
+            job = pool.submit(jobs.aecho, 1)
+
+            def once(j):
+                called.append("once")
+                j.remove_done_callback(once)
+
+            job.add_done_callback(once)
+            job.add_done_callback(lambda j: called.append("second"))
+            job.add_done_callback(lambda j: called.append("third"))
+            assert await job == 1
+            for _ in range(3):
+                await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert called == ["once", "second", "third"]
+
+
+def test_an_asyncio_future_job_ended_while_its_loop_is_stopped_runs_its_callbacks_in_the_caller(make_pool):
+    pool = make_pool("asyncio", workers=1)
+    called = []
+    loop = asyncio.new_event_loop()
+
+    async def submit():
+        pool.start()
+        job = pool.submit(_forever)
+        job.add_done_callback(lambda j: called.append(threading.get_ident()))
+        return job
+
+    try:
+        job = loop.run_until_complete(submit())  # the loop now stopped, not closed
+        assert job.cancel()
+        assert called == [threading.get_ident()]  # nothing would run them on that loop
+    finally:
+        loop.run_until_complete(pool.ashutdown(timeout=T, cancel_pending=True))
+        loop.close()

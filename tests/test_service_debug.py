@@ -87,7 +87,9 @@ def test_threads_names_the_running_job_and_every_thread(debug_server):
 def test_tasks_lists_the_loops_tasks(debug_server):
     body = debug_server.http.get("/debug/tasks").json()
     assert body["loop"] == "server" and "runs no asyncio tasks" in body["note"]
-    assert any("tasks" in f for t in body["tasks"] for f in t["stack"]) or body["tasks"], body
+    stacks = "\n".join(f for t in body["tasks"] for f in t["stack"])
+    # the server's own task, and the one serving this very request
+    assert "uvicorn/server.py" in stacks and "in run_asgi" in stacks, body
 
 
 def test_heap_lists_sites_then_their_growth(debug_server):
@@ -193,6 +195,15 @@ def test_asyncio_pool_tasks_are_listed_with_their_stacks(tmp_path):
         assert body["loop"] == "pool" and body["note"] is None
         stacks = "\n".join(f for t in body["tasks"] for f in t["stack"])
         assert "in asleep" in stacks, body["tasks"]
+        # No token here: only requests to a loopback name, and none a web page sent
+        for headers in (
+            {"Host": "evil.example"},
+            {"Sec-Fetch-Site": "cross-site"},
+            {"Origin": "http://evil.example"},
+        ):
+            refused = srv.http.get("/debug/threads", headers=headers)
+            assert refused.status_code == 403 and "/debug" in refused.json()["detail"], (headers, refused.text)
+        assert srv.http.get("/debug/threads", headers={"Origin": srv.url, "Sec-Fetch-Site": "same-origin"}).is_success
         srv.http.delete(f"/jobs/{job_id}")
     finally:
         assert srv.stop() == 0, srv.output()

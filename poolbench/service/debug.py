@@ -14,6 +14,11 @@ for a Python pool). Off unless asked; behind the bearer token like every other p
 - ``GET /debug/heap``: tracemalloc's top allocation sites, and their growth since the
   endpoint was first asked (when tracing began: tracing costs while it is on, so it
   starts on the first ask, and ``DELETE /debug/heap`` stops it).
+
+Without a token, these paths answer only a request addressed to a loopback name (its
+``Host``) and not sent by a web page of another site (``Sec-Fetch-Site``, ``Origin``):
+otherwise any page the user opens could, through the browser, read the stacks (DNS
+rebinding) or start profiles and tracing.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import tracemalloc
 from types import FrameType
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from scenarios.profiling import find_py_spy
@@ -76,6 +81,7 @@ class _Debug:
         self.profiling = False  # read and set on the event loop only: no lock needed
         self.heap_baseline: tracemalloc.Snapshot | None = None
         self.heap_since: float | None = None
+        self.heap_lock = threading.Lock()
 
     # -------------------------------------------------------------- threads
 
@@ -246,6 +252,10 @@ class _Debug:
     # -------------------------------------------------------------- heap
 
     def heap(self, top: int) -> dict[str, Any]:
+        with self.heap_lock:  # one reader or stopper at a time: a stop mid-snapshot broke it
+            return self._heap(top)
+
+    def _heap(self, top: int) -> dict[str, Any]:
         if not tracemalloc.is_tracing():
             tracemalloc.start(HEAP_FRAMES)
             self.heap_baseline = None
@@ -289,30 +299,68 @@ class _Debug:
         }
 
     def stop_heap(self) -> dict[str, Any]:
-        was = tracemalloc.is_tracing()
-        tracemalloc.stop()
-        self.heap_baseline = self.heap_since = None
+        with self.heap_lock:
+            was = tracemalloc.is_tracing()
+            tracemalloc.stop()
+            self.heap_baseline = self.heap_since = None
         return {"tracing": False, "was_tracing": was}
+
+
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+def _host_name(host: str) -> str:
+    if host.startswith("["):  # [::1]:8000
+        return host[: host.find("]") + 1]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _loopback_origin(origin: str) -> bool:
+    rest = origin.partition("://")[2]
+    return bool(rest) and _host_name(rest) in LOOPBACK_NAMES
+
+
+def check_local_request(request: Request, *, has_token: bool) -> None:
+    """Refuse a debug request a browser sent on a web page's behalf (see the module's
+    docstring). With a token, the token is the guard: a page cannot know it."""
+    if has_token:
+        return
+    host = request.headers.get("host", "")
+    if _host_name(host) not in LOOPBACK_NAMES:
+        raise HTTPException(
+            403, f"/debug answers requests to a loopback name without a token; this one was for Host {host!r}"
+        )
+    site = request.headers.get("sec-fetch-site")
+    origin = request.headers.get("origin")
+    if site in ("cross-site", "same-site") or (origin is not None and not _loopback_origin(origin)):
+        raise HTTPException(403, f"/debug refuses requests sent by a web page of another site ({origin or site})")
 
 
 def add_debug_routes(app: FastAPI, service: Any) -> None:
     """Mount the /debug endpoints on ``app`` (``--debug-endpoints``)."""
     debug = _Debug(service)
+    has_token = bool(service.config.token)
 
-    @app.get("/debug/threads", summary="Every thread's stack and each running job")
+    def local_only(request: Request) -> None:
+        check_local_request(request, has_token=has_token)
+
+    guard = [Depends(local_only)]
+
+    @app.get("/debug/threads", summary="Every thread's stack and each running job", dependencies=guard)
     async def threads(format: str = "json") -> Response:
         dump = debug.threads()
         if format == "text":
             return PlainTextResponse(debug.threads_text(dump))
         return JSONResponse(dump)
 
-    @app.get("/debug/tasks", summary="The asyncio tasks of the pool's loop, with their stacks")
+    @app.get("/debug/tasks", summary="The asyncio tasks of the pool's loop, with their stacks", dependencies=guard)
     async def tasks() -> Response:
         return JSONResponse(await debug.tasks())
 
     @app.get(
         "/debug/profile",
         summary="A py-spy profile of the service and its worker processes",
+        dependencies=guard,
         responses={
             200: {"content": {"image/svg+xml": {}, "application/json": {}}},
             400: {"description": "seconds beyond the cap, or a bad format"},
@@ -330,10 +378,10 @@ def add_debug_routes(app: FastAPI, service: Any) -> None:
     ) -> Response:
         return await debug.profile(seconds, format, rate, gil, idle, native)
 
-    @app.get("/debug/heap", summary="tracemalloc's top allocation sites and their growth")
+    @app.get("/debug/heap", summary="tracemalloc's top allocation sites and their growth", dependencies=guard)
     async def heap(top: int = HEAP_TOP) -> Response:
         return JSONResponse(await asyncio.to_thread(debug.heap, max(1, min(top, 500))))
 
-    @app.delete("/debug/heap", summary="Stop tracing allocations")
+    @app.delete("/debug/heap", summary="Stop tracing allocations", dependencies=guard)
     async def stop_heap() -> Response:
-        return JSONResponse(debug.stop_heap())
+        return JSONResponse(await asyncio.to_thread(debug.stop_heap))
