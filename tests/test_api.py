@@ -14,6 +14,7 @@ def test_public_api_is_explicit():
         [
             "BackendUnavailable",
             "Capabilities",
+            "Executor",
             "InvalidArgument",
             "InvalidCallable",
             "Job",
@@ -34,6 +35,7 @@ def test_public_api_is_explicit():
             "ShutdownReport",
             "UnknownBackend",
             "WorkerCrashed",
+            "WorkerOptions",
             "available_backends",
             "create_pool",
             "current_context",
