@@ -106,6 +106,10 @@ class Backend(ABC):
     def before_drain(self) -> None:
         """Shutdown is about to wait for the jobs to finish."""
 
+    def after_start(self) -> None:
+        """The pool is open (``start`` returned and submits are accepted): report
+        what ``start`` learnt that breaks the pool (``dispatcher.initializer_failed``)."""
+
     def resize_locked(self, workers: int) -> None:
         """The pool's size changed to ``workers`` (``dispatcher.workers`` already says
         so; the lock is held; only if ``"resize"`` is in ``capabilities.lifecycle``):

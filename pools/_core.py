@@ -303,6 +303,7 @@ class Pool:
                 # Open only now: a submit racing this start waits in start() above
                 # instead of queueing a job that no worker exists for yet.
                 self._state = _OPEN
+            self._impl.after_start()
         return self
 
     def _never_started(self) -> None:
