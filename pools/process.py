@@ -457,7 +457,9 @@ class ProcessBackend(Backend):
         """A job of ``w`` ended: recycle it if it has run its share or grew too big."""
         if w.retiring:
             return
-        if (self._memory is not None and w.rss is not None and w.rss.value > self._memory) or (self._budget is not None and w.sent >= self._budget and not w.held()):
+        if (self._memory is not None and w.rss is not None and w.rss.value > self._memory) or (
+            self._budget is not None and w.sent >= self._budget and not w.held()
+        ):
             self._retire(w, recycled=True)
 
     def _manage(self) -> None:

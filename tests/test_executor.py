@@ -155,6 +155,7 @@ def test_a_failing_initializer_breaks_the_executor(backend):
 
 # -------------------------------------------------------------- CPython's suite
 
+
 @pytest.mark.skipif(
     not SUITE.exists(),
     reason=f"CPython's executor test suite is not installed ({SUITE}): on Debian, "
@@ -182,11 +183,9 @@ def test_cpythons_executor_suite_passes_against_pools_executor():
     summary = json.loads(lines[-1][len(runner.MARKER) :])
     assert summary["failed"] == [], proc.stderr[-8000:]
     # Exactly the tests listed as not applicable were skipped as such, each with its reason.
-    listed = {
-        f"{cls}.{test}"
-        for cls, test in runner.NOT_APPLICABLE
-        if cls != "*"
-    } | {n for n in summary["not_applicable"] if n.split(".")[1] in {t for c, t in runner.NOT_APPLICABLE if c == "*"}}
+    listed = {f"{cls}.{test}" for cls, test in runner.NOT_APPLICABLE if cls != "*"} | {
+        n for n in summary["not_applicable"] if n.split(".")[1] in {t for c, t in runner.NOT_APPLICABLE if c == "*"}
+    }
     assert set(summary["not_applicable"]) == listed
     assert all(summary["not_applicable"].values())
     assert set(summary["skipped_by_suite"]) <= {

@@ -262,7 +262,9 @@ class DaskBackend(Backend):
         self._init: bytes | None = None
         if options.initializer is not None:
             try:
-                self._init = cloudpickle.dumps((options.initializer, options.initargs), protocol=pickle.HIGHEST_PROTOCOL)
+                self._init = cloudpickle.dumps(
+                    (options.initializer, options.initargs), protocol=pickle.HIGHEST_PROTOCOL
+                )
             except Exception as err:
                 raise InvalidArgument(
                     f"the 'dask' backend sends the initializer to each worker by cloudpickle, and "
