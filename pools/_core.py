@@ -139,8 +139,6 @@ def _worker_options(
                 f"min_workers={min_workers!r} needs idle_timeout= (seconds after which an idle worker "
                 "above the minimum exits)"
             )
-    elif idle_timeout is not None:
-        min_workers = 0
     given = {
         "initializer": initializer is not None,
         "max_tasks_per_worker": max_tasks_per_worker is not None,
@@ -148,6 +146,8 @@ def _worker_options(
         "min_workers": min_workers is not None,
         "idle_timeout": idle_timeout is not None,
     }
+    if min_workers is None and idle_timeout is not None:
+        min_workers = 0
     for option in LIFECYCLE_OPTIONS:
         why = caps.why_not(option) if given.get(option) else None
         if why is not None:

@@ -1,7 +1,7 @@
 """Runs CPython's own executor test suite (``Lib/test/test_concurrent_futures.py``)
 against ``pools.Executor``; ``tests/test_executor.py`` starts it in a subprocess.
 
-Usage: ``python tests/cpython_executor_suite.py SUITE_DIR`` where ``SUITE_DIR`` holds
+Usage: ``python tests/cpython_executor_suite.py SUITE_DIR SUMMARY.json`` where ``SUITE_DIR`` holds
 the ``test`` package of the running Python's version (Debian:
 ``/usr/lib/python3.11``, package ``libpython3.11-testsuite``). Only that package
 is put on the path (through a directory holding a link to it): the rest of the
@@ -11,8 +11,8 @@ The suite's executor mixins build ``pools.Executor`` instead of the standard
 executors: ``ThreadPoolMixin`` on the "thread" backend, ``ProcessPoolForkserverMixin``
 on the "process" backend (its default start method; the fork and spawn variants run
 the same tests and are left out to bound the run time). The tests that cannot apply
-are skipped with the reason (``NOT_APPLICABLE``). The last line printed is a JSON
-object: counts, and the ids of the tests that failed or were not applicable.
+are skipped with the reason (``NOT_APPLICABLE``). The summary, written as JSON to
+``SUMMARY.json``: counts, and the ids of the tests that failed or were not applicable.
 """
 
 from __future__ import annotations
@@ -124,10 +124,6 @@ CLASSES = (
 )
 
 
-#: what the summary line begins with
-MARKER = "cpython-executor-suite: "
-
-
 class _TimedResult(unittest.TextTestResult):
     """Prints each test's duration (to see where the run's time goes)."""
 
@@ -182,7 +178,7 @@ if __name__ == "__mp_main__":
         pass
 
 
-def main(suite_dir: str) -> int:
+def main(suite_dir: str, summary_path: str) -> int:
     sys.path.insert(0, _link_suite(suite_dir))
     # The forkserver and spawned workers import the suite's module too (its job
     # functions are pickled by reference): they inherit this path.
@@ -224,10 +220,10 @@ def main(suite_dir: str) -> int:
         "not_applicable": not_applicable,
         "skipped_by_suite": skipped_by_suite,
     }
-    sys.stdout.write(MARKER + json.dumps(summary) + "\n")
-    sys.stdout.flush()
+    with open(summary_path, "w") as out:
+        json.dump(summary, out, indent=1)
     return 0 if not failed else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1], sys.argv[2]))
