@@ -301,8 +301,10 @@ class Pool:
             self._workers_started = True
             with self._lock:
                 # Open only now: a submit racing this start waits in start() above
-                # instead of queueing a job that no worker exists for yet.
-                self._state = _OPEN
+                # instead of queueing a job that no worker exists for yet. Unless the
+                # backend broke while starting (a worker's initializer failed).
+                if self._state is _NEW:
+                    self._state = _OPEN
             self._impl.after_start()
         return self
 

@@ -190,4 +190,5 @@ def test_cpythons_executor_suite_passes_against_pools_executor(tmp_path):
     assert set(summary["skipped_by_suite"]) <= {
         "test.test_concurrent_futures.ProcessPoolForkserverProcessPoolExecutorTest.test_max_workers_too_large"
     }
-    assert summary["passed"] >= 60, summary
+    assert summary["passed"] == summary["ran"] - len(summary["not_applicable"]) - len(summary["skipped_by_suite"])
+    assert summary["passed"] >= 40, summary  # 43 with Python 3.11's suite

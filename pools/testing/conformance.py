@@ -655,10 +655,11 @@ class PoolConformance:
         init = job_for(pool_backend_runs(pool_backend), jobs.fail_init)
         pool = make_pool(workers=2, initializer=init, initargs=("bad init",))
         echo = job_for(pool_backend_runs(pool_backend), jobs.echo)
-        submitted = []
+        submitted: list[Any] = []
         try:
-            submitted = [pool.submit(echo, i) for i in range(3)]
-        except PoolBroken as err:  # it broke while starting (Dask: on connecting)
+            for i in range(3):
+                submitted.append(pool.submit(echo, i))
+        except PoolBroken as err:  # it broke meanwhile (or while starting: Dask, on connecting)
             assert isinstance(err.__cause__, jobs.JobFailure)
         for job in submitted:  # failed, never left hanging
             with pytest.raises(PoolBroken) as info:
