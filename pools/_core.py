@@ -100,7 +100,8 @@ def _make_backend(cls: type[Backend], dispatcher: Dispatcher, workers: int | Non
         if unknown:
             raise InvalidArgument(
                 f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} for backend "
-                f"{cls.name or cls.__name__!r}; its options are: {', '.join(['workers', 'queue_size', 'overflow', 'name', *own])}"
+                f"{cls.name or cls.__name__!r}; its options are: {', '.join(['workers', 'queue_size', 'overflow', 'name', *own])}; and the worker lifecycle "
+                f"options: {', '.join(['initargs', *LIFECYCLE_OPTIONS])}"
             )
     return cls(dispatcher, workers=workers, **options)
 
