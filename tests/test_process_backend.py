@@ -363,6 +363,8 @@ def test_a_worker_is_never_sent_more_than_its_max_tasks(make_pool):
     per_worker = {}
     for _, worker, _ in results:
         per_worker[worker] = per_worker.get(worker, 0) + 1
-    assert set(per_worker.values()) == {5}, per_worker  # each ran exactly its 5, none lost
+    # None ran more than its 5 (a job taken back from a backlog for an idle worker lets
+    # the last ones end with fewer); every worker that ran its 5 was replaced.
+    assert max(per_worker.values()) == 5 and sum(per_worker.values()) == 200, per_worker
     pool.shutdown()
-    assert pool.stats().recycled == 40
+    assert pool.stats().recycled == sum(n == 5 for n in per_worker.values())
