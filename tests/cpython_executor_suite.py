@@ -17,8 +17,10 @@ are skipped with the reason (``NOT_APPLICABLE``). The summary, written as JSON t
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -137,9 +139,11 @@ class _TimedResult(unittest.TextTestResult):
 
 
 def _link_suite(suite_dir: str) -> str:
-    """A directory whose only entry is a link to the suite's ``test`` package."""
+    """A directory whose only entry is a link to the suite's ``test`` package (removed
+    at exit)."""
     where = tempfile.mkdtemp(prefix="poolbench-cpython-suite-")
     os.symlink(os.path.join(suite_dir, "test"), os.path.join(where, "test"))
+    atexit.register(shutil.rmtree, where, True)
     return where
 
 
