@@ -1,7 +1,8 @@
 """Runs CPython's own executor test suite (``Lib/test/test_concurrent_futures.py``)
 against ``pools.Executor``; ``tests/test_executor.py`` starts it in a subprocess.
 
-Usage: ``python tests/cpython_executor_suite.py SUITE_DIR SUMMARY.json`` where ``SUITE_DIR`` holds
+Usage: ``python tests/cpython_executor_suite.py SUITE_DIR SUMMARY.json [thread|process]``
+(the classes of one executor only: the test runs the two halves at once) where ``SUITE_DIR`` holds
 the ``test`` package of the running Python's version (Debian:
 ``/usr/lib/python3.11``, package ``libpython3.11-testsuite``). Only that package
 is put on the path (through a directory holding a link to it): the rest of the
@@ -105,7 +106,7 @@ for _name in [
 ]:
     NOT_APPLICABLE[("ProcessPoolForkserverExecutorDeadlockTest", _name)] = _CRASH
 
-#: the suite's test classes that run, to bound the run time (about 50 s): every
+#: the suite's test classes that run, to bound the run time (about 35 s each half): every
 #: thread-pool class; of the process-pool ones (forkserver), those about the executor
 #: itself. Left out: the process variants of WaitTest and AsCompletedTest (they test
 #: concurrent.futures.wait and as_completed over futures, which the thread variants
@@ -182,7 +183,7 @@ if __name__ == "__mp_main__":
         pass
 
 
-def main(suite_dir: str, summary_path: str) -> int:
+def main(suite_dir: str, summary_path: str, only: str | None = None) -> int:
     sys.path.insert(0, _link_suite(suite_dir))
     # The forkserver and spawned workers import the suite's module too (its job
     # functions are pickled by reference): they inherit this path.
@@ -199,7 +200,10 @@ def main(suite_dir: str, summary_path: str) -> int:
     missing = sorted(set(CLASSES) - set(vars(suite)))
     if missing:
         raise SystemExit(f"the suite at {suite_dir} has no {', '.join(missing)}: another version?")
+    prefix = {None: "", "thread": "ThreadPool", "process": "ProcessPool"}[only]
     for name in CLASSES:
+        if not name.startswith(prefix):
+            continue
         cls = getattr(suite, name)
         if name not in CLASSES:
             continue
@@ -230,4 +234,4 @@ def main(suite_dir: str, summary_path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    sys.exit(main(*sys.argv[1:4]))
