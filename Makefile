@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 # rebuilds it, else the stale modules are skipped for the pure ones (pools/_compiled.py).
 HOT    := $(wildcard pools/*.py)
 
-.PHONY: run test lint typecheck bench report chromium clean
+.PHONY: run test lint typecheck bench report chromium cpython-tests clean
 
 $(STAMP): pyproject.toml setup.py $(HOT)
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,7 @@ bench: $(STAMP)
 COMPILED_TESTS := tests/test_compiled.py tests/test_conformance.py tests/test_properties.py \
 	tests/test_thread_backend.py tests/test_asyncio_backend.py tests/test_process_backend.py \
 	tests/test_job_future.py tests/test_callbacks.py tests/test_exit.py tests/test_testing_kit.py
-test: $(STAMP) chromium lint typecheck
+test: $(STAMP) chromium cpython-tests lint typecheck
 	POOLBENCH_PURE_PYTHON=1 $(PY) -m pytest --cov --cov-report=term --cov-report=html:results/coverage
 	POOLBENCH_EXPECT_COMPILED=1 $(PY) -m pytest -p no:cov -q $(COMPILED_TESTS)
 
@@ -54,6 +54,17 @@ chromium:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "note: could not install Chromium; the report's browser test will skip"; \
 	else echo "note: no Chromium; the report's browser test will skip (Debian: apt-get install -y chromium)"; fi
+
+# CPython's executor test suite (Lib/test/test_concurrent_futures.py), which the tests run
+# against pools.Executor: Debian ships it apart from Python (libpythonX.Y-testsuite); without
+# it that one test skips with the reason.
+PYVER = $(shell $(PYTHON) -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+cpython-tests:
+	@test -f /usr/lib/python$(PYVER)/test/test_concurrent_futures.py || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libpython$(PYVER)-testsuite >/dev/null; } || \
+		echo "note: could not install libpython$(PYVER)-testsuite; the CPython executor suite will skip"; \
+	else echo "note: no CPython test suite; its test will skip (Debian: apt-get install -y libpython$(PYVER)-testsuite)"; fi
 
 report: $(STAMP)
 	$(VENV)/bin/poolbench report --last

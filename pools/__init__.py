@@ -15,7 +15,7 @@ from ._context import JobContext, current_context
 from ._core import Pool, create_pool
 from ._job import Job
 from ._registry import available_backends, register_backend, registered_backends
-from ._types import Capabilities, JobStatus, PoolStats, Retry, RunningJob, ShutdownReport
+from ._types import Capabilities, JobStatus, PoolStats, Retry, RunningJob, ShutdownReport, WorkerOptions
 from .exceptions import (
     BackendUnavailable,
     InvalidArgument,
@@ -33,10 +33,12 @@ from .exceptions import (
     UnknownBackend,
     WorkerCrashed,
 )
+from .executor import Executor
 
 __all__ = [
     "BackendUnavailable",
     "Capabilities",
+    "Executor",
     "InvalidArgument",
     "InvalidCallable",
     "Job",
@@ -59,6 +61,7 @@ __all__ = [
     "ShutdownReport",
     "UnknownBackend",
     "WorkerCrashed",
+    "WorkerOptions",
     "available_backends",
     "create_pool",
     "current_context",

@@ -16,6 +16,7 @@ held; the others without it.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import types
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from ._timer import Timer
-from ._types import Capabilities, JobStatus, Outcome
+from ._types import Capabilities, JobStatus, Outcome, WorkerOptions
 from .exceptions import InvalidCallable
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["Backend", "Dispatcher", "check_plain_callable", "is_coroutine_function"]
 
 _RUNNING = JobStatus.RUNNING
+_log = logging.getLogger("pools")
 
 
 class Backend(ABC):
@@ -110,6 +112,19 @@ class Backend(ABC):
     def before_drain(self) -> None:
         """Shutdown is about to wait for the jobs to finish."""
 
+    def after_start(self) -> None:
+        """The pool is open (``start`` returned and submits are accepted): report
+        what ``start`` learnt that breaks the pool (``dispatcher.initializer_failed``)."""
+
+    def resize_locked(self, workers: int) -> None:
+        """The pool's size changed to ``workers`` (``dispatcher.workers`` already says
+        so; the lock is held; only if ``"resize"`` is in ``capabilities.lifecycle``):
+        start workers, or let the extra ones exit once their job ends. Must not block."""
+
+    def alive_locked(self) -> int:
+        """Workers alive now (``stats().alive``; the lock is held)."""
+        return self.dispatcher.workers
+
     def refuse_blocking(self, call: Literal["submit", "shutdown"]) -> None:
         """Raise ``PoolError`` with the fix if blocking the calling thread in ``call``
         (``submit`` on a full queue, ``shutdown(wait=True)``) would stall the
@@ -160,6 +175,7 @@ class Dispatcher:
         "give_back_locked",
         "lock",
         "name",
+        "options",
         "prefetch_locked",
         "settle",
         "started_locked",
@@ -178,6 +194,8 @@ class Dispatcher:
         self.timer: Timer = pool._timer
         #: the pool's name, for naming threads and processes
         self.name: str = pool.name
+        #: the pool's worker lifecycle options (initializer, recycling, idle expiry)
+        self.options: WorkerOptions = pool.options
         # The operations are the pool's own bound methods: no extra call per job.
         #: ``take_locked() -> Job | None``: the most urgent waiting job, now running
         #: (its ``attempt`` counted, its clock started), or None (none waits, or every
@@ -252,6 +270,20 @@ class Dispatcher:
         """Count ``n`` more (or fewer) pieces of work still running after their attempt
         was settled (``stats().abandoned``)."""
         self._pool._abandoned += n
+
+    def add_recycled_locked(self) -> None:
+        """A worker was replaced by recycling (``stats().recycled``)."""
+        self._pool._recycled += 1
+
+    def initializer_failed(self, exc: BaseException) -> None:
+        """The pool's ``initializer`` raised ``exc`` in a worker: the pool is broken, as
+        in ``concurrent.futures``: every unfinished job fails with PoolBroken (``exc``
+        its cause), and so does every later submit. Call without the lock."""
+        _log.critical("pool %s: exception in initializer", self.name, exc_info=exc)
+        self._pool._break(
+            exc,
+            f"pool {self.name} is broken: its initializer {self.options.initializer!r} raised {exc!r}",
+        )
 
     def set_workers_locked(self, n: int) -> None:
         """The backend learnt how many jobs may run at once (a cluster's threads)."""

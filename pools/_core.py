@@ -48,6 +48,7 @@ from ._job import Job, tag
 from ._registry import backend_class, registered_backends
 from ._timer import Timer
 from ._types import (
+    LIFECYCLE_OPTIONS,
     Capabilities,
     Ended,
     JobStatus,
@@ -56,11 +57,12 @@ from ._types import (
     Retry,
     RunningJob,
     ShutdownReport,
+    WorkerOptions,
     check_int,
     check_number,
     percentiles,
 )
-from .exceptions import InvalidArgument, JobTimeout, PoolBroken, PoolClosed, QueueFull, UnknownBackend
+from .exceptions import InvalidArgument, JobTimeout, PoolBroken, PoolClosed, PoolError, QueueFull, UnknownBackend
 
 __all__ = ["Pool", "create_pool"]
 
@@ -114,9 +116,60 @@ def _make_backend(cls: type[Backend], dispatcher: Dispatcher, workers: int | Non
         if unknown:
             raise InvalidArgument(
                 f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} for backend "
-                f"{cls.name or cls.__name__!r}; its options are: {', '.join(['workers', 'queue_size', 'overflow', 'name', *own])}"
+                f"{cls.name or cls.__name__!r}; its options are: {', '.join(['workers', 'queue_size', 'overflow', 'name', *own])}; and the worker lifecycle "
+                f"options: {', '.join(['initargs', *LIFECYCLE_OPTIONS])}"
             )
     return cls(dispatcher, workers=workers, **options)
+
+
+def _worker_options(
+    backend: str,
+    caps: Capabilities,
+    workers: int,
+    initializer: Any,
+    initargs: Any,
+    max_tasks_per_worker: Any,
+    max_memory_per_worker: Any,
+    min_workers: Any,
+    idle_timeout: Any,
+) -> WorkerOptions:
+    """Check the worker lifecycle options, and that the backend honours those given."""
+    if initializer is not None and not callable(initializer):
+        raise InvalidArgument(f"initializer must be callable or None, got {initializer!r}")
+    if not isinstance(initargs, tuple):
+        if isinstance(initargs, (str, bytes)) or not isinstance(initargs, Iterable):
+            raise InvalidArgument(f"initargs must be a tuple of the initializer's arguments, got {initargs!r}")
+        initargs = tuple(initargs)
+    if initargs and initializer is None:
+        raise InvalidArgument(f"initargs={initargs!r} was given without an initializer")
+    if max_tasks_per_worker is not None:
+        check_int("max_tasks_per_worker", max_tasks_per_worker, minimum=1)
+    if max_memory_per_worker is not None:
+        check_int("max_memory_per_worker (bytes of RSS)", max_memory_per_worker, minimum=1)
+    check_number("idle_timeout", idle_timeout, minimum=0, inclusive=False, none_ok=True)
+    if min_workers is not None:
+        check_int("min_workers", min_workers, minimum=0)
+        if min_workers > workers:
+            raise InvalidArgument(f"min_workers must be <= workers ({workers}), got {min_workers!r}")
+        if idle_timeout is None:
+            raise InvalidArgument(
+                f"min_workers={min_workers!r} needs idle_timeout= (seconds after which an idle worker "
+                "above the minimum exits)"
+            )
+    given = {
+        "initializer": initializer is not None,
+        "max_tasks_per_worker": max_tasks_per_worker is not None,
+        "max_memory_per_worker": max_memory_per_worker is not None,
+        "min_workers": min_workers is not None,
+        "idle_timeout": idle_timeout is not None,
+    }
+    if min_workers is None and idle_timeout is not None:
+        min_workers = 0
+    for option in LIFECYCLE_OPTIONS:
+        why = caps.why_not(option) if given.get(option) else None
+        if why is not None:
+            raise InvalidArgument(f"{option}= does not apply to the {backend!r} backend: {why}")
+    return WorkerOptions(initializer, initargs, max_tasks_per_worker, max_memory_per_worker, min_workers, idle_timeout)
 
 
 _NEW, _OPEN, _CLOSING, _CLOSED = "new", "open", "closing", "closed"
@@ -131,6 +184,14 @@ class Pool:
     ``backend`` is a registered name or a ``pools.lowlevel.Backend`` subclass;
     ``workers``, ``queue_size``, ``overflow`` and ``name`` are the pool's options,
     the rest the backend's own (``start_method=`` for "process", say).
+
+    Worker lifecycle options (each backend says which it honours in
+    ``capabilities.lifecycle``, and refuses the others naming why):
+    ``initializer(*initargs)`` runs once in each worker before its first job (a
+    failing one breaks the pool: ``PoolBroken``); ``max_tasks_per_worker`` and
+    ``max_memory_per_worker`` (bytes of RSS after a job) replace a worker;
+    ``min_workers`` and ``idle_timeout`` let workers above the minimum exit after
+    that many idle seconds, and come back on demand up to ``workers``.
     """
 
     def __init__(
@@ -142,6 +203,12 @@ class Pool:
         queue_size: int = 1000,
         overflow: str = "block",
         name: str | None = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: tuple[Any, ...] = (),
+        max_tasks_per_worker: int | None = None,
+        max_memory_per_worker: int | None = None,
+        min_workers: int | None = None,
+        idle_timeout: float | None = None,
         **options: Any,
     ) -> None:
         if isinstance(backend, str):
@@ -163,6 +230,18 @@ class Pool:
             raise InvalidArgument(f"overflow must be one of {OVERFLOW_POLICIES}, got {overflow!r}")
         self.overflow = overflow
         self.name = name or f"poolbench-{self.backend}-{id(self):x}"
+        #: the worker lifecycle options, checked (``WorkerOptions``)
+        self.options = _worker_options(
+            self.backend,
+            cls.capabilities,
+            self.workers,
+            initializer,
+            initargs,
+            max_tasks_per_worker,
+            max_memory_per_worker,
+            min_workers,
+            idle_timeout,
+        )
 
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # blocked submitters
@@ -175,7 +254,8 @@ class Pool:
         self._queued = self._running = self._retrying = self._dead_in_heap = 0
         self._submitted = self._succeeded = self._failed = self._cancelled = 0
         self._timed_out = self._rejected = self._retried = self._crashed = 0
-        self._abandoned = 0
+        self._abandoned = self._recycled = 0
+        self._broken: PoolBroken | None = None  # what a submit raises once the backend broke
         self._waits: collections.deque[float] = collections.deque(maxlen=_RESERVOIR)
         self._runs: collections.deque[float] = collections.deque(maxlen=_RESERVOIR)
         self._started_at = time.monotonic()
@@ -238,8 +318,11 @@ class Pool:
             self._workers_started = True
             with self._lock:
                 # Open only now: a submit racing this start waits in start() above
-                # instead of queueing a job that no worker exists for yet.
-                self._state = _OPEN
+                # instead of queueing a job that no worker exists for yet. Unless the
+                # backend broke while starting (a worker's initializer failed).
+                if self._state is _NEW:
+                    self._state = _OPEN
+            self._impl.after_start()
         return self
 
     def _never_started(self) -> None:
@@ -316,7 +399,11 @@ class Pool:
         self._queued += 1
         self._wake_locked()
 
-    def _closed_error(self) -> PoolClosed:
+    def _closed_error(self) -> PoolError:
+        if self._broken is not None:
+            err = PoolBroken(str(self._broken))
+            err.__cause__ = self._broken.__cause__
+            return err
         return PoolClosed(self._close_reason or f"pool {self.name} is shut down and takes no new jobs")
 
     def _reject_locked(self, job: Job[Any], why: str) -> QueueFull:
@@ -821,6 +908,9 @@ class Pool:
         with self._lock:
             if reason is not None and self._close_reason is None:
                 self._close_reason = reason
+            if self._broken is None and self._state in (_NEW, _OPEN):
+                self._broken = PoolBroken(reason or f"pool {self.name} is broken: {cause!r}")
+                self._broken.__cause__ = cause
             self._close_intake_locked()
             victims = list(self._live.values())
         for job in victims:
@@ -862,6 +952,7 @@ class Pool:
                 self._crashed,
                 self._abandoned,
             )
+            recycled, alive = self._recycled, self._impl.alive_locked() if self._workers_started else 0
         w50, w95, w99 = percentiles(waits)
         r50, r95, r99 = percentiles(runs)
         return PoolStats(
@@ -875,6 +966,8 @@ class Pool:
             r95,
             r99,
             time.monotonic() - self._started_at,
+            recycled,
+            alive,
         )
 
     def running_jobs(self) -> list[RunningJob]:
@@ -917,6 +1010,36 @@ class Pool:
     @property
     def closed(self) -> bool:
         return self._state in (_CLOSING, _CLOSED)
+
+    @property
+    def broken(self) -> bool:
+        """The backend broke (a failing ``initializer``, say): every submit raises ``PoolBroken``."""
+        return self._broken is not None
+
+    # ---------------------------------------------------------------- size
+
+    def resize(self, workers: int) -> None:
+        """Let ``workers`` jobs run at once from now on (``stats().workers``). Growing
+        starts workers (at once, or on demand above ``min_workers``); shrinking lets
+        the running jobs finish (none is cancelled) and the extra workers exit as
+        they come free."""
+        n = check_int("workers", workers, minimum=1)
+        why = self.capabilities.why_not("resize")
+        if why is not None:
+            raise InvalidArgument(f"resize() does not apply to the {self.backend!r} backend: {why}")
+        low = self.options.min_workers
+        if low is not None and n < low:
+            raise InvalidArgument(f"workers must be >= min_workers ({low}), got {n!r}")
+        with self._lock:
+            if self._state in (_CLOSING, _CLOSED):
+                raise self._closed_error()
+            self.workers = n
+            if self._workers_started:
+                self._impl.resize_locked(n)
+                if len(self._heap) > self._dead_in_heap:
+                    self._wake_locked()
+            self._room.notify_all()  # room changed with the size
+            self._wake_room_locked()
 
     # ---------------------------------------------------------------- shutdown
 

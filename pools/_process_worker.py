@@ -36,6 +36,9 @@ if TYPE_CHECKING:  # for the annotations only: a worker imports as little as it 
 
 #: what a new worker sends once it can take jobs
 READY = b"ready"
+#: what a new worker sends, followed by the failure (``pools.remote``), when the pool's
+#: initializer raised: it then exits
+INIT_FAILED = b"initializer failed:"
 
 #: states of a slot in the shared array
 FREE, PENDING, STARTED, CANCELLED, REVOKED = 0, 1, 2, 3, 4
@@ -56,12 +59,37 @@ def _die_with_parent() -> None:
             pass
 
 
+class _Rss:
+    """This process's resident set size in bytes, read cheaply after each job: one
+    ``pread`` of ``/proc/self/statm`` (Linux), else the peak from ``getrusage``."""
+
+    def __init__(self) -> None:
+        try:
+            self._fd: int | None = os.open("/proc/self/statm", os.O_RDONLY)
+        except OSError:
+            self._fd = None
+        self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+    def __call__(self) -> int:
+        if self._fd is not None:
+            return int(os.pread(self._fd, 128, 0).split()[1]) * self._page
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
+
+
 def worker_main(
     conn: Connection[bytes, bytes],
     lock: Lock,
     states: ctypes.Array[ctypes.c_byte],
     starts: ctypes.Array[ctypes.c_double],
+    init: bytes = b"",
+    rss: Any = None,
 ) -> None:
+    """``init``: the pickled ``(initializer, initargs)`` to run first, or ``b""``.
+    ``rss``: a shared ``c_int64`` where the worker writes its RSS after each job
+    (the pool recycles it above ``max_memory_per_worker``), or None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _die_with_parent()
     recv, send = conn.recv_bytes, conn.send_bytes
@@ -70,6 +98,15 @@ def worker_main(
     backlog: collections.deque[tuple[int, int, float | None, tuple[bytes, bytes], int]] = collections.deque()
     last_fn_bytes: bytes | None = None  # most jobs of a pool run the same function
     last_fn: Any = None
+    if init:
+        try:
+            initializer, initargs = pickle.loads(init)
+            initializer(*initargs)
+        except BaseException as exc:  # noqa: BLE001 - sent to the pool, which breaks
+            send(INIT_FAILED + encode_failure(0, 0, exc))
+            return
+        del initializer, initargs
+    measure = None if rss is None else _Rss()
     send(READY)  # the parent starts a job's clock only once its worker is ready for it
     while True:
         if not backlog:
@@ -107,4 +144,6 @@ def worker_main(
         else:
             out = encode_result(job_id, attempt, value)
         del value, fn, args, payload
+        if measure is not None:
+            rss.value = measure()  # before the result: the pool reads it when the result comes
         send(out)

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from .exceptions import InvalidArgument
 
 __all__ = [
+    "LIFECYCLE_OPTIONS",
     "Capabilities",
     "Ended",
     "JobStatus",
@@ -22,6 +23,7 @@ __all__ = [
     "Retry",
     "RunningJob",
     "ShutdownReport",
+    "WorkerOptions",
     "check_int",
     "check_number",
 ]
@@ -80,6 +82,40 @@ class Capabilities:
     reports_exit_status: bool = True
     #: why crashes are not survived, in a sentence (when ``survives_crashes`` is False)
     no_crash_recovery: str | None = None
+    #: the worker lifecycle options (``LIFECYCLE_OPTIONS``) the backend honours
+    lifecycle: frozenset[str] = frozenset()
+    #: why each other lifecycle option does not apply: ``((option, reason), ...)``
+    lifecycle_not_applicable: tuple[tuple[str, str], ...] = ()
+
+    def why_not(self, option: str) -> str | None:
+        """None if the backend honours lifecycle ``option``, else why not, in a sentence."""
+        if option in self.lifecycle:
+            return None
+        for name, reason in self.lifecycle_not_applicable:
+            if name == option:
+                return reason
+        return "the backend does not declare it in its capabilities (Capabilities.lifecycle)"
+
+
+#: the pool options about workers' lives, which a backend honours or refuses (``Capabilities``)
+LIFECYCLE_OPTIONS = ("initializer", "max_tasks_per_worker", "max_memory_per_worker", "min_workers", "idle_timeout")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """The worker lifecycle options of a pool, checked, as its backend reads them
+    (``dispatcher.options``): ``initializer(*initargs)`` runs once in each worker
+    before its first job; a worker is replaced after ``max_tasks_per_worker`` jobs,
+    or after a job that leaves it above ``max_memory_per_worker`` bytes of RSS;
+    workers above ``min_workers`` exit after ``idle_timeout`` seconds without a job
+    (``min_workers`` None: a fixed set of workers)."""
+
+    initializer: Any = None
+    initargs: tuple[Any, ...] = ()
+    max_tasks_per_worker: int | None = None
+    max_memory_per_worker: int | None = None
+    min_workers: int | None = None
+    idle_timeout: float | None = None
 
 
 def check_number(name: str, value: Any, *, minimum: float, inclusive: bool, none_ok: bool) -> None:
@@ -156,12 +192,15 @@ def percentiles(samples: Iterable[float]) -> tuple[float | None, float | None, f
 class PoolStats:
     """A consistent snapshot of a pool, taken under its lock.
 
-    Gauges: ``workers``, ``busy`` (jobs running now), ``queued`` (waiting for a
+    Gauges: ``workers`` (the most jobs that may run at once: the size, which
+    ``resize`` changes), ``alive`` (workers alive now), ``busy`` (jobs running now), ``queued`` (waiting for a
     worker), ``retrying`` (waiting out a retry back-off), ``abandoned`` (thread
     backend: threads still running a job that was timed out or cancelled).
     Counters since start: ``submitted`` (accepted jobs), the four terminal states,
     ``rejected`` (``QueueFull`` raised; never submitted), ``retried`` (attempts
-    scheduled again), ``crashed`` (worker processes that died under a job).
+    scheduled again), ``crashed`` (worker processes that died under a job),
+    ``recycled`` (workers replaced after ``max_tasks_per_worker`` jobs or above
+    ``max_memory_per_worker``).
     Percentiles (seconds, ``None`` before any sample) cover the latest 8192
     attempts: queue wait (enqueue to start) and run time (start to end).
     """
@@ -187,6 +226,11 @@ class PoolStats:
     run_time_p95: float | None
     run_time_p99: float | None
     uptime: float
+    #: workers replaced by recycling (``max_tasks_per_worker``, ``max_memory_per_worker``)
+    recycled: int = 0
+    #: workers alive now (below ``workers`` while idle ones have exited, see ``min_workers``;
+    #: ``workers`` for a backend that does not count them)
+    alive: int = 0
 
     @property
     def finished(self) -> int:

@@ -18,6 +18,10 @@ The loop is the one running where the pool is started (``async with pool`` or
 ``pool.start()`` inside a coroutine): jobs submitted from it pay no thread hop.
 Started from synchronous code, the pool runs its own loop on a daemon thread.
 
+Lifecycle: each consumer awaits the pool's ``initializer`` (a coroutine function)
+before its first job; one that raises breaks the pool. ``resize`` changes how many
+consumers may run; the extra ones end after their job.
+
 A plain blocking function is refused at submit (``InvalidCallable``). A coroutine
 that blocks without awaiting (``time.sleep``, CPU work) stalls the whole loop:
 every other job of the pool waits until it yields (timeouts are still reported at
@@ -34,7 +38,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final, Literal
 
-from .exceptions import InvalidCallable, PoolClosed, PoolError
+from .exceptions import InvalidArgument, InvalidCallable, PoolClosed, PoolError
 from .lowlevel import (
     Backend,
     Capabilities,
@@ -78,11 +82,39 @@ class AsyncioBackend(Backend):
             "the 'asyncio' backend runs jobs inside this process: a crashing job (os._exit, a segfault) "
             "ends the whole program, so crash recovery does not apply"
         ),
+        lifecycle=frozenset({"initializer", "resize"}),
+        lifecycle_not_applicable=(
+            (
+                "max_tasks_per_worker",
+                "its workers are consumer tasks on one event loop: a new task starts with nothing "
+                "that the old one could have left behind, so there is nothing to recycle",
+            ),
+            (
+                "max_memory_per_worker",
+                "its consumer tasks share this process's memory: none has an RSS of its own",
+            ),
+            (
+                "min_workers",
+                "its consumer tasks are made for waiting jobs and end as soon as the queue is empty: "
+                "none is kept idle, so there is no minimum to keep",
+            ),
+            (
+                "idle_timeout",
+                "its consumer tasks end as soon as the queue is empty: none idles",
+            ),
+        ),
     )
 
     def __init__(self, dispatcher: Dispatcher, *, workers: int | None = None) -> None:
         super().__init__(dispatcher)
         self._lock = dispatcher.lock
+        self._broken = False  # the initializer failed: no consumer starts any more
+        init = dispatcher.options.initializer
+        if init is not None and not is_coroutine_function(init):
+            raise InvalidArgument(
+                f"the 'asyncio' backend awaits its initializer in each consumer task, so it must be a "
+                f"coroutine function (async def), got {init!r}"
+            )
 
     @classmethod
     def default_workers(cls) -> int:
@@ -218,7 +250,7 @@ class AsyncioBackend(Backend):
         """Start consumers for waiting jobs that no consumer will take."""
         with self._lock:
             self._pump_scheduled = False
-            if self._stopping:
+            if self._stopping or self._broken:
                 return
             idle = self._n_consumers - self._busy_consumers  # between two jobs: will take one
             spawn = min(self.dispatcher.queued - idle, self.dispatcher.workers - self._n_consumers)
@@ -238,6 +270,15 @@ class AsyncioBackend(Backend):
         lock = self._lock
         alive, busy = True, False
         try:
+            options = self.dispatcher.options
+            if options.initializer is not None:
+                try:
+                    await options.initializer(*options.initargs)
+                except Exception as exc:  # noqa: BLE001 - it breaks the pool, as in concurrent.futures
+                    with lock:
+                        self._broken = True
+                    self.dispatcher.initializer_failed(exc)
+                    return
             while True:
                 with lock:
                     if busy:
@@ -320,6 +361,12 @@ class AsyncioBackend(Backend):
             if me.task.cancelling():
                 me.task.uncancel()
         return outcome, value
+
+    def resize_locked(self, workers: int) -> None:
+        self.wake_locked()  # more consumers if jobs wait; the extra ones end after their job
+
+    def alive_locked(self) -> int:
+        return self._n_consumers
 
     def _settle_other(
         self, job: Job[Any], attempt: int, outcome: Outcome | Literal["cancelled"] | None, value: Any

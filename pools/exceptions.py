@@ -128,9 +128,12 @@ class WorkerCrashed(PoolError):
         self.cause = cause
 
 
-class PoolBroken(PoolError):
-    """The pool cannot serve any more (for instance, new worker processes cannot be
-    started). Every job not yet finished fails with this error."""
+class PoolBroken(PoolError, concurrent.futures.BrokenExecutor):
+    """The pool cannot serve any more (new worker processes cannot be started, or
+    an ``initializer`` failed: its exception is the ``__cause__``). Every job not yet
+    finished fails with this error, and so does every later ``submit``. A
+    ``concurrent.futures.BrokenExecutor``, as ``BrokenThreadPool`` and
+    ``BrokenProcessPool`` are."""
 
 
 class NoCurrentJob(PoolError, LookupError):

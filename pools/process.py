@@ -30,6 +30,17 @@ see ``_process_worker``), and put back on the heap if their worker dies or is
 replaced. The price: a job prefetched behind a long one waits for it, even if
 another worker frees up first — which is why only a share of a deep queue
 (``waiting // workers``) is ever prefetched.
+
+Lifecycle: each worker runs the pool's ``initializer`` before it says it is ready
+(one that raises breaks the pool). A worker *retires* — it is sent the stop message
+after the jobs it holds, sends their results, exits, and is reaped without
+replacement — when it has begun ``max_tasks_per_worker`` jobs (it is never sent
+more than that, so nothing sent ahead is lost), after a job that left its RSS above
+``max_memory_per_worker`` (the jobs sent ahead to it and not begun are taken back
+first, and requeued), when ``resize`` shrinks the pool, or when it idled
+``idle_timeout`` above ``min_workers``. A recycled worker's replacement starts at
+once; workers are added back to the size (``resize``), or on demand above
+``min_workers``.
 """
 
 from __future__ import annotations
@@ -53,7 +64,17 @@ from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Lock
 from typing import Any, cast
 
-from ._process_worker import CANCELLED, EXIT_MEMORY_ERROR, FREE, PENDING, READY, REVOKED, STARTED, worker_main
+from ._process_worker import (
+    CANCELLED,
+    EXIT_MEMORY_ERROR,
+    FREE,
+    INIT_FAILED,
+    PENDING,
+    READY,
+    REVOKED,
+    STARTED,
+    worker_main,
+)
 from .exceptions import InvalidArgument, InvalidCallable, WorkerCrashed
 from .lowlevel import Backend, Capabilities, Dispatcher, Job, JobStatus, Outcome, check_plain_callable, mark_internal
 from .remote import LATE, SKIPPED, Backlog, decode, payload_size
@@ -197,11 +218,15 @@ class _Worker:
         "conn",
         "deadline",
         "free",
+        "idle_since",
         "inbox",
         "job",
         "lock",
         "process",
         "ready",
+        "retiring",
+        "rss",
+        "sent",
         "sentinel",
         "slot",
         "starts",
@@ -215,8 +240,13 @@ class _Worker:
         lock: Lock,
         states: ctypes.Array[ctypes.c_byte],
         starts: ctypes.Array[ctypes.c_double],
+        rss: Any,
     ) -> None:
         self.process = process
+        self.rss = rss  # its RSS after its latest job (a shared c_int64), or None
+        self.sent = 0  # jobs sent to it, less those it skipped: max_tasks_per_worker counts these
+        self.retiring = False  # sent the stop message: it takes no job and is not replaced
+        self.idle_since = time.monotonic()
         self.sentinel = process.sentinel  # an fd; read once (a property that checks, on Process)
         self.conn = conn
         self.inbox = _Inbox(conn.fileno())
@@ -246,7 +276,13 @@ class ProcessBackend(Backend):
 
     name = "process"
     capabilities = Capabilities(
-        runs="callables", stops_running_jobs=True, survives_crashes=True, carries_contextvars=False
+        runs="callables",
+        stops_running_jobs=True,
+        survives_crashes=True,
+        carries_contextvars=False,
+        lifecycle=frozenset(
+            {"initializer", "max_tasks_per_worker", "max_memory_per_worker", "min_workers", "idle_timeout", "resize"}
+        ),
     )
 
     def __init__(self, dispatcher: Dispatcher, *, workers: int | None = None, start_method: str | None = None) -> None:
@@ -266,6 +302,20 @@ class ProcessBackend(Backend):
         )
         # The last callable (a weak reference: the pool must not keep it alive) and its pickle.
         self._fn_cache: tuple[Callable[[], Any] | None, bytes] = (None, b"")
+        options = dispatcher.options
+        self._init = b""
+        if options.initializer is not None:
+            try:
+                self._init = pickle.dumps((options.initializer, options.initargs), protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as err:
+                raise InvalidArgument(
+                    f"the 'process' backend sends the initializer to each worker process by pickle, and "
+                    f"{options.initializer!r} with initargs {options.initargs!r} cannot be pickled ({err}): use a "
+                    "function defined at the top level of a module and picklable arguments"
+                ) from err
+        self._budget = options.max_tasks_per_worker
+        self._memory = options.max_memory_per_worker
+        self._min, self._idle = options.min_workers, options.idle_timeout
 
     # ------------------------------------------------------------------ hooks
 
@@ -303,8 +353,10 @@ class ProcessBackend(Backend):
         self._backlog_cancels = False  # set by stop_attempt: _enforce looks at the backlogs
         self._backlog = _backlog_policy()
         self._stopping = False
+        self._broken = False  # the initializer failed: no worker starts any more
         # None: a worker being replaced, or not replaced because the pool is stopping
-        self._workers: list[_Worker | None] = [self._spawn() for _ in range(self.dispatcher.workers)]
+        first = self.dispatcher.workers if self._min is None else self._min
+        self._workers: list[_Worker | None] = [self._spawn() for _ in range(first)]
         self._manager = threading.Thread(target=self._manage, name=f"{self.dispatcher.name}-manager", daemon=True)
         self._manager.start()
 
@@ -330,15 +382,85 @@ class ProcessBackend(Backend):
         lock = self._mp.Lock()
         states = self._mp.RawArray(ctypes.c_byte, PREFETCH)
         starts = self._mp.RawArray(ctypes.c_double, PREFETCH)
+        rss = None if self._memory is None else self._mp.RawValue(ctypes.c_int64, 0)
         process = self._mp.Process(
             target=worker_main,
-            args=(child_conn, lock, states, starts),
+            args=(child_conn, lock, states, starts, self._init, rss),
             name=f"{self.dispatcher.name}-worker",
             daemon=True,
         )
         process.start()
         child_conn.close()
-        return _Worker(process, parent_conn, lock, states, starts)
+        return _Worker(process, parent_conn, lock, states, starts, rss)
+
+    def _live(self) -> list[_Worker]:
+        """The workers that count toward the size: not retiring."""
+        return [w for w in self._workers if w is not None and not w.retiring]
+
+    def alive_locked(self) -> int:
+        return len(self._live())  # (a list the manager changes: copied whole under the GIL)
+
+    def resize_locked(self, workers: int) -> None:
+        self.wake_locked()  # the manager starts or retires workers (_reconcile)
+
+    def _retire(self, w: _Worker, *, recycled: bool) -> None:
+        """Stop giving ``w`` jobs, take back those sent and not begun, and send it the
+        stop message after them: it exits once its current job ends."""
+        if w.retiring:
+            return
+        w.retiring = True
+        with w.lock:
+            revoked = self._revoke_locked(w, len(w.backlog))
+        self._give_back(revoked)
+        if recycled:
+            with self._lock:
+                self.dispatcher.add_recycled_locked()
+        try:
+            w.conn.send_bytes(_STOP)
+        except OSError:
+            pass  # died: its sentinel says so
+
+    def _reconcile(self) -> None:
+        """Match the workers to the size: start them (all at once, or on demand above
+        ``min_workers``), retire the extra ones, idle ones first; and retire the
+        workers idle ``idle_timeout`` above ``min_workers``."""
+        if self._stopping or self._broken:
+            return
+        if None in self._workers:
+            self._workers = [w for w in self._workers if w is not None]
+        live = self._live()
+        target = self.dispatcher.workers
+        if len(live) > target:
+            live.sort(key=lambda w: (w.held(), w.ready))  # idle (and still starting) ones first
+            for w in live[: len(live) - target]:
+                self._retire(w, recycled=False)
+            return
+        want = target
+        if self._min is not None:
+            # On demand: the workers needed now, the waiting jobs that no idle one will take.
+            idle = sum(1 for w in live if not w.held())
+            waiting = self.dispatcher.waiting_locked()  # a hint (GIL: a consistent int)
+            want = min(target, max(self._min, len(live) + max(0, waiting - idle)))
+        for _ in range(want - len(live)):
+            self._workers.append(self._spawn())
+        if self._idle is not None:
+            now = time.monotonic()
+            extra = len(live) - self._min if self._min is not None else 0
+            for w in live:
+                if extra <= 0:
+                    break
+                if w.ready and not w.held() and now - w.idle_since >= self._idle:
+                    self._retire(w, recycled=False)
+                    extra -= 1
+
+    def _after_job(self, w: _Worker) -> None:
+        """A job of ``w`` ended: recycle it if it has run its share or grew too big."""
+        if w.retiring:
+            return
+        if (self._memory is not None and w.rss is not None and w.rss.value > self._memory) or (
+            self._budget is not None and w.sent >= self._budget and not w.held()
+        ):
+            self._retire(w, recycled=True)
 
     def _manage(self) -> None:
         mark_internal()  # jobs it settles run their done-callbacks on the callback thread
@@ -360,6 +482,10 @@ class ProcessBackend(Backend):
             deadlines = [
                 w.deadline for w in self._workers if w is not None and w.job is not None and w.deadline is not None
             ]
+            if self._idle is not None:  # the next idle worker above the minimum to retire
+                live = self._live()
+                if len(live) > (self._min or 0):
+                    deadlines += [w.idle_since + self._idle for w in live if w.ready and not w.held()]
             timeout = None
             if deadlines:
                 timeout = math.ceil(max(0.0, min(deadlines) - time.monotonic()) * 1000)  # ms, never early
@@ -397,6 +523,7 @@ class ProcessBackend(Backend):
             self._enforce()
             if self._stopping:
                 return
+            self._reconcile()
             self._dispatch()
 
     def _hello(self, w: _Worker) -> None:
@@ -404,8 +531,14 @@ class ProcessBackend(Backend):
             messages = w.inbox.read()
         except (EOFError, OSError):
             return  # died while starting: its sentinel reports it
-        if messages:
+        if messages and messages[0].startswith(INIT_FAILED):
+            exc = decode(messages[0][len(INIT_FAILED) :]).value
+            if not self._broken:  # every worker's initializer fails alike: the first one tells
+                self._broken = True
+                self.dispatcher.initializer_failed(exc)
+        elif messages:
             w.ready = messages[0] == READY  # it sends nothing else until it has a job
+            w.idle_since = time.monotonic()
             self._start_failures = 0
 
     def _drain(self, w: _Worker) -> None:
@@ -426,8 +559,12 @@ class ProcessBackend(Backend):
                     w.backlog_bytes -= size  # a revoked job was requeued when revoked
                     w.free.append(slot)
                     w.states[slot] = FREE
+                    w.sent -= 1  # never begun: not one of its max_tasks_per_worker
                     break
             self._advance(w)
+            if not w.held():
+                w.idle_since = time.monotonic()
+                self._after_job(w)
             return
         if w.job is None or w.job.job_id != msg.job_id:
             self._advance(w)  # it ran a backlog job faster than we looked: that one is running
@@ -443,6 +580,9 @@ class ProcessBackend(Backend):
         # busy never exceeds workers, not even between the two.
         self.dispatcher.finish(job, msg.attempt, msg.outcome, msg.value)
         self._advance(w)
+        if not w.held():
+            w.idle_since = time.monotonic()
+        self._after_job(w)
 
     def _advance(self, w: _Worker) -> None:
         """The worker's job ended: the first job of its backlog is running now."""
@@ -495,7 +635,7 @@ class ProcessBackend(Backend):
             self.dispatcher.finish(job, attempt, CRASH, err)
         # Never begun there: back on the heap, in their order (revoked ones already are).
         self._give_back([job for job, slot, _ in w.backlog if w.states[slot] == PENDING])
-        if died and not w.ready:
+        if died and not w.ready and not self._broken and not w.retiring:
             self._start_failures += 1
             if self._start_failures >= START_FAILURES_LIMIT:
                 sig, cause = describe_exit(w.process.exitcode)
@@ -505,7 +645,15 @@ class ProcessBackend(Backend):
                     f"{self.start_method!r} usable here, and does the main module import cleanly?"
                 )
         w.process.close()
-        if not self._stopping:  # no replacement while stopping
+        # No replacement while stopping, nor for a retiring worker; on demand (above
+        # min_workers) _reconcile starts one when a job needs it.
+        if (
+            not self._stopping
+            and not self._broken
+            and not w.retiring
+            and self._min is None
+            and len(self._live()) < self.dispatcher.workers
+        ):
             self._workers[i] = self._spawn()
 
     def _enforce(self) -> None:
@@ -584,9 +732,12 @@ class ProcessBackend(Backend):
 
     def _dispatch(self) -> None:
         policy, dispatcher = self._backlog, self.dispatcher
+        budget = self._budget
         for w in self._workers:
-            if w is None or not w.ready or w.held() >= PREFETCH:
+            if w is None or not w.ready or w.retiring or w.held() >= PREFETCH:
                 continue
+            if budget is not None and w.sent >= budget:
+                continue  # it retires once the jobs it holds end
             idle = w.job is None and not w.backlog
             waiting = dispatcher.waiting_locked()  # a hint, read without the lock (GIL: consistent ints)
             if not idle and (not waiting or not policy.wants_more(len(w.backlog))):
@@ -600,6 +751,7 @@ class ProcessBackend(Backend):
                     if job is None:
                         return
                     w.job, w.attempt, w.slot = job, job.attempt, w.free.pop()
+                    w.sent += 1
                     w.deadline = None if job.timeout is None else job.started_at + job.timeout
                     batch.append((job.job_id, job.attempt, job.timeout, job.payload, w.slot))
                 # A share of a deep queue (see Backlog); a busy worker's backlog is
@@ -607,6 +759,10 @@ class ProcessBackend(Backend):
                 share = 0
                 if batch or policy.wants_more(len(w.backlog)):
                     share = policy.share(w.held(), dispatcher.waiting_locked(), dispatcher.workers)
+                if budget is not None:
+                    share = min(share, budget - w.sent)  # never send ahead what it may not run
+                if self._memory is not None:
+                    share = 0  # its RSS is known only after each job: one job at a time
                 for _ in range(share):
                     used = w.backlog_bytes
 
@@ -620,6 +776,7 @@ class ProcessBackend(Backend):
                     size = payload_size(nxt.payload)
                     w.backlog.append((nxt, slot, size))
                     w.backlog_bytes += size
+                    w.sent += 1
                     batch.append((nxt.job_id, nxt.attempt + 1, nxt.timeout, nxt.payload, slot))
             if not batch:
                 continue

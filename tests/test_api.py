@@ -14,6 +14,7 @@ def test_public_api_is_explicit():
         [
             "BackendUnavailable",
             "Capabilities",
+            "Executor",
             "InvalidArgument",
             "InvalidCallable",
             "Job",
@@ -36,6 +37,7 @@ def test_public_api_is_explicit():
             "ShutdownReport",
             "UnknownBackend",
             "WorkerCrashed",
+            "WorkerOptions",
             "available_backends",
             "create_pool",
             "current_context",

@@ -335,3 +335,36 @@ def test_busy_never_exceeds_workers_when_a_backlog_job_starts(make_pool):
     dispatcher.started_locked = spy
     assert [j.result(T) for j in [pool.submit(jobs.echo, i) for i in range(1000)]] == list(range(1000))
     assert seen and max(seen) <= pool.workers
+
+
+def test_shrinking_takes_back_the_jobs_sent_ahead_and_runs_each_once(make_pool):
+    # Small jobs on a deep queue: each worker holds a backlog sent ahead. Shrinking
+    # retires workers holding one; their jobs not begun go back to the queue.
+    pool = make_pool("process", workers=4, queue_size=2000)
+    with jobs.Gate() as gate, jobs.Latch() as latch:
+        held = [pool.submit(jobs.hold, gate, latch, i) for i in range(4)]
+        assert latch.wait(4, 30)
+        rest = [pool.submit(jobs.worker_state, i) for i in range(400)]
+        pool.resize(1)
+        gate.open()
+        assert [job.result(30) for job in held] == [0, 1, 2, 3]
+        assert [job.result(30)[2] for job in rest] == list(range(400))
+    s = pool.stats()
+    assert (s.submitted, s.succeeded, s.workers) == (404, 404, 1) and s.conserved()
+    assert pool.stats().alive == 1
+    # after the shrink, the 400 ran on the one worker left (the 3 others retired)
+    assert len({job.result()[1] for job in rest[-100:]}) == 1
+
+
+def test_a_worker_is_never_sent_more_than_its_max_tasks(make_pool):
+    pool = make_pool("process", workers=2, max_tasks_per_worker=5, queue_size=1000)
+    results = [job.result(30) for job in [pool.submit(jobs.worker_state, i) for i in range(200)]]
+    assert [r[2] for r in results] == list(range(200))
+    per_worker = {}
+    for _, worker, _ in results:
+        per_worker[worker] = per_worker.get(worker, 0) + 1
+    # None ran more than its 5 (a job taken back from a backlog for an idle worker lets
+    # the last ones end with fewer); every worker that ran its 5 was replaced.
+    assert max(per_worker.values()) == 5 and sum(per_worker.values()) == 200, per_worker
+    pool.shutdown()
+    assert pool.stats().recycled == sum(n == 5 for n in per_worker.values())

@@ -1,5 +1,5 @@
-"""Property-based: random interleavings of submit, cancel, timeout, failure, crash
-and shutdown keep the conservation law at every step and end every accepted job
+"""Property-based: random interleavings of submit, cancel, timeout, failure, crash,
+resize, worker recycling and shutdown keep the conservation law at every step and end every accepted job
 in exactly one terminal state."""
 
 import collections
@@ -30,8 +30,11 @@ submit = st.tuples(
     st.sampled_from([None, None, 0.001, 0.05]),
 )
 cancel = st.tuples(st.just("cancel"), st.integers(0, 40))
+# Not below 2: a probe without a deadline ("stopped") holds its worker until shutdown,
+# and on a single worker the jobs behind it could only wait out the bound below (30 s).
+resize = st.tuples(st.just("resize"), st.integers(2, 3))
 ops = st.lists(
-    st.one_of(submit, submit, submit, submit, cancel, cancel, st.just(("open",))),
+    st.one_of(submit, submit, submit, submit, cancel, cancel, resize, st.just(("open",))),
     min_size=8,
     max_size=40,
 )
@@ -89,6 +92,7 @@ def test_random_interleavings_conserve_jobs(pool_backend):
         workers=st.integers(1, 3),
         queue_size=st.integers(0, 4),
         overflow=st.sampled_from(["block", "reject"]),
+        recycle=st.sampled_from([None, None, 1, 2]),  # max_tasks_per_worker, where it applies
     )
     # Besides the random ones, one example of each kind of event, so that the tally
     # below fails only when the pool did not produce it: a job running into its
@@ -102,13 +106,17 @@ def test_random_interleavings_conserve_jobs(pool_backend):
             ("submit", "crash", 0, None),
             ("submit", "hold", 0, None),
             ("cancel", 4),
+            ("resize", 2),
             ("open",),
+            ("submit", "ok", 0, None),
+            ("resize", 3),
             ("submit", "ok", 0, None),
         ],
         shutdown_at=None,
         workers=3,
         queue_size=4,
         overflow="block",
+        recycle=1,
     )
     @example(
         ops=[("submit", "hold", 0, None), ("submit", "ok", 0, None)],
@@ -116,12 +124,40 @@ def test_random_interleavings_conserve_jobs(pool_backend):
         workers=1,
         queue_size=0,
         overflow="reject",
+        recycle=None,
     )
-    @example(ops=[("submit", "ok", 0, None)], shutdown_at=0, workers=1, queue_size=1, overflow="reject")
-    def run(ops, shutdown_at, workers, queue_size, overflow):
-        pool = pools.create_pool(pool_backend, workers=workers, queue_size=queue_size, overflow=overflow)
+    @example(
+        ops=[("submit", "ok", 0, None), ("resize", 2)],
+        shutdown_at=0,
+        workers=1,
+        queue_size=1,
+        overflow="reject",
+        recycle=None,
+    )
+    def run(ops, shutdown_at, workers, queue_size, overflow, recycle):
+        import time as _t
+
+        _t0 = _t.monotonic()
+        try:
+            _run(ops, shutdown_at, workers, queue_size, overflow, recycle)
+        finally:
+            with open("/tmp/ex.log", "a") as _f:
+                _f.write(
+                    f"EX {_t.monotonic() - _t0:.2f} {ops} {shutdown_at} {workers} {queue_size} {overflow} {recycle}\n"
+                )
+
+    def _run(ops, shutdown_at, workers, queue_size, overflow, recycle):
+        recycles = pools.create_pool(pool_backend).capabilities.why_not("max_tasks_per_worker") is None
+        pool = pools.create_pool(
+            pool_backend,
+            workers=workers,
+            queue_size=queue_size,
+            overflow=overflow,
+            max_tasks_per_worker=recycle if recycles else None,
+        )
         tally = TALLY[pool_backend]
         tally["crash-safe"] = pool.capabilities.survives_crashes
+        tally["recycles"] = recycles
         accepted = []
         ends_alone = []  # every kind but a probe without a deadline ends by itself once the gate opens
         with Gate() as gate:
@@ -147,6 +183,12 @@ def test_random_interleavings_conserve_jobs(pool_backend):
                         tally["cancel took effect"] += accepted[op[1] % len(accepted)].cancel()
                     elif op[0] == "open":
                         gate.open()
+                    elif op[0] == "resize":
+                        try:
+                            pool.resize(op[1])
+                            tally["resized"] += 1
+                        except pools.PoolClosed:
+                            tally["refused: pool closed"] += 1
                     assert pool.stats().conserved(), pool.stats()
                 gate.open()
                 # Every accepted job may end before the shutdown's short deadline: on a
@@ -177,7 +219,7 @@ def test_random_interleavings_conserve_jobs(pool_backend):
         }
         assert report.abandoned_threads == 0
         tally.update(by_state)
-        tally.update(retried=s.retried, crashed=s.crashed)
+        tally.update(retried=s.retried, crashed=s.crashed, recycled=s.recycled)
 
     TALLY.pop(pool_backend, None)
     run()
@@ -192,7 +234,9 @@ def test_random_interleavings_conserve_jobs(pool_backend):
         "cancel took effect",
         "refused: queue full",
         "refused: pool closed",
-    ] + (["crashed"] if seen["crash-safe"] else [])
+        "resized",
+    ]
+    wanted += (["crashed"] if seen["crash-safe"] else []) + (["recycled"] if seen["recycles"] else [])
     never = [what for what in wanted if not seen[what]]
     assert not never, f"no example of {pool_backend} exercised: {', '.join(never)} (tally: {dict(seen)})"
 

@@ -127,7 +127,7 @@ from ..lowlevel import (
 )
 from ..remote import LATE, SKIPPED, Backlog, Message, decode, payload_size
 from ._cluster import LocalClusterProcess
-from ._worker import Entry, clock_id, forget_topic, run_pack, stop_on_worker
+from ._worker import Entry, Initializer, clock_id, forget_topic, run_pack, stop_on_worker
 
 __all__ = ["DaskBackend"]
 
@@ -219,6 +219,21 @@ class DaskBackend(Backend):
         survives_crashes=False,
         carries_contextvars=False,
         reports_exit_status=False,  # a crash is reported by Dask as KilledWorker, without exit code or signal
+        lifecycle=frozenset({"initializer", "resize"}),
+        lifecycle_not_applicable=(
+            (
+                "max_tasks_per_worker",
+                "its workers belong to the Dask cluster, which recycles them itself (a worker's "
+                "lifetime=, the nanny restarting it)",
+            ),
+            (
+                "max_memory_per_worker",
+                "its workers belong to the Dask cluster, whose nannies restart a worker above its "
+                "memory_limit (distributed.worker.memory.terminate)",
+            ),
+            ("min_workers", "the Dask cluster owns its workers: scale it with cluster.adapt(minimum=, maximum=)"),
+            ("idle_timeout", "the Dask cluster owns its workers: scale it with cluster.adapt(minimum=, maximum=)"),
+        ),
     )
 
     def __init__(
@@ -243,6 +258,19 @@ class DaskBackend(Backend):
                 f"the cluster at {address!r} has its own workers"
             )
         check_number("connect_timeout", connect_timeout, minimum=0, inclusive=False, none_ok=False)
+        options = dispatcher.options
+        self._init: bytes | None = None
+        if options.initializer is not None:
+            try:
+                self._init = cloudpickle.dumps(
+                    (options.initializer, options.initargs), protocol=pickle.HIGHEST_PROTOCOL
+                )
+            except Exception as err:
+                raise InvalidArgument(
+                    f"the 'dask' backend sends the initializer to each worker by cloudpickle, and "
+                    f"{options.initializer!r} with initargs {options.initargs!r} cannot be pickled ({err})"
+                ) from err
+        self._init_error: BaseException | None = None
         self.address = address
         self.processes = bool(processes)
         self.connect_timeout = connect_timeout
@@ -325,7 +353,7 @@ class DaskBackend(Backend):
                 address = self.address
             connect = asyncio.run_coroutine_threadsafe(self._connect(address), self._loop)
             try:
-                connect.result(self.connect_timeout + 5.0)
+                connect.result(self.connect_timeout + 5.0 + (0.0 if self._init is None else self.connect_timeout))
             except (TimeoutError, OSError, concurrent.futures.TimeoutError) as err:
                 connect.cancel()
                 raise PoolBroken(
@@ -352,6 +380,11 @@ class DaskBackend(Backend):
         # is sent, on the same stream, so the scheduler knows it first.
         self._topic = f"poolbench-{self._token}"
         client.subscribe_topic(self._topic, self._on_pushed)
+        if self._init is not None:
+            try:
+                await client.register_plugin(Initializer(self._init), name=f"poolbench-init-{self._token}")
+            except Exception as exc:  # noqa: BLE001 - the pool breaks once started (see start)
+                self._init_error = exc
         if self._cluster is not None:
             return
         await client.wait_for_workers(1, timeout=self.connect_timeout)
@@ -376,6 +409,15 @@ class DaskBackend(Backend):
             )
         self.capabilities = self._crash_capabilities(reason)
         self._flush = reason is None
+
+    def after_start(self) -> None:
+        if self._init_error is not None:  # the initializer failed on the workers: broken
+            self.dispatcher.initializer_failed(self._init_error)
+
+    def resize_locked(self, workers: int) -> None:
+        # ``workers`` is how many jobs may be on the cluster at once: more are sent
+        # now, or fewer once the running ones end.
+        self.wake_locked()
 
     def wake_locked(self) -> None:
         if not self._pump_scheduled and not self._stopping:

@@ -35,6 +35,7 @@ import time
 from typing import Any
 
 import cloudpickle
+from distributed.diagnostics.plugin import WorkerPlugin
 
 from ..lowlevel import JobContext, cancel_context, reset_current_context, set_current_context
 from ..remote import encode_failure, encode_result, encode_skipped
@@ -42,7 +43,7 @@ from ..remote import encode_failure, encode_result, encode_skipped
 #: one job of a task: (job_id, attempt, deadline, remaining, timeout, payload); see run_pack
 Entry = tuple[int, int, float | None, float | None, float | None, bytes]
 
-__all__ = ["PUSH_LIMIT", "clock_id", "forget_topic", "run_pack", "stop_on_worker"]
+__all__ = ["PUSH_LIMIT", "Initializer", "clock_id", "forget_topic", "run_pack", "stop_on_worker"]
 
 # Outcomes up to this size ride to the pool as a scheduler event (see run_pack); the
 # scheduler keeps the latest 1000 events of a topic, so this bounds what it holds per pool.
@@ -290,3 +291,17 @@ def forget_topic(topic: str, dask_scheduler: Any = None) -> None:
     broker = getattr(dask_scheduler, "_broker", None)
     if broker is not None:
         broker.truncate(topic)
+
+
+class Initializer(WorkerPlugin):
+    """Runs a pool's ``initializer(*initargs)`` once in each Dask worker, those that
+    join later included (a worker plugin); ``payload`` is the pair, cloudpickled. A
+    failure on the workers present when the pool connects reaches the pool, which
+    breaks (``PoolBroken``)."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+
+    def setup(self, worker: Any) -> None:
+        initializer, initargs = cloudpickle.loads(self.payload)
+        initializer(*initargs)

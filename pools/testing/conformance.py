@@ -15,6 +15,7 @@ Use it for a new backend::
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import dataclasses
 import functools
@@ -36,6 +37,7 @@ from .. import (
     JobTimeout,
     NoCurrentJob,
     Pool,
+    PoolBroken,
     PoolClosed,
     PoolStats,
     QueueFull,
@@ -44,6 +46,7 @@ from .. import (
     create_pool,
     current_context,
 )
+from .._registry import backend_class
 from . import jobs
 from .jobs import Gate, Latch, job_for
 
@@ -68,6 +71,23 @@ def _skip_unless_exit_status_reported(pool: Pool) -> None:
             "KilledWorker), not its exit code or signal, so WorkerCrashed cannot name them; and a "
             "MemoryError there is the job's own error, since it does not end the worker"
         )
+
+
+def _skip_unless_lifecycle(backend: str, option: str) -> None:
+    why = backend_class(backend).capabilities.why_not(option)
+    if why is not None:
+        pytest.skip(f"{option} does not apply to the {backend!r} backend: {why}")
+
+
+def _eventually(condition: Callable[[], bool], timeout: float = T) -> bool:
+    """Whether ``condition()`` holds within ``timeout``: for what only the passing of
+    time brings about (a worker idle long enough exits), there is no event to wait on."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def _append(items: list[str], item: str, called: threading.Semaphore, _job: object) -> None:
@@ -621,6 +641,168 @@ class PoolConformance:
         assert all(isinstance(j, concurrent.futures.Future) for j in js)
         assert sorted(j.result() for j in concurrent.futures.as_completed(js, T)) == [0, 1, 2, 3, 4]
         assert len({j.job_id for j in js}) == 5
+
+    # ------------------------------------------------------ 11. worker lifecycle
+
+    def test_initializer_runs_in_every_worker_before_its_jobs(self, pool_backend: str, make_pool: MakePool) -> None:
+        _skip_unless_lifecycle(pool_backend, "initializer")
+        init = job_for(pool_backend_runs(pool_backend), jobs.set_worker_state)
+        pool = make_pool(workers=2, initializer=init, initargs=("initialized",))
+        state = job_for(pool, jobs.worker_state)
+        results = [job.result(T) for job in [pool.submit(state, i) for i in range(8)]]
+        assert [r[0] for r in results] == ["initialized"] * 8
+        assert [r[2] for r in results] == list(range(8))
+
+    def test_a_failing_initializer_breaks_the_pool(self, pool_backend: str, make_pool: MakePool) -> None:
+        _skip_unless_lifecycle(pool_backend, "initializer")
+        init = job_for(pool_backend_runs(pool_backend), jobs.fail_init)
+        pool = make_pool(workers=2, initializer=init, initargs=("bad init",))
+        echo = job_for(pool_backend_runs(pool_backend), jobs.echo)
+        submitted: list[Any] = []
+        refused: BaseException | None = None
+        try:
+            for i in range(3):
+                submitted.append(pool.submit(echo, i))
+        except PoolBroken as err:  # it broke meanwhile (or while starting: Dask, on connecting)
+            refused = err
+        assert refused is None or isinstance(refused.__cause__, jobs.JobFailure)
+        for job in submitted:  # failed, never left hanging
+            with pytest.raises(PoolBroken) as info:
+                job.result(T)
+            assert isinstance(info.value.__cause__, jobs.JobFailure), info.value.__cause__
+        assert _eventually(lambda: pool.broken)
+        with pytest.raises(PoolBroken, match="bad init") as later:
+            pool.submit(echo, "later")
+        assert isinstance(later.value.__cause__, jobs.JobFailure)
+        assert isinstance(later.value, concurrent.futures.BrokenExecutor)
+        s = pool.stats()
+        assert s.conserved() and s.failed == len(submitted) and (s.busy, s.queued) == (0, 0)
+
+    def test_max_tasks_per_worker_replaces_the_worker_between_jobs(
+        self, pool_backend: str, make_pool: MakePool
+    ) -> None:
+        _skip_unless_lifecycle(pool_backend, "max_tasks_per_worker")
+        pool = make_pool(workers=1, max_tasks_per_worker=2)
+        state = job_for(pool, jobs.worker_state)
+        ids = [r[1] for r in [job.result(T) for job in [pool.submit(state) for _ in range(6)]]]
+        assert ids[0] == ids[1] != ids[2] == ids[3] != ids[4] == ids[5] != ids[0], ids
+        assert pool.stats().recycled >= 2  # each replacement counted before the next worker's first job
+        pool.shutdown()
+        assert pool.stats().recycled == 3
+
+    def test_recycling_loses_and_repeats_no_job(self, pool_backend: str, make_pool: MakePool) -> None:
+        _skip_unless_lifecycle(pool_backend, "max_tasks_per_worker")
+        pool = make_pool(workers=2, max_tasks_per_worker=3, queue_size=100)
+        state = job_for(pool, jobs.worker_state)
+        results = [job.result(T) for job in [pool.submit(state, i) for i in range(40)]]
+        assert [r[2] for r in results] == list(range(40))
+        per_worker = collections.Counter(r[1] for r in results)
+        assert max(per_worker.values()) <= 3 and len(per_worker) >= 14, per_worker
+        s = pool.stats()
+        assert (s.submitted, s.succeeded) == (40, 40) and s.conserved()
+
+    def test_max_memory_per_worker_replaces_a_worker_that_grew(self, pool_backend: str, make_pool: MakePool) -> None:
+        _skip_unless_lifecycle(pool_backend, "max_memory_per_worker")
+        pool = make_pool(workers=1, max_memory_per_worker=1 << 40)  # never reached
+        state = job_for(pool, jobs.worker_state)
+        assert len({pool.submit(state).result(T)[1] for _ in range(3)}) == 1
+        assert pool.stats().recycled == 0
+        small = make_pool(workers=1, max_memory_per_worker=1)  # every worker is above it after a job
+        ids = [job.result(T)[1] for job in [small.submit(state, i) for i in range(4)]]
+        assert len(set(ids)) == 4, ids
+        assert small.stats().recycled >= 3
+
+    def test_resize_shrinks_without_cancelling_and_grows_back(self, pool_backend: str, make_pool: MakePool) -> None:
+        _skip_unless_lifecycle(pool_backend, "resize")
+        pool = make_pool(workers=3, queue_size=10)
+        hold = job_for(pool, jobs.hold)
+        with Gate() as gate, Latch() as latch:
+            running = [pool.submit(hold, gate, latch, i) for i in range(3)]
+            assert latch.wait(3, T)
+            pool.resize(1)
+            s = pool.stats()
+            assert (s.workers, s.busy, s.cancelled) == (1, 3, 0), s
+            gate.open()
+            assert [job.result(T) for job in running] == [0, 1, 2]
+        with Gate() as gate, Latch() as latch:
+            big = b"x" * PADDING  # never sent ahead to a busy worker: the queue's own order
+            later = [pool.submit(hold, gate, latch, big) for _ in range(2)]
+            assert latch.wait(1, T)
+            s = pool.stats()
+            assert (s.busy, s.queued) == (1, 1), s  # one at a time now
+            pool.resize(3)
+            assert latch.wait(2, T)  # the waiting one starts at once
+            assert pool.stats().workers == 3
+            gate.open()
+            concurrent.futures.wait(later, T)
+        assert pool.stats().succeeded == 5 and pool.stats().cancelled == 0
+
+    def test_resize_is_checked(self, pool_backend: str, make_pool: MakePool) -> None:
+        _skip_unless_lifecycle(pool_backend, "resize")
+        pool = make_pool(workers=2)
+        for bad, words in [(0, [">= 1", "0"]), (-1, ["-1"]), ("3", ["'3'"])]:
+            with pytest.raises(InvalidArgument) as info:
+                pool.resize(bad)  # type: ignore[arg-type]
+            assert all(w in str(info.value) for w in ["workers", *words]), str(info.value)
+        pool.shutdown()
+        with pytest.raises(PoolClosed):
+            pool.resize(3)
+
+    def test_idle_workers_above_the_minimum_exit_and_come_back(self, pool_backend: str, make_pool: MakePool) -> None:
+        _skip_unless_lifecycle(pool_backend, "idle_timeout")
+        pool = make_pool(workers=3, min_workers=1, idle_timeout=0.05, queue_size=10).start()
+        assert pool.stats().alive == 1
+        hold = job_for(pool, jobs.hold)
+        for _ in range(2):  # grows on demand, shrinks back when idle, and again
+            with Gate() as gate, Latch() as latch:
+                held = [pool.submit(hold, gate, latch, i) for i in range(3)]
+                assert latch.wait(3, T)
+                assert pool.stats().alive == 3
+                gate.open()
+                assert [job.result(T) for job in held] == [0, 1, 2]
+            assert _eventually(lambda: pool.stats().alive == 1), pool.stats()
+        with pytest.raises(InvalidArgument, match=r"workers must be >= min_workers \(1\), got 0|>= 1"):
+            pool.resize(0)
+
+    @pytest.mark.parametrize(
+        ("options", "words"),
+        [
+            ({"max_tasks_per_worker": 0}, ["max_tasks_per_worker", ">= 1", "0"]),
+            ({"max_memory_per_worker": -5}, ["max_memory_per_worker", ">= 1", "-5"]),
+            ({"idle_timeout": -1}, ["idle_timeout", "> 0", "-1"]),
+            ({"min_workers": 3, "workers": 2, "idle_timeout": 1}, ["min_workers", "<= workers (2)", "3"]),
+            ({"min_workers": 1}, ["min_workers=1", "idle_timeout"]),
+            ({"initializer": 42}, ["initializer", "callable", "42"]),
+            ({"initargs": (1,)}, ["initargs", "without an initializer"]),
+        ],
+    )
+    def test_bad_lifecycle_options_raise_at_once(
+        self, pool_backend: str, options: dict[str, Any], words: list[str]
+    ) -> None:
+        with pytest.raises(InvalidArgument) as info:
+            create_pool(pool_backend, **options)
+        assert all(w in str(info.value) for w in words), str(info.value)
+
+    @pytest.mark.parametrize(
+        ("option", "value"),
+        [("max_tasks_per_worker", 5), ("max_memory_per_worker", 1 << 30), ("idle_timeout", 1.0), ("initializer", None)],
+    )
+    def test_a_lifecycle_option_that_does_not_apply_is_refused_naming_why(
+        self, pool_backend: str, option: str, value: Any
+    ) -> None:
+        why = backend_class(pool_backend).capabilities.why_not(option)
+        if why is None:
+            pytest.skip(f"the {pool_backend!r} backend honours {option}")
+        if option == "initializer":
+            value = jobs.set_worker_state
+        with pytest.raises(InvalidArgument) as info:
+            create_pool(pool_backend, **{option: value})
+        assert f"{option}= does not apply to the {pool_backend!r} backend: {why}" in str(info.value)
+
+
+def pool_backend_runs(backend: str) -> str:
+    """What a backend runs ("callables" or "coroutines"), for ``job_for`` before a pool exists."""
+    return backend_class(backend).capabilities.runs
 
 
 __all__ = ["PoolConformance"]

@@ -13,6 +13,7 @@ polls: a waiting job blocks on ``flock`` or an event, the test on a socket.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import fcntl
 import os
 import shutil
@@ -399,7 +400,65 @@ async def aignore(*args: Any) -> None:
     pass
 
 
+# ------------------------------------------------------------------- worker lifecycle
+# What an initializer leaves in its worker, and who the worker is: a thread-local for
+# threads, a context variable for asyncio consumers (a job runs in its consumer task's
+# context), a global for processes (Dask runs initializers and jobs on different
+# threads of one worker process).
+
+_worker = threading.local()
+_worker_state: Any = None
+_worker_ids = iter(range(1, 1 << 62))
+_aworker_state: contextvars.ContextVar[Any] = contextvars.ContextVar("aworker_state", default=None)
+_aworker_id: contextvars.ContextVar[int | None] = contextvars.ContextVar("aworker_id", default=None)
+_ballast: list[bytes] = []
+
+
+def set_worker_state(value: Any) -> None:
+    """An initializer: ``worker_state()`` returns ``value`` in this worker from now on."""
+    global _worker_state
+    _worker.state = _worker_state = value
+
+
+async def aset_worker_state(value: Any) -> None:
+    _aworker_state.set(value)
+
+
+def fail_init(message: str = "initializer failed") -> None:
+    """An initializer that raises JobFailure."""
+    raise JobFailure(message)
+
+
+async def afail_init(message: str = "initializer failed") -> None:
+    raise JobFailure(message)
+
+
+def worker_state(value: Any = None) -> tuple[Any, str, Any]:
+    """(What the initializer left here, this worker's identity: process and thread),
+    then ``value``."""
+    if not hasattr(_worker, "id"):
+        _worker.id = next(_worker_ids)
+    return getattr(_worker, "state", _worker_state), f"{os.getpid()}-{_worker.id}", value
+
+
+async def aworker_state(value: Any = None) -> tuple[Any, str, Any]:
+    ident = _aworker_id.get()
+    if ident is None:  # a new consumer task: its own context
+        ident = next(_worker_ids)
+        _aworker_id.set(ident)
+    return _aworker_state.get(), f"{os.getpid()}-{ident}", value
+
+
+def leak(nbytes: int) -> int:
+    """Keep ``nbytes`` more in this worker for good (a leaky extension); return the pid."""
+    _ballast.append(b"x" * nbytes)
+    return os.getpid()
+
+
 _ASYNC: dict[Callable[..., Any], Callable[..., Any]] = {
+    set_worker_state: aset_worker_state,
+    fail_init: afail_init,
+    worker_state: aworker_state,
     echo: aecho,
     add: aadd,
     fail: afail,

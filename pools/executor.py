@@ -1,0 +1,154 @@
+"""``pools.Executor``: any backend's pool as a ``concurrent.futures.Executor``.
+
+A drop-in where code speaks the standard interface (``loop.run_in_executor``,
+libraries that take an ``executor=``, code written against ``ThreadPoolExecutor``)::
+
+    with pools.Executor("process", workers=4, max_tasks_per_worker=100) as ex:
+        print(list(ex.map(pow, [2, 3], [10, 10], chunksize=64)))
+
+The futures are the pool's jobs (``pools.Job``, a ``concurrent.futures.Future``), so
+``concurrent.futures.wait`` and ``as_completed`` work on them, and the pool stays
+reachable as ``executor.pool`` (priorities, timeouts, ``stats()``, ``resize()``).
+
+Where it differs from the standard executors, on purpose: the queue is unbounded
+unless ``queue_size=`` is given (as theirs is); ``max_workers=`` is taken as the
+pool's ``workers=``; and on backends whose jobs cross to another process, ``map``'s
+``chunksize`` keeps each item's own result or error (the standard process executor
+fails a whole chunk with its first error).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from ._core import Pool
+from ._job import Job
+from .exceptions import InvalidArgument, RemoteTraceback
+
+__all__ = ["Executor"]
+
+T = TypeVar("T")
+
+#: backends where ``map(chunksize=)`` helps: a job's round trip to a worker costs
+#: more than a small call (on "thread" and "asyncio" it is ignored, as
+#: ``ThreadPoolExecutor`` ignores it)
+_CHUNK_BACKENDS = frozenset({"process", "dask"})
+
+
+class Executor(concurrent.futures.Executor):
+    """A ``concurrent.futures.Executor`` over a pool of any backend:
+    ``Executor(backend="thread", **pool_options)`` takes ``create_pool``'s options
+    (``workers`` or ``max_workers``, ``initializer``, ``max_tasks_per_worker``...)."""
+
+    def __init__(self, backend: str = "thread", /, **pool_options: Any) -> None:
+        if "max_workers" in pool_options:
+            max_workers = pool_options.pop("max_workers")
+            if "workers" in pool_options:
+                raise InvalidArgument("give workers= or max_workers= (the same option), not both")
+            if max_workers is not None:
+                if isinstance(max_workers, int) and not isinstance(max_workers, bool) and max_workers <= 0:
+                    raise InvalidArgument(f"max_workers must be greater than 0, got {max_workers!r}")
+                pool_options["workers"] = max_workers
+        pool_options.setdefault("queue_size", sys.maxsize)  # unbounded, as the standard executors' queues
+        #: the pool behind this executor: its jobs are this executor's futures
+        self.pool = Pool(backend, **pool_options)
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Job[T]:
+        """Schedule ``fn(*args, **kwargs)``; return its future (a ``pools.Job``)."""
+        if kwargs:
+            fn = functools.partial(fn, **kwargs)
+        return self.pool.submit(fn, *args)
+
+    def map(
+        self,
+        fn: Callable[..., T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+    ) -> Iterator[T]:
+        """As ``concurrent.futures.Executor.map``: every call is submitted at once,
+        results come lazily in order, and ``timeout`` (seconds from this call)
+        raises ``TimeoutError`` for a result not ready by then. ``chunksize``: calls
+        per job on backends where a job's round trip dominates (process, dask);
+        each item keeps its own result or error."""
+        if not isinstance(chunksize, int) or isinstance(chunksize, bool) or chunksize < 1:
+            raise ValueError(f"chunksize must be >= 1, got {chunksize!r}")
+        end = None if timeout is None else timeout + time.monotonic()
+        argsets = zip(*iterables, strict=False)
+        if chunksize == 1 or self.pool.backend not in _CHUNK_BACKENDS:
+            futures = [self.submit(fn, *args) for args in argsets]
+            return _results(futures, end, chunked=False)
+        chunks: list[Job[list[tuple[bool, Any, str | None]]]] = []
+        while True:
+            chunk = tuple(_take(argsets, chunksize))
+            if not chunk:
+                break
+            chunks.append(self.pool.submit(_run_chunk, fn, chunk))
+        return _results(chunks, end, chunked=True)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Take no more calls; ``cancel_futures`` cancels those not started; with
+        ``wait``, return once every running call has ended. Safe to call again."""
+        self.pool.shutdown(wait=wait, cancel_pending=cancel_futures)
+
+    @property
+    def _broken(self) -> bool:  # what concurrent.futures' own executors call it
+        return self.pool.broken
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.pool!r}>"
+
+
+def _take(it: Iterator[tuple[Any, ...]], n: int) -> Iterator[tuple[Any, ...]]:
+    for _, args in zip(range(n), it, strict=False):
+        yield args
+
+
+def _run_chunk(fn: Callable[..., Any], chunk: tuple[tuple[Any, ...], ...]) -> list[tuple[bool, Any, str | None]]:
+    """Run one chunk of ``map`` in a worker: (ok, result or exception, its traceback) per item."""
+    out: list[tuple[bool, Any, str | None]] = []
+    for args in chunk:
+        try:
+            out.append((True, fn(*args), None))
+        except Exception as exc:  # noqa: BLE001 - the item's error, raised when its turn comes
+            out.append((False, exc, "".join(traceback.format_exception(exc))))
+    return out
+
+
+def _result(future: concurrent.futures.Future[Any], end: float | None) -> Any:
+    try:
+        return future.result() if end is None else future.result(end - time.monotonic())
+    finally:
+        future.cancel()  # no effect once it ended; else (timed out) it must not run on unseen
+        del future
+
+
+def _results(futures: list[Any], end: float | None, *, chunked: bool) -> Iterator[Any]:
+    # A generator that is closed (or fails) cancels the calls not yet begun, as
+    # concurrent.futures does; the list is reversed so that each is dropped once
+    # yielded, and no reference to a yielded result is kept here.
+    futures.reverse()
+    try:
+        while futures:
+            if not chunked:
+                yield _result(futures.pop(), end)  # no local name: the result is not kept here
+                continue
+            items = _result(futures.pop(), end)
+            items.reverse()
+            while items:
+                ok, value, tb = items.pop()
+                if ok:
+                    yield value
+                else:
+                    if tb is not None:
+                        value.__cause__ = RemoteTraceback(tb)
+                    raise value
+    finally:
+        for future in futures:
+            future.cancel()

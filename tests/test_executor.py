@@ -1,0 +1,217 @@
+"""pools.Executor: the concurrent.futures interface over any backend, and CPython's
+own executor test suite run against it."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+import pools
+from pools.testing import jobs
+from pools.testing.jobs import Gate, Latch
+
+T = 30.0
+HERE = Path(__file__).resolve().parent
+SUITE_DIR = f"/usr/lib/python{sys.version_info[0]}.{sys.version_info[1]}"
+SUITE = Path(SUITE_DIR, "test", "test_concurrent_futures.py")
+
+
+def _square_or_fail(x: int) -> int:
+    if x == 3:
+        raise jobs.JobFailure(f"no {x}")
+    return x * x
+
+
+def _pid(_: object = None) -> int:
+    return os.getpid()
+
+
+def _kw(a: int, *, b: int) -> int:
+    return a - b
+
+
+def test_is_an_executor_whose_futures_are_the_pools_jobs():
+    with pools.Executor("thread", workers=2) as ex:
+        assert isinstance(ex, concurrent.futures.Executor)
+        fut = ex.submit(_kw, 5, b=2)
+        assert isinstance(fut, pools.Job) and isinstance(fut, concurrent.futures.Future)
+        assert fut.result(T) == 3
+        done, _ = concurrent.futures.wait([fut, ex.submit(pow, 2, 3)], T)
+        assert sorted(f.result() for f in done) == [3, 8]
+        assert sorted(f.result() for f in concurrent.futures.as_completed([ex.submit(abs, -1)], T)) == [1]
+        assert isinstance(ex.pool, pools.Pool) and ex.pool.stats().succeeded == 3
+    assert ex.pool.closed
+    with pytest.raises(RuntimeError):  # as concurrent.futures: no scheduling after shutdown
+        ex.submit(abs, 1)
+
+
+def test_max_workers_is_workers_and_is_checked():
+    with pools.Executor("thread", max_workers=3) as ex:
+        assert ex.pool.workers == 3
+    with pytest.raises(ValueError, match="max_workers must be greater than 0"):
+        pools.Executor("thread", max_workers=0)
+    with pytest.raises(pools.InvalidArgument, match="not both"):
+        pools.Executor("thread", max_workers=2, workers=2)
+
+
+def test_queue_is_unbounded_unless_given():
+    with pools.Executor("thread", workers=1) as ex, Gate() as gate:
+        futures = [ex.submit(jobs.hold, gate, None, i) for i in range(1500)]  # more than Pool's default 1000
+        gate.open()
+        assert [f.result(T) for f in futures] == list(range(1500))
+
+
+def test_shutdown_cancel_futures_cancels_what_waits():
+    ex = pools.Executor("thread", workers=1)
+    with Gate() as gate, Latch() as latch:
+        running = ex.submit(jobs.hold, gate, latch, "ran")
+        assert latch.wait(1, T)
+        waiting = [ex.submit(abs, -i) for i in range(5)]
+        threading.Timer(0.05, gate.open).start()
+        ex.shutdown(wait=True, cancel_futures=True)
+    assert running.result(T) == "ran"
+    assert all(f.cancelled() for f in waiting)
+
+
+def test_map_is_ordered_with_a_timeout_from_the_call():
+    with pools.Executor("thread", workers=2) as ex, Gate() as gate:
+        assert list(ex.map(pow, [2, 3, 4], [2, 2, 2])) == [4, 9, 16]
+        results = ex.map(jobs.hold, [gate, gate], [None, None], ["a", "b"], timeout=0.05)
+        with pytest.raises(TimeoutError):
+            next(results)
+        gate.open()
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_map_chunksize_keeps_each_items_result_and_error(backend):
+    with pools.Executor(backend, workers=2) as ex:
+        results = ex.map(_square_or_fail, range(7), chunksize=3)
+        assert [next(results) for _ in range(3)] == [0, 1, 4]  # 3 fails, in the second chunk
+        with pytest.raises(jobs.JobFailure, match="no 3") as info:
+            next(results)
+        if backend == "process":
+            assert isinstance(info.value.__cause__, pools.RemoteTraceback)
+            assert ex.pool.stats().submitted == 3  # one job per chunk: ceil(7 / 3)
+        assert list(ex.map(_square_or_fail, [4, 5, 6, 7, 8], chunksize=2)) == [16, 25, 36, 49, 64]
+        with pytest.raises(ValueError, match="chunksize must be >= 1"):
+            ex.map(abs, [1], chunksize=0)
+
+
+def _zero_or_hold(i: int, gate: Gate) -> int:
+    if i:
+        gate.wait()
+    return i
+
+
+def test_closing_a_map_cancels_the_calls_not_begun():
+    with pools.Executor("thread", workers=1) as ex, Gate() as gate:
+        results = ex.map(_zero_or_hold, range(5), [gate] * 5)
+        assert next(results) == 0
+        results.close()
+        gate.open()
+    assert ex.pool.stats().cancelled >= 3  # those waiting behind the one that holds the worker
+
+
+def test_run_in_executor():
+    async def main(ex: pools.Executor) -> list[int]:
+        loop = asyncio.get_running_loop()
+        return list(await asyncio.gather(*(loop.run_in_executor(ex, abs, -i) for i in range(4))))
+
+    with pools.Executor("thread", workers=2) as ex:
+        assert asyncio.run(main(ex)) == [0, 1, 2, 3]
+    with pools.Executor("process", workers=1) as ex:
+        assert asyncio.run(main(ex)) == [0, 1, 2, 3]
+
+
+def _init_fails() -> None:
+    raise jobs.JobFailure("bad init")
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_a_failing_initializer_breaks_the_executor(backend):
+    with pools.Executor(backend, workers=2, initializer=_init_fails) as ex:
+        try:
+            fut = ex.submit(abs, -1)
+        except concurrent.futures.BrokenExecutor:
+            pass  # broke already
+        else:
+            with pytest.raises(concurrent.futures.BrokenExecutor) as info:
+                fut.result(T)
+            assert isinstance(info.value, pools.PoolBroken)
+            assert isinstance(info.value.__cause__, jobs.JobFailure)
+        with pytest.raises(pools.PoolBroken, match="bad init") as later:
+            ex.submit(abs, -1)
+        assert isinstance(later.value.__cause__, jobs.JobFailure)
+        assert ex._broken
+
+
+# -------------------------------------------------------------- CPython's suite
+
+
+@pytest.mark.skipif(
+    not SUITE.exists(),
+    reason=f"CPython's executor test suite is not installed ({SUITE}): on Debian, "
+    f"apt-get install libpython{sys.version_info[0]}.{sys.version_info[1]}-testsuite "
+    "(make test does it when run as root)",
+)
+@pytest.mark.timeout(240)
+def test_cpythons_executor_suite_passes_against_pools_executor(tmp_path):
+    sys.path.insert(0, str(HERE))
+    try:
+        import cpython_executor_suite as runner
+    finally:
+        sys.path.remove(str(HERE))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
+    # The thread and process halves at once: mostly sleeps (about 35 s each).
+    procs = {}
+    for half in ("thread", "process"):
+        with open(tmp_path / f"{half}.log", "w") as log:
+            procs[half] = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(HERE / "cpython_executor_suite.py"),
+                    SUITE_DIR,
+                    str(tmp_path / f"{half}.json"),
+                    half,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=HERE.parent,
+            )
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=200)
+        finally:
+            proc.kill()
+            proc.wait()
+    summary: dict = {"ran": 0, "passed": 0, "failed": [], "not_applicable": {}, "skipped_by_suite": {}}
+    for half, proc in procs.items():
+        path, log_text = tmp_path / f"{half}.json", (tmp_path / f"{half}.log").read_text()
+        assert path.exists(), f"no summary from the {half} half (exit code {proc.returncode}):\n{log_text[-6000:]}"
+        part = json.loads(path.read_text())
+        assert part["failed"] == [], log_text[-8000:]
+        for key in ("ran", "passed"):
+            summary[key] += part[key]
+        for key in ("not_applicable", "skipped_by_suite"):
+            summary[key].update(part[key])
+    assert summary["failed"] == []
+    # Exactly the tests listed as not applicable were skipped as such, each with its reason.
+    listed = {f"{cls}.{test}" for cls, test in runner.NOT_APPLICABLE if cls != "*"} | {
+        n for n in summary["not_applicable"] if n.split(".")[1] in {t for c, t in runner.NOT_APPLICABLE if c == "*"}
+    }
+    assert set(summary["not_applicable"]) == listed
+    assert all(summary["not_applicable"].values())
+    assert set(summary["skipped_by_suite"]) <= {
+        "test.test_concurrent_futures.ProcessPoolForkserverProcessPoolExecutorTest.test_max_workers_too_large"
+    }
+    assert summary["passed"] == summary["ran"] - len(summary["not_applicable"]) - len(summary["skipped_by_suite"])
+    assert summary["passed"] >= 40, summary  # 43 with Python 3.11's suite
