@@ -856,12 +856,22 @@ class Pool:
     def _cancel(self, job: Job[Any]) -> bool:
         return self._settle_outside(job, CANCELLED, None)
 
-    def _settle_outside(self, job: Job[Any], final: JobStatus, exc: BaseException | None) -> bool:
-        """End ``job`` in state ``final`` whatever it is doing (cancel, pool broken)."""
+    def _cancel_waiting(self, job: Job[Any]) -> bool:
+        """Cancel ``job`` only if it has not begun (``concurrent.futures``' cancel, which
+        ``Executor.map`` gives the calls it leaves behind)."""
+        return self._settle_outside(job, CANCELLED, None, only_waiting=True)
+
+    def _settle_outside(
+        self, job: Job[Any], final: JobStatus, exc: BaseException | None, only_waiting: bool = False
+    ) -> bool:
+        """End ``job`` in state ``final`` whatever it is doing (cancel, pool broken),
+        or, ``only_waiting``, only if it waits (queued or between attempts)."""
         if _race_hook is not None:
             _race_hook("cancel")
         with self._lock:
             status = job._status
+            if only_waiting and status is RUNNING:
+                return False
             stop = status is RUNNING  # the backend stops the work
             if status is QUEUED:
                 self._queued -= 1

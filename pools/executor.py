@@ -23,13 +23,14 @@ import concurrent.futures
 import functools
 import sys
 import time
-import traceback
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
+from . import remote
 from ._core import Pool
 from ._job import Job
-from .exceptions import InvalidArgument, RemoteTraceback
+from ._types import Outcome
+from .exceptions import InvalidArgument
 
 __all__ = ["Executor"]
 
@@ -84,7 +85,7 @@ class Executor(concurrent.futures.Executor):
         if chunksize == 1 or self.pool.backend not in _CHUNK_BACKENDS:
             futures = [self.submit(fn, *args) for args in argsets]
             return _results(futures, end, chunked=False)
-        chunks: list[Job[list[tuple[bool, Any, str | None]]]] = []
+        chunks: list[Job[list[bytes]]] = []
         while True:
             chunk = tuple(_take(argsets, chunksize))
             if not chunk:
@@ -110,22 +111,33 @@ def _take(it: Iterator[tuple[Any, ...]], n: int) -> Iterator[tuple[Any, ...]]:
         yield args
 
 
-def _run_chunk(fn: Callable[..., Any], chunk: tuple[tuple[Any, ...], ...]) -> list[tuple[bool, Any, str | None]]:
-    """Run one chunk of ``map`` in a worker: (ok, result or exception, its traceback) per item."""
-    out: list[tuple[bool, Any, str | None]] = []
-    for args in chunk:
+def _run_chunk(fn: Callable[..., Any], chunk: tuple[tuple[Any, ...], ...]) -> list[bytes]:
+    """Run one chunk of ``map`` in a worker: one outcome message per item
+    (``pools.remote``), each encoded alone, so that an item whose result or error
+    cannot cross to the parent fails alone, naming why."""
+    out: list[bytes] = []
+    for i, args in enumerate(chunk):
         try:
-            out.append((True, fn(*args), None))
+            value = fn(*args)
         except Exception as exc:  # noqa: BLE001 - the item's error, raised when its turn comes
-            out.append((False, exc, "".join(traceback.format_exception(exc))))
+            out.append(remote.encode_failure(0, i, exc))
+        else:
+            out.append(remote.encode_result(0, i, value))
+            del value
     return out
+
+
+def _cancel_waiting(future: Any) -> None:
+    # concurrent.futures' cancel, which leaves a running call alone: a pool's own
+    # cancel would stop it (kill its process, abandon its thread).
+    future._pool._cancel_waiting(future)
 
 
 def _result(future: concurrent.futures.Future[Any], end: float | None) -> Any:
     try:
         return future.result() if end is None else future.result(end - time.monotonic())
     finally:
-        future.cancel()  # no effect once it ended; else (timed out) it must not run on unseen
+        _cancel_waiting(future)  # timed out: if it has not begun, it must not run unseen
         del future
 
 
@@ -142,13 +154,10 @@ def _results(futures: list[Any], end: float | None, *, chunked: bool) -> Iterato
             items = _result(futures.pop(), end)
             items.reverse()
             while items:
-                ok, value, tb = items.pop()
-                if ok:
-                    yield value
-                else:
-                    if tb is not None:
-                        value.__cause__ = RemoteTraceback(tb)
-                    raise value
+                message = remote.decode(items.pop())
+                if message.outcome is not Outcome.OK:
+                    raise message.value  # its __cause__ the worker's traceback
+                yield message.value
     finally:
         for future in futures:
-            future.cancel()
+            _cancel_waiting(future)

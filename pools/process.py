@@ -482,7 +482,7 @@ class ProcessBackend(Backend):
             deadlines = [
                 w.deadline for w in self._workers if w is not None and w.job is not None and w.deadline is not None
             ]
-            if self._idle is not None:  # the next idle worker above the minimum to retire
+            if self._idle is not None and not self._broken:  # the next idle worker above the minimum to retire
                 live = self._live()
                 if len(live) > (self._min or 0):
                     deadlines += [w.idle_since + self._idle for w in live if w.ready and not w.held()]

@@ -7,6 +7,7 @@ import asyncio
 import concurrent.futures
 import json
 import os
+import pickle
 import subprocess
 import sys
 import threading
@@ -90,6 +91,19 @@ def test_map_is_ordered_with_a_timeout_from_the_call():
         gate.open()
 
 
+def _lock_at_two(i: int) -> object:
+    return threading.Lock() if i == 2 else i
+
+
+def test_a_chunk_item_whose_result_cannot_cross_fails_alone():
+    with pools.Executor("process", workers=1) as ex:
+        results = ex.map(_lock_at_two, range(4), chunksize=4)  # one chunk
+        assert [next(results), next(results)] == [0, 1]
+        with pytest.raises(pickle.PicklingError, match="cannot be pickled"):
+            next(results)
+        assert list(ex.map(_lock_at_two, [0, 1, 3], chunksize=4)) == [0, 1, 3]
+
+
 @pytest.mark.parametrize("backend", ["thread", "process"])
 def test_map_chunksize_keeps_each_items_result_and_error(backend):
     with pools.Executor(backend, workers=2) as ex:
@@ -105,19 +119,30 @@ def test_map_chunksize_keeps_each_items_result_and_error(backend):
             ex.map(abs, [1], chunksize=0)
 
 
-def _zero_or_hold(i: int, gate: Gate) -> int:
+def _zero_or_hold(i: int, gate: Gate, latch: Latch) -> int:
     if i:
+        latch.arrive()
         gate.wait()
     return i
 
 
-def test_closing_a_map_cancels_the_calls_not_begun():
-    with pools.Executor("thread", workers=1) as ex, Gate() as gate:
-        results = ex.map(_zero_or_hold, range(5), [gate] * 5)
+@pytest.mark.parametrize("backend", ["thread", "process"])
+@pytest.mark.parametrize("how", ["closed", "timed out"])
+def test_leaving_a_map_cancels_the_calls_not_begun_and_lets_the_running_one_finish(backend, how):
+    # concurrent.futures cancels only what has not begun; a pool's own cancel would
+    # stop the running call (kill its process, abandon its thread).
+    with pools.Executor(backend, workers=1) as ex, Gate() as gate, Latch() as latch:
+        results = ex.map(_zero_or_hold, range(5), [gate] * 5, [latch] * 5, timeout=None if how == "closed" else 0.5)
         assert next(results) == 0
-        results.close()
+        assert latch.wait(1, T)  # the call for 1 runs, held at the gate
+        if how == "closed":
+            results.close()
+        else:
+            with pytest.raises(TimeoutError):
+                next(results)
         gate.open()
-    assert ex.pool.stats().cancelled >= 3  # those waiting behind the one that holds the worker
+    s = ex.pool.stats()
+    assert (s.cancelled, s.succeeded, s.abandoned) == (3, 2, 0), s
 
 
 def test_run_in_executor():

@@ -345,6 +345,12 @@ def test_shrinking_takes_back_the_jobs_sent_ahead_and_runs_each_once(make_pool):
         held = [pool.submit(jobs.hold, gate, latch, i) for i in range(4)]
         assert latch.wait(4, 30)
         rest = [pool.submit(jobs.worker_state, i) for i in range(400)]
+        # Sent ahead to the busy workers before the shrink (the manager does it between
+        # two wake-ups; no event tells when): else there would be nothing to take back.
+        deadline = time.monotonic() + 30
+        while sum(job.prefetched for job in rest) < 3 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert sum(job.prefetched for job in rest) >= 3
         pool.resize(1)
         gate.open()
         assert [job.result(30) for job in held] == [0, 1, 2, 3]

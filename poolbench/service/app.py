@@ -600,10 +600,10 @@ def create_app(config: ServiceConfig, registry: jobtypes.Registry | None = None)
     async def cancel_job(job_id: str) -> Response:
         n = _parse_id(job_id)
         job = None if n is None else service.store.live_job(n)
-        if job is not None and job.cancel() and asyncio.isfuture(job):
-            # Submitted on this loop (the asyncio backend runs on the server's loop): an
-            # asyncio future, whose done-callbacks, the store's among them, run on the
-            # loop's next turn rather than inside cancel().
+        if job is not None and job.cancel():
+            # A job of the asyncio backend, which runs on the server's loop, is an asyncio
+            # future: its done-callbacks, the store's among them, run on the loop's next
+            # turn rather than inside cancel() (other backends' ran inside it).
             await asyncio.sleep(0)
         body = None if n is None else service.store.describe(n)
         if body is None:
