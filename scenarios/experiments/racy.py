@@ -207,28 +207,7 @@ def run(case: Case, impl: Implementation, seed: int) -> Result:
             f.write(textwrap.dedent(_RACY_CONFTEST))
         with open(os.path.join(tmp, "test_racy.py"), "w") as f:
             f.write(textwrap.dedent(_RACY_TEST))
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "-q",
-                "-p",
-                "no:cacheprovider",
-                "--rootdir",
-                tmp,
-                tmp,
-                "-rf",
-                "-o",
-                "addopts=",
-                "--timeout",
-                "60",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            cwd=tmp,
-        )
+        proc = _pytest(tmp, tmp)
     failed = sorted(
         {
             line.split("::")[-1].split(" ")[0].split("[")[0]
