@@ -53,7 +53,9 @@ class Executor(concurrent.futures.Executor):
             if "workers" in pool_options:
                 raise InvalidArgument("give workers= or max_workers= (the same option), not both")
             if max_workers is not None:
-                if isinstance(max_workers, int) and not isinstance(max_workers, bool) and max_workers <= 0:
+                if not isinstance(max_workers, int) or isinstance(max_workers, bool):
+                    raise InvalidArgument(f"max_workers must be an int greater than 0, got {max_workers!r}")
+                if max_workers <= 0:
                     raise InvalidArgument(f"max_workers must be greater than 0, got {max_workers!r}")
                 pool_options["workers"] = max_workers
         pool_options.setdefault("queue_size", sys.maxsize)  # unbounded, as the standard executors' queues

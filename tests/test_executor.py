@@ -59,6 +59,8 @@ def test_max_workers_is_workers_and_is_checked():
         assert ex.pool.workers == 3
     with pytest.raises(ValueError, match="max_workers must be greater than 0"):
         pools.Executor("thread", max_workers=0)
+    with pytest.raises(ValueError, match=r"max_workers must be an int greater than 0, got 2\.5"):
+        pools.Executor("thread", max_workers=2.5)
     with pytest.raises(pools.InvalidArgument, match="not both"):
         pools.Executor("thread", max_workers=2, workers=2)
 
