@@ -228,8 +228,9 @@ class PoolStats:
     uptime: float
     #: workers replaced by recycling (``max_tasks_per_worker``, ``max_memory_per_worker``)
     recycled: int = 0
-    #: workers alive now (below ``workers`` while idle ones have exited, see ``min_workers``;
-    #: ``workers`` for a backend that does not count them)
+    #: workers alive now that count toward the size (below ``workers`` while idle ones
+    #: have exited, see ``min_workers``; a worker retiring after a shrink or its last
+    #: recycled job is not counted; ``workers`` for a backend that does not count them)
     alive: int = 0
 
     @property
