@@ -437,14 +437,16 @@ def _schedule_on(loop: asyncio.AbstractEventLoop, future: Any, callbacks: list[D
     """Schedule an asyncio future's done-callbacks on its loop, never calling them at
     once, as asyncio does (gather() and Task.cancel() count on it: gather's callback
     run inside a child's cancel() would end it before it knows it was cancelled).
-    False if the loop no longer runs: nothing would ever call them there."""
+    False if the loop no longer runs: nothing would ever call them there. The list is
+    not copied: an ended future's list is never changed in place again (a callback added
+    later is scheduled on its own; remove_done_callback replaces the list)."""
     if asyncio._get_running_loop() is loop:
-        loop.call_soon(_call_each, future, list(callbacks))
+        loop.call_soon(_call_each, future, callbacks)
         return True
     if not loop.is_running():  # stopped or closed: the caller runs them as any job's
         return False
     try:
-        loop.call_soon_threadsafe(_call_each, future, list(callbacks))
+        loop.call_soon_threadsafe(_call_each, future, callbacks)
     except RuntimeError:  # closed meanwhile
         return False
     return True
