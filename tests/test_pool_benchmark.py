@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import time
@@ -98,6 +99,19 @@ def _no_leaks(leak_check):  # every pool and executor shut down, every process g
     yield
 """
 
+
+def _user_env() -> dict[str, str]:
+    # A user's own pytest, not a worker of this suite's pytest-xdist: pytest-benchmark
+    # reads PYTEST_XDIST_WORKER and turns itself off under xdist.
+    return {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
+
+
+@pytest.fixture(autouse=True)
+def _not_an_xdist_worker(monkeypatch):
+    for name in [k for k in os.environ if k.startswith("PYTEST_XDIST_")]:
+        monkeypatch.delenv(name)
+
+
 SQUARE = ("thread", "thread(name='tuned')", "process", "ThreadPoolExecutor", "ProcessPoolExecutor")
 FAST = ("--benchmark-max-time=0.02", "--benchmark-min-rounds=2", "--benchmark-warmup=off")
 
@@ -126,6 +140,7 @@ def user_run(tmp_path_factory):
         text=True,
         timeout=300,
         stdin=subprocess.DEVNULL,
+        env=_user_env(),
     )
     result = pytest.RunResult(run.returncode, run.stdout.splitlines(), run.stderr.splitlines(), time.monotonic() - t0)
     return result, out_json
