@@ -36,12 +36,13 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Coroutine, Generator, Iterable
+from collections.abc import Callable, Coroutine, Generator, Iterable, Iterator
 from types import TracebackType
 from typing import Any, TypeVar, TypeVarTuple, overload
 
 from . import _race
 from ._backend import Backend, Dispatcher
+from ._batch import BatchSizer, batch_values, run_batch
 from ._callbacks import CallbackRunner
 from ._future import resolve_quietly
 from ._job import Job, tag
@@ -617,11 +618,57 @@ class Pool:
         At most ``workers + queue_size`` jobs are in flight (at least one), so an
         endless iterable is fine. If the consumer stops early or a job raises, the
         jobs still in flight are cancelled.
+
+        Where a job crosses to another process (``capabilities.batches_map``: the
+        process and Dask backends) and no ``timeout`` or ``retry`` is given, a job
+        carries a batch of items, sized by the measured time of an item
+        (``pools._batch``): each item keeps its own result and error, and the pool's
+        counters count batches (a batch whose item failed counts as succeeded, but for
+        a batch of one item). Items of a batch already begun run to its end.
         """
         self._check_options(priority, timeout, retry, None)
         self._impl.prepare(fn, ())
         window = max(1, self.workers + self.queue_size)
-        return self._map(fn, zip(*iterables, strict=False), window, priority, timeout, retry)
+        argsets = zip(*iterables, strict=False)
+        if self.capabilities.batches_map and timeout is None and retry is None:
+            try:
+                total: int | None = min((len(it) for it in iterables), default=0)  # type: ignore[arg-type]
+            except TypeError:  # an iterator: its length is not known
+                total = None
+            return self._map_batches(fn, argsets, window, priority, BatchSizer(self.workers, total))
+        return self._map(fn, argsets, window, priority, timeout, retry)
+
+    def _map_batches(
+        self,
+        fn: Callable[..., Any],
+        argsets: Iterator[tuple[Any, ...]],
+        window: int,
+        priority: int,
+        sizer: BatchSizer,
+    ) -> Generator[Any, None, None]:
+        pending: collections.deque[tuple[Job[tuple[float, bool, bytes]], int]] = collections.deque()
+        limit = min(window, sizer.in_flight())
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and len(pending) < limit:
+                    items = tuple(itertools.islice(argsets, sizer.next_size()))
+                    if not items:
+                        exhausted = True
+                        break
+                    sizer.sent(len(items))
+                    pending.append((self.submit(run_batch, fn, items, priority=priority), len(items)))
+                if not pending:
+                    return
+                job, n = pending.popleft()
+                outcome = job.result()
+                del job
+                sizer.observe(outcome[0], n)
+                yield from batch_values(outcome)
+                del outcome
+        finally:
+            for job, _ in pending:
+                job.cancel()
 
     def _map(
         self,

@@ -21,25 +21,20 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import itertools
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from . import remote
+from ._batch import batch_values, run_batch
 from ._core import Pool
 from ._job import Job
-from ._types import Outcome
 from .exceptions import InvalidArgument
 
 __all__ = ["Executor"]
 
 T = TypeVar("T")
-
-#: backends where ``map(chunksize=)`` helps: a job's round trip to a worker costs
-#: more than a small call (on "thread" and "asyncio" it is ignored, as
-#: ``ThreadPoolExecutor`` ignores it)
-_CHUNK_BACKENDS = frozenset({"process", "dask"})
 
 
 class Executor(concurrent.futures.Executor):
@@ -84,15 +79,15 @@ class Executor(concurrent.futures.Executor):
             raise ValueError(f"chunksize must be >= 1, got {chunksize!r}")
         end = None if timeout is None else timeout + time.monotonic()
         argsets = zip(*iterables, strict=False)
-        if chunksize == 1 or self.pool.backend not in _CHUNK_BACKENDS:
+        if chunksize == 1 or not self.pool.capabilities.batches_map:
             futures = [self.submit(fn, *args) for args in argsets]
             return _results(futures, end, chunked=False)
-        chunks: list[Job[list[bytes]]] = []
+        chunks: list[Job[tuple[float, bool, bytes]]] = []
         while True:
-            chunk = tuple(_take(argsets, chunksize))
+            chunk = tuple(itertools.islice(argsets, chunksize))
             if not chunk:
                 break
-            chunks.append(self.pool.submit(_run_chunk, fn, chunk))
+            chunks.append(self.pool.submit(run_batch, fn, chunk))
         return _results(chunks, end, chunked=True)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -106,27 +101,6 @@ class Executor(concurrent.futures.Executor):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.pool!r}>"
-
-
-def _take(it: Iterator[tuple[Any, ...]], n: int) -> Iterator[tuple[Any, ...]]:
-    for _, args in zip(range(n), it, strict=False):
-        yield args
-
-
-def _run_chunk(fn: Callable[..., Any], chunk: tuple[tuple[Any, ...], ...]) -> list[bytes]:
-    """Run one chunk of ``map`` in a worker: one outcome message per item
-    (``pools.remote``), each encoded alone, so that an item whose result or error
-    cannot cross to the parent fails alone, naming why."""
-    out: list[bytes] = []
-    for i, args in enumerate(chunk):
-        try:
-            value = fn(*args)
-        except Exception as exc:  # noqa: BLE001 - the item's error, raised when its turn comes
-            out.append(remote.encode_failure(0, i, exc))
-        else:
-            out.append(remote.encode_result(0, i, value))
-            del value
-    return out
 
 
 def _cancel_waiting(future: Any) -> None:
@@ -153,13 +127,7 @@ def _results(futures: list[Any], end: float | None, *, chunked: bool) -> Iterato
             if not chunked:
                 yield _result(futures.pop(), end)  # no local name: the result is not kept here
                 continue
-            items = _result(futures.pop(), end)
-            items.reverse()
-            while items:
-                message = remote.decode(items.pop())
-                if message.outcome is not Outcome.OK:
-                    raise message.value  # its __cause__ the worker's traceback
-                yield message.value
+            yield from batch_values(_result(futures.pop(), end))
     finally:
         for future in futures:
             _cancel_waiting(future)

@@ -280,6 +280,7 @@ class ProcessBackend(Backend):
         stops_running_jobs=True,
         survives_crashes=True,
         carries_contextvars=False,
+        batches_map=True,
         lifecycle=frozenset(
             {"initializer", "max_tasks_per_worker", "max_memory_per_worker", "min_workers", "idle_timeout", "resize"}
         ),

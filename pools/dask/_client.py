@@ -219,6 +219,7 @@ class DaskBackend(Backend):
         survives_crashes=False,
         carries_contextvars=False,
         reports_exit_status=False,  # a crash is reported by Dask as KilledWorker, without exit code or signal
+        batches_map=True,
         lifecycle=frozenset({"initializer", "resize"}),
         lifecycle_not_applicable=(
             (
