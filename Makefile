@@ -33,11 +33,11 @@ COMPILED_TESTS := tests/test_compiled.py tests/test_conformance.py tests/test_pr
 	tests/test_thread_backend.py tests/test_asyncio_backend.py tests/test_process_backend.py \
 	tests/test_job_future.py tests/test_callbacks.py tests/test_exit.py tests/test_testing_kit.py
 #
-# Both runs spread the tests over two processes (pytest-xdist; one on a one-core
+# Both runs spread the tests over two processes (pytest-xdist; none on a one-core
 # machine): the tests start real processes, servers and clusters and bound their waits
 # by deadlines sized for a loaded 2-core machine, so more would only crowd it.
 CORES  := $(shell $(PYTHON) -c 'import os; print(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)')
-XDIST  := -n $(shell [ $(CORES) -lt 2 ] && echo 1 || echo 2) --dist worksteal
+XDIST  := $(shell [ $(CORES) -lt 2 ] || echo "-n 2 --dist worksteal")
 test: $(STAMP) chromium cpython-tests lint typecheck
 	POOLBENCH_PURE_PYTHON=1 $(PY) -m pytest $(XDIST) --cov --cov-report=term --cov-report=html:results/coverage
 	POOLBENCH_EXPECT_COMPILED=1 $(PY) -m pytest $(XDIST) -p no:cov -q $(COMPILED_TESTS)

@@ -5,19 +5,21 @@ several items as one job.
 
 Three parts, one contract:
 
-- ``run_batch`` runs in the worker: ``fn(*args)`` for each item, every item's result
-  or error kept apart, and the time the items took (a batch of one item fails as its
-  item's job would: the pool counts it failed);
+- ``run_batch`` runs in the worker: ``fn(*args)`` for each item, every item's value
+  or error kept apart, and the time the items took. A batch of one item is its item's
+  job: an error it raises fails the job (the pool counts it failed);
 - ``batch_values`` reads a batch's outcome in the pool, item by item, raising an
-  item's error when its turn comes (its ``__cause__`` the worker's traceback);
-- ``BatchSizer`` picks each batch's size from the measured time of an item: first
-  single items (so that slow items are never bundled blind), then batches of about
-  ``target`` seconds of work, shrinking toward the end of an input of known length
-  so that the workers finish together (OpenMP's "guided" schedule).
+  item's error when its turn comes (its ``__cause__`` the worker's traceback), and an
+  item whose value cannot be sent or rebuilt fails alone, naming why;
+- ``BatchSizer`` picks each batch's size from the measured time and bytes of an item:
+  first single items (so that slow items are never bundled blind), then batches
+  growing at most fourfold over the largest measured, toward about ``target`` seconds
+  of work and at most ``most_bytes`` of arguments or values, shrinking toward the end
+  of an input of known length so that the workers finish together (OpenMP's "guided"
+  schedule).
 
-A batch's values are pickled together, once; only when that fails (one value cannot
-be pickled) is each item encoded alone, so that the item that cannot cross fails
-alone, naming why.
+What a job does, a batch does as a whole: a worker that crashes fails its whole batch,
+``max_tasks_per_worker`` counts batches, and ``current_context()`` is the batch's.
 """
 
 from __future__ import annotations
@@ -29,59 +31,83 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import remote
-from ._types import Outcome
+from ._context import JobContext, current_context
+from .exceptions import NoCurrentJob
 
 __all__ = ["BatchSizer", "batch_values", "run_batch"]
 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
-def run_batch(fn: Callable[..., Any], items: tuple[tuple[Any, ...], ...]) -> tuple[float, bool, bytes]:
+def _failure(i: int, exc: BaseException) -> bytes:
+    return remote.encode_failure(0, i, exc)
+
+
+def run_batch(
+    fn: Callable[..., Any], items: tuple[tuple[Any, ...], ...]
+) -> tuple[float, list[bytes | None], list[bytes]]:
     """Run ``fn(*args)`` for each ``args`` of ``items`` (in a worker). Returns the
-    seconds the items took, and their outcomes: ``(False, pickle of (values,
-    {index: failure message}))``, or, when the values cannot be pickled together,
-    ``(True, pickle of [one outcome message per item])``."""
+    seconds the items took, one entry an item — its pickled value, or None where it
+    failed — and the failures' outcome messages, in item order."""
     start = time.perf_counter()
     values: list[Any] = []
-    failures: dict[int, bytes] = {}
+    failed: dict[int, BaseException] = {}
     if len(items) == 1:  # one item: its error is its job's, as a job of its own would fail
         values.append(fn(*items[0]))
     else:
+        try:
+            ctx: JobContext | None = current_context()
+        except NoCurrentJob:  # a backend that sets no context
+            ctx = None
         for i, args in enumerate(items):
+            if ctx is not None and not i & 63 and ctx.cancelled():  # cancelled while it runs (on Dask): stop
+                ctx.check()
             try:
                 values.append(fn(*args))
-            except Exception as exc:  # noqa: BLE001 - the item's error, raised in the pool when its turn comes
+            except MemoryError:
+                raise  # the worker's own failure: its pool replaces it
+            except BaseException as exc:  # noqa: BLE001 - the item's error, raised in the pool at its turn
                 values.append(None)
-                failures[i] = remote.encode_failure(0, i, exc)
+                failed[i] = exc
     elapsed = time.perf_counter() - start
-    try:
-        return elapsed, False, pickle.dumps((values, failures), protocol=_PROTOCOL)
-    except BaseException:  # noqa: BLE001 - a value that cannot cross: each item alone says which
-        messages = [
-            failures[i] if i in failures else remote.encode_result(0, i, value) for i, value in enumerate(values)
-        ]
-        return elapsed, True, pickle.dumps(messages, protocol=_PROTOCOL)
+    out: list[bytes | None] = []
+    failures: list[bytes] = []
+    for i, value in enumerate(values):
+        if i in failed:
+            out.append(None)
+            failures.append(_failure(i, failed.pop(i)))
+            continue
+        try:
+            out.append(pickle.dumps(value, protocol=_PROTOCOL))
+        except BaseException as err:  # noqa: BLE001 - even SystemExit from a __reduce__: this item fails alone
+            error = pickle.PicklingError(
+                f"item {i} of the batch returned {type(value).__name__} that cannot be pickled: {err!r}"
+            )
+            error.__cause__ = err
+            out.append(None)
+            failures.append(_failure(i, error))
+    del values
+    return elapsed, out, failures
 
 
-def batch_values(outcome: tuple[float, bool, bytes]) -> Iterator[Any]:
+def batch_values(outcome: tuple[float, list[bytes | None], list[bytes]]) -> Iterator[Any]:
     """The values of a batch's items, in order (in the pool); an item that failed
     raises its error when its turn comes."""
-    _, per_item, data = outcome
-    if per_item:
-        messages: list[bytes] = pickle.loads(data)
-        messages.reverse()  # popped from the end: nothing yielded stays referenced here
-        while messages:
-            message = remote.decode(messages.pop())
-            if message.outcome is not Outcome.OK:
-                raise message.value  # its __cause__ the worker's traceback
-            yield message.value
-        return
-    values, failures = pickle.loads(data)
-    values.reverse()
-    for i in range(len(values)):
-        if i in failures:
-            raise remote.decode(failures[i]).value
-        yield values.pop()
+    _, out, failures = outcome
+    out.reverse()  # popped from the end: nothing yielded stays referenced here
+    failures.reverse()
+    for i in range(len(out)):
+        yield _value(i, out.pop(), failures)
+
+
+def _value(i: int, data: bytes | None, failures: list[bytes]) -> Any:
+    if data is None:
+        raise remote.decode(failures.pop()).value  # its __cause__ the worker's traceback
+    try:
+        return pickle.loads(data)
+    except BaseException as err:
+        exc = pickle.UnpicklingError(f"item {i} of the batch returned a value that cannot be unpickled here: {err!r}")
+        raise exc from err
 
 
 class BatchSizer:
@@ -90,13 +116,26 @@ class BatchSizer:
 
     Until a batch has come back, batches hold one item each: a batch of slow items
     sent blind would leave the other workers idle. Then a batch holds about
-    ``target`` seconds of work by the measured time of an item, at least ``least``
-    seconds' worth and at most ``most`` items; with a known total, at most the
-    remaining items over twice the workers, so that the last batches are small and
-    no worker is left running a long one alone. At most ``ahead`` batches a worker
-    are in flight."""
+    ``target`` seconds of work by the measured time of an item (a moving average
+    over the batches, so that it follows items whose cost drifts), at least ``least`` seconds' worth,
+    at most ``most`` items and ``most_bytes`` of arguments or values, and at most four
+    times the largest batch measured so far (one fast first item cannot size a batch of
+    slow ones); with a known total, at most the remaining items over twice the workers,
+    so that the last batches are small and no worker is left running a long one alone.
+    At most ``ahead`` batches a worker are in flight."""
 
-    __slots__ = ("_items", "_seconds", "ahead", "least", "most", "remaining", "target", "workers")
+    __slots__ = (
+        "_bytes",
+        "_largest",
+        "_per_item",
+        "ahead",
+        "least",
+        "most",
+        "most_bytes",
+        "remaining",
+        "target",
+        "workers",
+    )
 
     def __init__(
         self,
@@ -106,33 +145,43 @@ class BatchSizer:
         target: float = 0.01,
         least: float = 0.001,
         most: int = 10_000,
+        most_bytes: int = 1 << 20,
         ahead: int = 4,
     ) -> None:
         self.workers = max(1, workers)
         self.remaining = total
-        self.target, self.least, self.most, self.ahead = target, least, most, ahead
-        self._items = 0  # items measured so far, and the seconds they took
-        self._seconds = 0.0
+        self.target, self.least, self.most, self.most_bytes, self.ahead = target, least, most, most_bytes, ahead
+        self._per_item = 0.0  # seconds an item, by a moving average over the batches measured
+        self._bytes = 0.0  # bytes an item, likewise
+        self._largest = 0  # the most items of a batch measured: 0 until one is
 
     def in_flight(self) -> int:
         """The most batches to keep in flight."""
         return self.ahead * self.workers
 
-    def observe(self, seconds: float, items: int) -> None:
-        """A batch of ``items`` items took ``seconds`` in its worker."""
-        self._items += items
-        self._seconds += seconds
+    def observe(self, seconds: float, items: int, nbytes: int = 0) -> None:
+        """A batch of ``items`` items took ``seconds`` in its worker and carried
+        ``nbytes`` (the larger of its arguments and its values)."""
+        items = max(1, items)
+        if not self._largest:
+            self._per_item, self._bytes = seconds / items, nbytes / items
+        else:  # each batch weighs half: recent batches decide
+            self._per_item = (self._per_item + seconds / items) / 2
+            self._bytes = (self._bytes + nbytes / items) / 2
+        self._largest = max(self._largest, items)
 
     def next_size(self) -> int:
         """The size of the next batch (call ``sent`` once it is made)."""
-        if not self._items:
+        if not self._largest:
             return 1
-        per_item = max(self._seconds / self._items, 1e-9)
-        size = min(self.most, max(1, int(self.target / per_item)))
+        per_item = max(self._per_item, 1e-9)
+        size = min(self.most, 4 * self._largest, max(1, int(self.target / per_item)))
+        if self._bytes:
+            size = min(size, max(1, int(self.most_bytes / self._bytes)))
         if self.remaining is not None:
             guided = math.ceil(self.remaining / (2 * self.workers))
             size = min(size, max(guided, int(self.least / per_item), 1))
-        return size
+        return max(1, size)
 
     def sent(self, items: int) -> None:
         if self.remaining is not None:

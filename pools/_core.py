@@ -63,7 +63,17 @@ from ._types import (
     check_number,
     percentiles,
 )
-from .exceptions import InvalidArgument, JobTimeout, PoolBroken, PoolClosed, PoolError, QueueFull, UnknownBackend
+from .exceptions import (
+    InvalidArgument,
+    InvalidCallable,
+    JobTimeout,
+    PoolBroken,
+    PoolClosed,
+    PoolError,
+    QueueFull,
+    UnknownBackend,
+)
+from .remote import payload_size
 
 __all__ = ["Pool", "create_pool"]
 
@@ -622,19 +632,19 @@ class Pool:
         Where a job crosses to another process (``capabilities.batches_map``: the
         process and Dask backends) and no ``timeout`` or ``retry`` is given, a job
         carries a batch of items, sized by the measured time of an item
-        (``pools._batch``): each item keeps its own result and error, and the pool's
-        counters count batches (a batch whose item failed counts as succeeded, but for
-        a batch of one item). Items of a batch already begun run to its end.
+        (``pools._batch``): each item keeps its own result and error, raised at its
+        turn; but the pool's counters, ``max_tasks_per_worker`` and a crash count
+        batches (a batch whose item failed counts as succeeded, but for a batch of one
+        item; a worker that crashes fails its whole batch), and the items in flight
+        are up to ``4 * workers`` batches of at most 10,000 items or 1 MiB each.
         """
         self._check_options(priority, timeout, retry, None)
         self._impl.prepare(fn, ())
         window = max(1, self.workers + self.queue_size)
         argsets = zip(*iterables, strict=False)
         if self.capabilities.batches_map and timeout is None and retry is None:
-            try:
-                total: int | None = min((len(it) for it in iterables), default=0)  # type: ignore[arg-type]
-            except TypeError:  # an iterator: its length is not known
-                total = None
+            sizes = [len(it) for it in iterables if hasattr(it, "__len__")]  # type: ignore[arg-type]
+            total = min(sizes) if sizes else (0 if not iterables else None)  # None: not known
             return self._map_batches(fn, argsets, window, priority, BatchSizer(self.workers, total))
         return self._map(fn, argsets, window, priority, timeout, retry)
 
@@ -646,7 +656,7 @@ class Pool:
         priority: int,
         sizer: BatchSizer,
     ) -> Generator[Any, None, None]:
-        pending: collections.deque[tuple[Job[tuple[float, bool, bytes]], int]] = collections.deque()
+        pending: collections.deque[tuple[Job[Any], int, int]] = collections.deque()  # (job, items, bytes)
         limit = min(window, sizer.in_flight())
         exhausted = False
         try:
@@ -657,17 +667,25 @@ class Pool:
                         exhausted = True
                         break
                     sizer.sent(len(items))
-                    pending.append((self.submit(run_batch, fn, items, priority=priority), len(items)))
+                    try:
+                        job = self.submit(run_batch, fn, items, priority=priority)
+                    except InvalidCallable as err:
+                        raise InvalidCallable(
+                            f"map sends its items to the {self.backend!r} workers in batches, and the items "
+                            f"{items[0]!r}... for {fn!r} cannot be sent: {err.__cause__!r}"
+                        ) from err
+                    pending.append((job, len(items), payload_size(job.payload)))
+                    del job
                 if not pending:
                     return
-                job, n = pending.popleft()
-                outcome = job.result()
-                del job
-                sizer.observe(outcome[0], n)
+                # Read before leaving the deque: interrupted while waiting, it is still cancelled below.
+                outcome = pending[0][0].result()
+                _, n, nbytes = pending.popleft()
+                sizer.observe(outcome[0], n, max(nbytes, sum(len(v) for v in outcome[1] if v is not None)))
                 yield from batch_values(outcome)
                 del outcome
         finally:
-            for job, _ in pending:
+            for job, _, _ in pending:
                 job.cancel()
 
     def _map(

@@ -82,13 +82,13 @@ class Capabilities:
     reports_exit_status: bool = True
     #: why crashes are not survived, in a sentence (when ``survives_crashes`` is False)
     no_crash_recovery: str | None = None
-    #: ``Pool.map`` sends several items as one job (``pools._batch``): a job's round
-    #: trip to its worker costs far more than a small call (jobs cross to another process)
-    batches_map: bool = False
     #: the worker lifecycle options (``LIFECYCLE_OPTIONS``) the backend honours
     lifecycle: frozenset[str] = frozenset()
     #: why each other lifecycle option does not apply: ``((option, reason), ...)``
     lifecycle_not_applicable: tuple[tuple[str, str], ...] = ()
+    #: ``Pool.map`` sends several items as one job (``pools._batch``): a job's round
+    #: trip to its worker costs far more than a small call (jobs cross to another process)
+    batches_map: bool = False
 
     def why_not(self, option: str) -> str | None:
         """None if the backend honours lifecycle ``option``, else why not, in a sentence."""

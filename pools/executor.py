@@ -82,7 +82,7 @@ class Executor(concurrent.futures.Executor):
         if chunksize == 1 or not self.pool.capabilities.batches_map:
             futures = [self.submit(fn, *args) for args in argsets]
             return _results(futures, end, chunked=False)
-        chunks: list[Job[tuple[float, bool, bytes]]] = []
+        chunks: list[Job[Any]] = []
         while True:
             chunk = tuple(itertools.islice(argsets, chunksize))
             if not chunk:

@@ -674,3 +674,22 @@ def test_a_cancel_that_loses_the_race_with_the_begin_still_stops_the_job(make_po
         assert f.read() == "stopped"
     s = pool.stats()
     assert (s.cancelled, s.succeeded, s.abandoned, s.busy) == (1, 2, 0, 0) and s.conserved()
+
+
+def _double_or_fail(x: int) -> int:
+    if x == 700:
+        raise jobs.JobFailure(f"no {x}")
+    return 2 * x
+
+
+def test_map_sends_batches_each_item_keeping_its_result_and_error(make_pool, cluster):
+    pool = make_pool("dask", address=cluster)
+    assert pool.capabilities.batches_map
+    assert list(pool.map(abs, range(-2000, 0))) == list(range(2000, 0, -1))
+    assert pool.stats().submitted < 200  # batches, not 2000 jobs
+    results = pool.map(_double_or_fail, range(1500))
+    assert [next(results) for _ in range(700)] == [2 * x for x in range(700)]
+    with pytest.raises(jobs.JobFailure, match="no 700") as info:
+        next(results)
+    assert isinstance(info.value.__cause__, pools.RemoteTraceback)
+    results.close()

@@ -108,7 +108,7 @@ def _user_env() -> dict[str, str]:
 
 @pytest.fixture(autouse=True)
 def _not_an_xdist_worker(monkeypatch):
-    for name in [k for k in os.environ if k.startswith("PYTEST_XDIST_")]:
+    for name in set(os.environ) - set(_user_env()):
         monkeypatch.delenv(name)
 
 
