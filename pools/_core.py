@@ -701,10 +701,10 @@ class Pool:
         try:
             for args in argsets:
                 if len(pending) >= window:
-                    yield pending.popleft().result()
+                    yield _result_or_cancel(pending.popleft())
                 pending.append(self.submit(fn, *args, priority=priority, timeout=timeout, retry=retry))
             while pending:
-                yield pending.popleft().result()
+                yield _result_or_cancel(pending.popleft())
         finally:
             for job in pending:
                 job.cancel()
@@ -1322,6 +1322,16 @@ def _forget_parents_pools() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_parents_pools)
+
+
+def _result_or_cancel(job: Job[T]) -> T:
+    """``job.result()``; a wait that ends otherwise (KeyboardInterrupt) cancels it, as
+    ``map`` cancels its other jobs in flight. (No local name holds the result in ``map``.)"""
+    try:
+        return job.result()
+    except BaseException:
+        job.cancel()
+        raise
 
 
 def create_pool(backend: str = "thread", **options: Any) -> Pool:
