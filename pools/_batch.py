@@ -32,82 +32,115 @@ from typing import Any
 
 from . import remote
 from ._context import JobContext, current_context
-from .exceptions import NoCurrentJob
+from .exceptions import InvalidCallable, NoCurrentJob
 
-__all__ = ["BatchSizer", "batch_values", "run_batch"]
+__all__ = ["Batch", "BatchOf", "BatchSizer", "batch_values", "refused", "run_batch"]
 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
-def _failure(i: int, exc: BaseException) -> bytes:
-    return remote.encode_failure(0, i, exc)
+class BatchOf:
+    """``fn`` over one batch of a map's items: ``BatchOf(fn)(first, items)``. One
+    object a map, so that a backend that pickles a job's function once for the jobs
+    that share it (the process backend) pickles ``fn`` once a map, not once a batch:
+    ``fn`` may be large (a ``functools.partial`` holding a model, say)."""
+
+    __slots__ = ("__weakref__", "fn")
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, first: int, items: tuple[tuple[Any, ...], ...]) -> Batch:
+        return run_batch(self.fn, first, items)
+
+    def __repr__(self) -> str:
+        return f"<batches of {self.fn!r}>"
 
 
-def run_batch(
-    fn: Callable[..., Any], items: tuple[tuple[Any, ...], ...]
-) -> tuple[float, list[bytes | None], list[bytes]]:
-    """Run ``fn(*args)`` for each ``args`` of ``items`` (in a worker). Returns the
-    seconds the items took, one entry an item — its pickled value, or None where it
-    failed — and the failures' outcome messages, in item order."""
+#: a batch's outcome: the seconds its items took, one entry an item (its pickled value,
+#: or None where it failed), and the failures' outcome messages, in item order
+Batch = tuple[float, list[bytes | None], list[bytes]]
+
+
+def run_batch(fn: Callable[..., Any], first: int, items: tuple[tuple[Any, ...], ...]) -> Batch:
+    """Run ``fn(*args)`` for each ``args`` of ``items``, items ``first``, ``first + 1``...
+    of the map (in a worker). A batch of one item is that item's job: what it raises,
+    or a value that cannot be pickled, fails the job."""
     start = time.perf_counter()
+    if len(items) == 1:
+        value = fn(*items[0])
+        elapsed = time.perf_counter() - start
+        try:
+            return elapsed, [pickle.dumps(value, protocol=_PROTOCOL)], []
+        except Exception as err:
+            raise _unpicklable(first, value, err) from err
     values: list[Any] = []
     failed: dict[int, BaseException] = {}
-    if len(items) == 1:  # one item: its error is its job's, as a job of its own would fail
-        values.append(fn(*items[0]))
-    else:
+    try:
+        ctx: JobContext | None = current_context()
+    except NoCurrentJob:  # a backend that sets no context
+        ctx = None
+    for i, args in enumerate(items):
+        if ctx is not None and not i & 63 and ctx.cancelled():  # cancelled while it runs (on Dask): stop
+            ctx.check()
         try:
-            ctx: JobContext | None = current_context()
-        except NoCurrentJob:  # a backend that sets no context
-            ctx = None
-        for i, args in enumerate(items):
-            if ctx is not None and not i & 63 and ctx.cancelled():  # cancelled while it runs (on Dask): stop
-                ctx.check()
-            try:
-                values.append(fn(*args))
-            except MemoryError:
-                raise  # the worker's own failure: its pool replaces it
-            except BaseException as exc:  # noqa: BLE001 - the item's error, raised in the pool at its turn
-                values.append(None)
-                failed[i] = exc
+            values.append(fn(*args))
+        except MemoryError:
+            raise  # the worker's own failure: the process backend replaces the worker
+        except BaseException as exc:  # noqa: BLE001 - the item's error, raised in the pool at its turn
+            values.append(None)
+            failed[i] = exc
     elapsed = time.perf_counter() - start
     out: list[bytes | None] = []
     failures: list[bytes] = []
     for i, value in enumerate(values):
         if i in failed:
             out.append(None)
-            failures.append(_failure(i, failed.pop(i)))
+            failures.append(remote.encode_failure(0, first + i, failed.pop(i)))
             continue
         try:
             out.append(pickle.dumps(value, protocol=_PROTOCOL))
         except BaseException as err:  # noqa: BLE001 - even SystemExit from a __reduce__: this item fails alone
-            error = pickle.PicklingError(
-                f"item {i} of the batch returned {type(value).__name__} that cannot be pickled: {err!r}"
-            )
-            error.__cause__ = err
             out.append(None)
-            failures.append(_failure(i, error))
+            failures.append(remote.encode_failure(0, first + i, _unpicklable(first + i, value, err)))
     del values
     return elapsed, out, failures
 
 
-def batch_values(outcome: tuple[float, list[bytes | None], list[bytes]]) -> Iterator[Any]:
+def _unpicklable(index: int, value: Any, err: BaseException) -> pickle.PicklingError:
+    error = pickle.PicklingError(f"item {index} of map returned {type(value).__name__} that cannot be pickled: {err!r}")
+    error.__cause__ = err
+    return error
+
+
+def batch_values(first: int, outcome: Batch) -> Iterator[Any]:
     """The values of a batch's items, in order (in the pool); an item that failed
     raises its error when its turn comes."""
     _, out, failures = outcome
     out.reverse()  # popped from the end: nothing yielded stays referenced here
     failures.reverse()
     for i in range(len(out)):
-        yield _value(i, out.pop(), failures)
+        yield _value(first + i, out.pop(), failures)
 
 
-def _value(i: int, data: bytes | None, failures: list[bytes]) -> Any:
+def _value(index: int, data: bytes | None, failures: list[bytes]) -> Any:
     if data is None:
         raise remote.decode(failures.pop()).value  # its __cause__ the worker's traceback
     try:
         return pickle.loads(data)
+    except (KeyboardInterrupt, MemoryError):
+        raise  # this process's own, not the value's
     except BaseException as err:
-        exc = pickle.UnpicklingError(f"item {i} of the batch returned a value that cannot be unpickled here: {err!r}")
+        exc = pickle.UnpicklingError(f"item {index} of map returned a value that cannot be unpickled here: {err!r}")
         raise exc from err
+
+
+def refused(backend: str, fn: Callable[..., Any], err: InvalidCallable) -> InvalidCallable:
+    """The error for a batch whose items cannot be sent to the workers."""
+    return InvalidCallable(
+        f"map sends its items to the {backend!r} workers in batches, and the arguments of an item for "
+        f"{remote.describe(fn)} cannot be sent: {remote.describe(err.__cause__)}"
+    )
 
 
 class BatchSizer:
@@ -117,11 +150,12 @@ class BatchSizer:
     Until a batch has come back, batches hold one item each: a batch of slow items
     sent blind would leave the other workers idle. Then a batch holds about
     ``target`` seconds of work by the measured time of an item (a moving average
-    over the batches, so that it follows items whose cost drifts), at least ``least`` seconds' worth,
-    at most ``most`` items and ``most_bytes`` of arguments or values, and at most four
-    times the largest batch measured so far (one fast first item cannot size a batch of
-    slow ones); with a known total, at most the remaining items over twice the workers,
-    so that the last batches are small and no worker is left running a long one alone.
+    over the batches, so that it follows items whose cost drifts), at most ``most``
+    items and ``most_bytes`` of arguments or values, and at most four times the
+    largest batch measured so far (one fast first item cannot size a batch of slow
+    ones); with a known total, at most the remaining items over twice the workers (but
+    no less than ``least`` seconds' worth), so that the last batches are small and no
+    worker is left running a long one alone.
     At most ``ahead`` batches a worker are in flight."""
 
     __slots__ = (

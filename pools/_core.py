@@ -42,7 +42,7 @@ from typing import Any, TypeVar, TypeVarTuple, overload
 
 from . import _race
 from ._backend import Backend, Dispatcher
-from ._batch import BatchSizer, batch_values, run_batch
+from ._batch import Batch, BatchOf, BatchSizer, batch_values, refused
 from ._callbacks import CallbackRunner
 from ._future import resolve_quietly
 from ._job import Job, tag
@@ -643,22 +643,34 @@ class Pool:
         window = max(1, self.workers + self.queue_size)
         argsets = zip(*iterables, strict=False)
         if self.capabilities.batches_map and timeout is None and retry is None:
-            sizes = [len(it) for it in iterables if hasattr(it, "__len__")]  # type: ignore[arg-type]
+            batch = BatchOf(fn)
+            # The function's own bytes, sent with every batch on backends that do not
+            # keep it apart: the sizer counts the items' bytes, not these.
+            fn_bytes = payload_size(self._impl.prepare(batch, ()))
+            sizes = []
+            for it in iterables:
+                try:
+                    sizes.append(len(it))  # type: ignore[arg-type]
+                except (TypeError, OverflowError):  # not sized, or beyond an int of C
+                    pass
             total = min(sizes) if sizes else (0 if not iterables else None)  # None: not known
-            return self._map_batches(fn, argsets, window, priority, BatchSizer(self.workers, total))
+            return self._map_batches(batch, fn_bytes, argsets, window, priority, BatchSizer(self.workers, total))
         return self._map(fn, argsets, window, priority, timeout, retry)
 
     def _map_batches(
         self,
-        fn: Callable[..., Any],
+        batch: BatchOf,
+        fn_bytes: int,
         argsets: Iterator[tuple[Any, ...]],
         window: int,
         priority: int,
         sizer: BatchSizer,
     ) -> Generator[Any, None, None]:
-        pending: collections.deque[tuple[Job[Any], int, int]] = collections.deque()  # (job, items, bytes)
+        # in flight: (job, index of its first item, items, bytes of its arguments)
+        pending: collections.deque[tuple[Job[Batch], int, int, int]] = collections.deque()
         limit = min(window, sizer.in_flight())
         exhausted = False
+        first = 0
         try:
             while True:
                 while not exhausted and len(pending) < limit:
@@ -668,24 +680,22 @@ class Pool:
                         break
                     sizer.sent(len(items))
                     try:
-                        job = self.submit(run_batch, fn, items, priority=priority)
+                        job = self.submit(batch, first, items, priority=priority)
                     except InvalidCallable as err:
-                        raise InvalidCallable(
-                            f"map sends its items to the {self.backend!r} workers in batches, and the items "
-                            f"{items[0]!r}... for {fn!r} cannot be sent: {err.__cause__!r}"
-                        ) from err
-                    pending.append((job, len(items), payload_size(job.payload)))
+                        raise refused(self.backend, batch.fn, err) from err
+                    pending.append((job, first, len(items), max(0, payload_size(job.payload) - fn_bytes)))
+                    first += len(items)
                     del job
                 if not pending:
                     return
                 # Read before leaving the deque: interrupted while waiting, it is still cancelled below.
                 outcome = pending[0][0].result()
-                _, n, nbytes = pending.popleft()
+                _, at, n, nbytes = pending.popleft()
                 sizer.observe(outcome[0], n, max(nbytes, sum(len(v) for v in outcome[1] if v is not None)))
-                yield from batch_values(outcome)
+                yield from batch_values(at, outcome)
                 del outcome
         finally:
-            for job, _, _ in pending:
+            for job, _, _, _ in pending:
                 job.cancel()
 
     def _map(

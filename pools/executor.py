@@ -27,10 +27,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from ._batch import batch_values, run_batch
+from ._batch import Batch, BatchOf, batch_values, refused
 from ._core import Pool
 from ._job import Job
-from .exceptions import InvalidArgument
+from .exceptions import InvalidArgument, InvalidCallable
 
 __all__ = ["Executor"]
 
@@ -82,12 +82,19 @@ class Executor(concurrent.futures.Executor):
         if chunksize == 1 or not self.pool.capabilities.batches_map:
             futures = [self.submit(fn, *args) for args in argsets]
             return _results(futures, end, chunked=False)
-        chunks: list[Job[Any]] = []
+        chunks: list[tuple[int, Job[Batch]]] = []
+        batch, first = BatchOf(fn), 0
         while True:
             chunk = tuple(itertools.islice(argsets, chunksize))
             if not chunk:
                 break
-            chunks.append(self.pool.submit(run_batch, fn, chunk))
+            try:
+                chunks.append((first, self.pool.submit(batch, first, chunk)))
+            except InvalidCallable as err:
+                for _, job in chunks:
+                    _cancel_waiting(job)
+                raise refused(self.pool.backend, fn, err) from err
+            first += len(chunk)
         return _results(chunks, end, chunked=True)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -127,7 +134,9 @@ def _results(futures: list[Any], end: float | None, *, chunked: bool) -> Iterato
             if not chunked:
                 yield _result(futures.pop(), end)  # no local name: the result is not kept here
                 continue
-            yield from batch_values(_result(futures.pop(), end))
+            at, future = futures.pop()
+            yield from batch_values(at, _result(future, end))
+            del future
     finally:
         for future in futures:
-            _cancel_waiting(future)
+            _cancel_waiting(future[1] if chunked else future)

@@ -28,6 +28,7 @@ __all__ = [
     "Backlog",
     "Message",
     "decode",
+    "describe",
     "encode_failure",
     "encode_result",
     "encode_skipped",
@@ -47,7 +48,8 @@ LATE: Final = "late"
 # ------------------------------------------------------------------ worker side
 
 
-def _describe(obj: object) -> str:
+def describe(obj: object) -> str:
+    """``repr(obj)``, or its type's name if its ``__repr__`` fails."""
     try:
         return repr(obj)
     except BaseException:  # noqa: BLE001 - a broken __repr__ must not lose the outcome
@@ -61,7 +63,7 @@ def encode_result(job_id: int, attempt: int, value: Any) -> bytes:
         return _HEAD.pack(job_id, attempt, _OK) + pickle.dumps(value, protocol=_PROTOCOL)
     except Exception as err:  # noqa: BLE001
         failure = pickle.PicklingError(
-            f"job {job_id} returned {type(value).__name__} that cannot be pickled: {_describe(err)}"
+            f"job {job_id} returned {type(value).__name__} that cannot be pickled: {describe(err)}"
         )
         failure.__cause__ = err
         return encode_failure(job_id, attempt, failure)
@@ -82,7 +84,7 @@ def encode_failure(job_id: int, attempt: int, exc: BaseException) -> bytes:
         pickle.loads(exc_bytes)  # some exceptions pickle but cannot be rebuilt
     except BaseException as err:  # noqa: BLE001
         exc_bytes = pickle.dumps(
-            RuntimeError(f"{_describe(exc)} (its exception could not be sent back: {_describe(err)})"),
+            RuntimeError(f"{describe(exc)} (its exception could not be sent back: {describe(err)})"),
             protocol=_PROTOCOL,
         )
     return _HEAD.pack(job_id, attempt, _ERROR) + pickle.dumps((exc_bytes, tb), protocol=_PROTOCOL)

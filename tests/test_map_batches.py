@@ -3,6 +3,7 @@ the sizing policy alone, then real process pools."""
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import threading
@@ -108,7 +109,7 @@ def test_an_item_whose_result_cannot_cross_fails_alone():
     with pools.create_pool("process", workers=1) as pool:
         results = pool.map(_lock_at, range(3000), [1500] * 3000)
         assert [next(results) for _ in range(1500)] == list(range(1500))
-        with pytest.raises(pickle.PicklingError, match="cannot be pickled"):
+        with pytest.raises(pickle.PicklingError, match="item 1500 of map returned lock that cannot be pickled"):
             next(results)
         results.close()
 
@@ -160,7 +161,9 @@ def test_a_value_that_cannot_be_rebuilt_in_the_pool_fails_alone():
     with pools.create_pool("process", workers=1) as pool:
         results = pool.map(_breaks_at, range(3000), [1500] * 3000, [os.getpid()] * 3000)
         assert [next(results) for _ in range(1500)] == list(range(1500))
-        with pytest.raises(pickle.UnpicklingError, match=r"item \d+ of the batch .* cannot be unpickled here") as info:
+        with pytest.raises(
+            pickle.UnpicklingError, match=r"item 1500 of map returned a value that cannot be unpickled here"
+        ) as info:
             next(results)
         assert "cannot be rebuilt in the parent" in str(info.value.__cause__)
         results.close()
@@ -214,3 +217,21 @@ def test_the_counters_count_batches_and_a_single_items_error_fails_its_job():
             list(pool.map(jobs.fail_or_hold, ["first", "second"], [None, gate]))
         s = pool.stats()
         assert (s.submitted, s.failed, s.cancelled) == (2, 1, 1), s
+
+
+def _len_plus(ballast: bytes, x: int) -> int:
+    return len(ballast) + x
+
+
+def test_a_large_function_is_sent_once_a_map_and_does_not_stop_the_batching():
+    big = functools.partial(_len_plus, b"x" * (2 << 20))  # 2 MiB: pickled with the function
+    with pools.create_pool("process", workers=2) as pool:
+        assert list(pool.map(big, range(3000))) == [(2 << 20) + x for x in range(3000)]
+        assert pool.stats().submitted < 300  # batches still grow: the function's bytes are not the items'
+
+
+def test_a_single_items_value_that_cannot_be_pickled_fails_its_job():
+    with pools.create_pool("process", workers=1) as pool:
+        with pytest.raises(pickle.PicklingError, match="item 0 of map returned lock"):
+            list(pool.map(_lock_at, [0], [0]))
+        assert pool.stats().failed == 1
