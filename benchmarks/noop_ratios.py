@@ -12,8 +12,8 @@ a priority and a 60 s timeout on every job.
 
 Run from the repository root, compiled or pure::
 
-    .venv/bin/python benchmarks/noop_ratios.py [--jobs 20000] [--rounds 9]
-    POOLBENCH_PURE_PYTHON=1 .venv/bin/python benchmarks/noop_ratios.py
+    .venv/bin/python -m benchmarks.noop_ratios [--jobs 20000] [--rounds 9]
+    POOLBENCH_PURE_PYTHON=1 .venv/bin/python -m benchmarks.noop_ratios
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import functools
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -28,14 +29,12 @@ from collections.abc import Awaitable, Callable
 import pools
 from pools._compiled import compiled_modules
 
+from .asyncio_contenders import anoop, gather_semaphore, taskgroup_of_consumers
+
 WORKERS = 2
 
 
 def noop() -> None:
-    return None
-
-
-async def anoop() -> None:
     return None
 
 
@@ -75,44 +74,14 @@ async def _ours(n: int) -> None:
         await asyncio.gather(*[pool.submit(anoop, priority=1, timeout=60) for _ in range(n)])
 
 
-async def _gather_semaphore(n: int) -> None:
-    sem = asyncio.Semaphore(WORKERS)
-
-    async def one() -> None:
-        async with sem:
-            return await anoop()
-
-    await asyncio.gather(*[one() for _ in range(n)])
-
-
-async def _taskgroup(n: int) -> None:
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[asyncio.Future[None] | None] = asyncio.Queue()
-    results = [loop.create_future() for _ in range(n)]
-
-    async def consume() -> None:
-        while (fut := await queue.get()) is not None:
-            await anoop()
-            fut.set_result(None)
-
-    async with asyncio.TaskGroup() as tg:
-        for _ in range(WORKERS):
-            tg.create_task(consume())
-        for fut in results:
-            queue.put_nowait(fut)
-        for _ in range(WORKERS):
-            queue.put_nowait(None)
-        await asyncio.gather(*results)
-
-
 def asyncio_case(n: int, rounds: int) -> None:
     # Each round is one asyncio.run: the pool on the caller's loop lives as long as its
     # loop, so ours pays its start-up in every round (the others make their Semaphore
     # or consumers in theirs).
-    sides: dict[str, Callable[[int], Awaitable[None]]] = {
+    sides: dict[str, Callable[[int], Awaitable[object]]] = {
         "asyncio (ours)": _ours,
-        "gather + Semaphore": _gather_semaphore,
-        "TaskGroup of consumers": _taskgroup,
+        "gather + Semaphore": functools.partial(gather_semaphore, workers=WORKERS),
+        "TaskGroup of consumers": functools.partial(taskgroup_of_consumers, workers=WORKERS),
     }
     for fn in sides.values():
         asyncio.run(fn(1000))  # type: ignore[arg-type]

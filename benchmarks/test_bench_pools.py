@@ -28,6 +28,8 @@ from pools.testing import jobs
 from pools.testing.bench import warm
 from scenarios import jobtypes
 
+from .asyncio_contenders import gather_semaphore, taskgroup_of_consumers
+
 BATCH = 500
 SLEEP_BATCH = 200
 BACKENDS = [b for b in ("thread", "process", "asyncio") if b in pools.available_backends()]
@@ -148,48 +150,13 @@ def test_contender_smoke_sleep_1ms_threadpoolexecutor(benchmark, tpe):
     _contender_ran_all(benchmark(_stdlib_batch, tpe, sleep_1ms, SLEEP_BATCH), SLEEP_BATCH)
 
 
-async def anoop():
-    return None  # the job each contender runs, as ours runs the noop job type
-
-
-async def _gather_semaphore(n):
-    sem = asyncio.Semaphore(WORKERS)
-
-    async def one():
-        async with sem:
-            return await anoop()
-
-    return await asyncio.gather(*(one() for _ in range(n)))
-
-
 @pytest.mark.benchmark(group="noop")
 def test_contender_smoke_noop_asyncio_gather_semaphore(aio_benchmark, benchmark):
     benchmark.extra_info.update(backend="asyncio.gather + Semaphore", jobs=BATCH)
-    assert aio_benchmark(_gather_semaphore, BATCH) == [None] * BATCH
-
-
-async def _taskgroup_of_consumers(n):
-    # The canonical asyncio worker pool: WORKERS consumer tasks on a queue, each job's
-    # result set on a loop future that the caller gathers.
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue()
-    results = [loop.create_future() for _ in range(n)]
-
-    async def consume():
-        while (item := await queue.get()) is not None:
-            item.set_result(await anoop())
-
-    async with asyncio.TaskGroup() as tg:
-        for _ in range(WORKERS):
-            tg.create_task(consume())
-        for fut in results:
-            queue.put_nowait(fut)
-        for _ in range(WORKERS):
-            queue.put_nowait(None)
-        return await asyncio.gather(*results)
+    assert aio_benchmark(gather_semaphore, BATCH, WORKERS) == [None] * BATCH
 
 
 @pytest.mark.benchmark(group="noop")
 def test_contender_smoke_noop_asyncio_taskgroup(aio_benchmark, benchmark):
     benchmark.extra_info.update(backend="asyncio.TaskGroup of consumers", jobs=BATCH)
-    assert aio_benchmark(_taskgroup_of_consumers, BATCH) == [None] * BATCH
+    assert aio_benchmark(taskgroup_of_consumers, BATCH, WORKERS) == [None] * BATCH
