@@ -116,7 +116,10 @@ def test_a_a_comparison_of_one_backend_against_itself(tmp_path):
             side.append(run_load(case, thread, seed).throughput)
     result = stats.compare(a, b, alpha=0.002)
     assert result.verdict == "no significant difference", (result, a, b)
-    assert 0.8 < result.ratio < 1.25
+    # and the two medians' 95% confidence intervals overlap. (A bound on the point
+    # ratio failed on noise alone: 1.2502 with p=0.44 on a 2-core machine running two
+    # test processes.)
+    assert result.a.low <= result.b.high and result.b.low <= result.a.high, (result, a, b)
 
 
 def test_open_loop_latency_on_a_saturated_pool_includes_queueing():
