@@ -67,7 +67,7 @@ FEATURE_WORDS = {
 }
 
 #: How each kind of implementation is made and started; the experiment then prepares
-#: every one alike (see scenarios.experiments.load.warm), and the report prints both.
+#: every one alike (see scenarios.experiments.load.prepare), and the report prints both.
 PREPARED = {
     "ours": "create_pool with the scenario's workers, queue_size and overflow",
     "executor": "made with max_workers=workers and the standard library's defaults",

@@ -6,9 +6,12 @@ import sqlite3
 
 import pytest
 
+from pools.testing.jobs import Gate, Latch
 from scenarios import implementations, runner, spec, stats, store
+from scenarios.experiments import load
 from scenarios.experiments.load import run as run_load
 from scenarios.spec import Case
+from scenarios.workload import resolve_mix
 
 BUILTIN = spec.builtin()
 
@@ -120,6 +123,29 @@ def test_a_a_comparison_of_one_backend_against_itself(tmp_path):
     # ratio failed on noise alone: 1.2502 with p=0.44 on a 2-core machine running two
     # test processes.)
     assert result.a.low <= result.b.high and result.b.low <= result.a.high, (result, a, b)
+
+
+@pytest.mark.parametrize("name", ["process", "process[start_method=spawn]"])
+def test_before_the_clock_every_worker_has_imported_the_timing_wrapper(name):
+    """A worker process that does not fork from this one (forkserver, spawn) imports a
+    function's module when it first meets the function. Every timed job runs inside the
+    load experiment's wrapper; the warm-up jobs, one at a time, all reach the same
+    worker: unless the wrapper came with the start-up job, the other workers would
+    import the harness on the clock. (The contenders that fork their workers from this
+    process, as ProcessPoolExecutor does here before Python 3.14, had it already.)"""
+    from worker_probes import imported_once_all_held
+
+    sc = BUILTIN["io"].changed(jobs=40, workers=4)
+    mix = resolve_mix(sc.workloads, limit=sc.jobs, seed=0)
+    forms = [w.form("callables") for w in mix]
+    jobs_plan = load.plan(sc, forms, [w.args for w in mix], random.Random(0))
+    with implementations.resolve(spec.ImplSpec.parse(name)).open(workers=4, queue_size=40, overflow="block") as session:
+        load.prepare(session, load.timed, forms, jobs_plan)
+        with Gate() as gate, Latch() as latch:
+            probes = [session.submit(imported_once_all_held, (gate, latch, (load.__name__,))) for _ in range(4)]
+            assert latch.wait(4, 60)  # one probe on each worker
+            gate.open()
+            assert [p.result(60) for p in probes] == [[True]] * 4
 
 
 def test_open_loop_latency_on_a_saturated_pool_includes_queueing():

@@ -13,10 +13,10 @@ time splits into queue wait (enqueued → taken by a worker) and dispatch (taken
 function starts; pickling and IPC for processes) — on our pools, which record when a
 worker took a job — then run, and return (function end → the caller's future resolved).
 
-Before the clock every implementation is prepared alike (:func:`warm`): every worker
-runs a job at the same time, a latch they all reach, that carries the workload's
-functions (so each worker is up and has imported their module), then the first
-``WARMUP_JOBS`` jobs run one at a time.
+Before the clock every implementation is prepared alike (:func:`prepare`): every
+worker runs a job at the same time, a latch they all reach, that carries the workload's
+functions and the wrapper that times them (so each worker is up and has imported their
+modules), then the first ``WARMUP_JOBS`` jobs run one at a time.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ __all__ = [
     "atimed",
     "cpu_and_rss",
     "memory_pass",
+    "prepare",
     "run",
     "timed",
     "warm",
@@ -62,8 +63,8 @@ SAMPLE_EVERY = 0.005  # seconds between two samples of queue depth and busy work
 TIMELINE_POINTS = 200  # at most, kept in the results
 ARMED_TIMEOUT = 60.0  # armed scenarios: the timeout on every job of ours, never reached
 PREPARED = (
-    "every worker ran a job at once (a latch they all reached) that carried the workload's functions, then "
-    f"{WARMUP_JOBS} jobs one at a time; alive before the clock"
+    "every worker ran a job at once (a latch they all reached) that carried the workload's functions and "
+    f"the timing wrapper, then {WARMUP_JOBS} jobs one at a time; alive before the clock"
 )
 
 
@@ -110,6 +111,21 @@ def warm(session: Session, carried: Any) -> None:
         gate.open()
         for f in held:
             f.result()
+
+
+def prepare(
+    session: Session, wrapper: Callable[..., Any], forms: list[Callable[..., Any]], jobs_plan: list[Job]
+) -> None:
+    """Before the clock: :func:`warm` with the workload's functions and the ``wrapper``
+    that times each job (a worker process imports a function's module when it first
+    meets it: had only one worker met the wrapper, which is all that the jobs below
+    reach, the others would import this module and the harness behind it on the clock;
+    a case of 1 ms sleeps on 8 process workers lost a tenth of its throughput so), then
+    the first ``WARMUP_JOBS`` jobs, one at a time (that fits even queue_size=0 with
+    overflow="reject")."""
+    warm(session, (wrapper, *forms))
+    for job in jobs_plan[:WARMUP_JOBS]:
+        session.submit(wrapper, (job.fn, job.args)).exception()
 
 
 def memory_pass(impl: Implementation, sc: Scenario, jobs_plan: list[Job]) -> MemoryPerJob:
@@ -285,9 +301,7 @@ def run(case: Case, impl: Implementation, seed: int) -> Result:
 
     with impl.open(workers=sc.workers, queue_size=sc.queue_size, overflow=sc.overflow) as session:
         gen = Generator(session, sc, jobs_plan, offsets, wrapper, ours=ours, timeout=timeout, retry=retry)
-        warm(session, tuple(forms))
-        for job in jobs_plan[:WARMUP_JOBS]:  # one at a time: fits even queue_size=0 + reject
-            session.submit(wrapper, (job.fn, job.args)).exception()
+        prepare(session, wrapper, forms, jobs_plan)
         window = profile_window() if profile_window is not None else nullcontext()
         window.__enter__()
         cpu0, _ = cpu_and_rss()
