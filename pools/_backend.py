@@ -105,6 +105,15 @@ class Backend(ABC):
         """A running attempt of ``job`` was just settled from outside (the lock is
         held), before ``stop_attempt``: count abandoned work, start a replacement."""
 
+    def claim_prefetched_locked(self, job: Job[Any]) -> bool:
+        """A waiting job that was sent ahead to a worker (``job.prefetched``) is about
+        to be cancelled as one not begun (``concurrent.futures``' cancel; the lock is
+        held). A worker may begin a job sent ahead before the backend hears of it:
+        return False if it has begun (the cancel is then refused, as for a running
+        job), else make sure it never begins and return True. The default, for a
+        backend that cannot tell: True (``stop_attempt`` stops it if it began)."""
+        return True
+
     def check_open_locked(self) -> None:
         """Raise ``PoolClosed`` if the backend can no longer run jobs (the lock is
         held; called on every submit, so it must be cheap)."""

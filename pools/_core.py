@@ -945,8 +945,11 @@ class Pool:
             _race_hook("cancel")
         with self._lock:
             status = job._status
-            if only_waiting and status is RUNNING:
-                return False
+            if only_waiting and (
+                status is RUNNING
+                or (status is QUEUED and job._prefetched and not self._impl.claim_prefetched_locked(job))
+            ):
+                return False  # begun (a job sent ahead: its worker began it before the backend heard)
             stop = status is RUNNING  # the backend stops the work
             if status is QUEUED:
                 self._queued -= 1
@@ -1182,9 +1185,10 @@ class Pool:
         in the shutdown report (running ones as killed)."""
         with self._lock:
             victims = [job for job in self._live.values() if job._status in states]
+        only_waiting = RUNNING not in states  # then a job sent ahead that began is left to run
         for job in victims:
             was_running = job._status is RUNNING
-            if job.cancel() and record:
+            if self._settle_outside(job, CANCELLED, None, only_waiting=only_waiting) and record:
                 (self._shutdown_killed if was_running else self._shutdown_cancelled).append(job.job_id)
 
     def _cancel_everything(self) -> None:

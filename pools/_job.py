@@ -32,8 +32,9 @@ class Job(LazyFuture[T]):
 
     For backends (``pools.lowlevel``): ``payload`` is what ``Backend.prepare``
     returned, ``submitter_context`` the submitter's ``contextvars`` (when the backend
-    carries them), ``backend_slot`` the backend's own record of the running attempt,
-    ``prefetched`` whether a waiting job was sent ahead to a worker. Once the job
+    carries them), ``backend_slot`` the backend's own record of the running attempt
+    (or of where a job sent ahead waits), ``prefetched`` whether a waiting job was sent
+    ahead to a worker. Once the job
     ended for good, ``fn``, ``args``, ``payload`` and ``submitter_context`` are None:
     a pool keeps none of its caller's objects past their job.
     """

@@ -376,6 +376,20 @@ class ProcessBackend(Backend):
         self._backlog_cancels = True
         self._wake()
 
+    def claim_prefetched_locked(self, job: Job[Any]) -> bool:
+        # The slot the job waits in, in its worker's shared array: the worker turns
+        # PENDING into STARTED under the same lock just before it begins the job.
+        where = job.backend_slot
+        if not isinstance(where, tuple):
+            return True
+        lock, states, slot = where
+        with lock:
+            if states[slot] == STARTED:
+                return False
+            if states[slot] == PENDING:
+                states[slot] = CANCELLED  # the worker skips it (REVOKED: it is coming back)
+        return True
+
     # ------------------------------------------------------------------ manager
 
     def _spawn(self) -> _Worker:
@@ -774,6 +788,7 @@ class ProcessBackend(Backend):
                     if nxt is None:
                         break
                     slot = w.free.pop()
+                    nxt.backend_slot = (w.lock, w.states, slot)  # where it waits: claim_prefetched_locked
                     size = payload_size(nxt.payload)
                     w.backlog.append((nxt, slot, size))
                     w.backlog_bytes += size

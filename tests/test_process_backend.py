@@ -4,6 +4,7 @@ import functools
 import gc
 import os
 import pickle
+import threading
 import time
 import weakref
 
@@ -374,3 +375,47 @@ def test_a_worker_is_never_sent_more_than_its_max_tasks(make_pool):
     assert max(per_worker.values()) == 5 and sum(per_worker.values()) == 200, per_worker
     pool.shutdown()
     assert pool.stats().recycled == sum(n == 5 for n in per_worker.values())
+
+
+@pytest.mark.parametrize("how", ["Executor.shutdown(cancel_futures=True)", "Pool.shutdown(cancel_pending=True)"])
+def test_a_job_sent_ahead_that_its_worker_began_is_not_cancelled_as_waiting(how):
+    # A worker begins the next job of its backlog before the pool's manager hears of
+    # it. Cancelling the jobs not begun (concurrent.futures' cancel) in that gap must
+    # see that this one began: the manager is held between the two (the race hook at
+    # the end of the first job, before the second counts as running), so the gap,
+    # which a loaded machine opens by itself, stays open until the cancel is done.
+    from pools.lowlevel import set_race_hook
+
+    ex = pools.Executor("process", workers=1)
+    pool = ex.pool
+    at_finish, go_on = threading.Event(), threading.Event()
+
+    def hold_the_manager(point):
+        if point == "finish" and threading.current_thread().name.endswith("-manager") and not at_finish.is_set():
+            at_finish.set()
+            go_on.wait(T)
+
+    with jobs.Gate() as first_gate, jobs.Gate() as gate, jobs.Latch() as latch:
+        first = ex.submit(jobs.hold, first_gate, latch, "first")
+        assert latch.wait(1, T)
+        second = ex.submit(jobs.hold, gate, latch, "second")
+        _until(lambda: second.prefetched)  # in the busy worker's backlog
+        previous = set_race_hook(hold_the_manager)
+        try:
+            first_gate.open()
+            assert at_finish.wait(T)  # the manager ends the first job, not yet told of the second
+            assert latch.wait(2, T)  # ... which the worker began
+            assert second.status is pools.JobStatus.QUEUED and second.prefetched
+            if how.startswith("Executor"):
+                ex.shutdown(wait=False, cancel_futures=True)
+            else:
+                pool.shutdown(wait=False, cancel_pending=True)
+            assert not second.cancelled()
+        finally:
+            set_race_hook(previous)
+            go_on.set()
+        gate.open()
+        assert (first.result(T), second.result(T)) == ("first", "second")  # its worker was not killed
+    pool.shutdown()
+    s = pool.stats()
+    assert (s.succeeded, s.cancelled, s.crashed) == (2, 0, 0), s
