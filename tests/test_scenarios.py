@@ -109,8 +109,7 @@ def test_a_a_comparison_of_one_backend_against_itself(tmp_path):
     and rotated as the runner does (a then b, then b then a, ...), so that neither
     drift nor an order effect (the second of a pair running warmer) favours one side.
     At the 5% level an A/A test is wrong 1 time in 20 by design; at 0.2% with 8
-    against 8 (smallest possible p: 0.00016) it can still fail, but only on a real
-    difference."""
+    against 8 (smallest possible p: 0.00016), 1 time in 500."""
     case = Case(scenario=BUILTIN["io"].changed(jobs=200, workers=4))
     thread = implementations.resolve("thread")
     a, b = [], []
@@ -119,10 +118,11 @@ def test_a_a_comparison_of_one_backend_against_itself(tmp_path):
             side.append(run_load(case, thread, seed).throughput)
     result = stats.compare(a, b, alpha=0.002)
     assert result.verdict == "no significant difference", (result, a, b)
-    # and the two medians' 95% confidence intervals overlap. (A bound on the point
-    # ratio failed on noise alone: 1.2502 with p=0.44 on a 2-core machine running two
-    # test processes.)
-    assert result.a.low <= result.b.high and result.b.low <= result.a.high, (result, a, b)
+    # A bound on the ratio only against gross errors (one side not running its jobs):
+    # 0.8-1.25 failed on noise alone (1.2502 with p=0.44, on a 2-core machine running
+    # two test processes), and so, 1 time in 100, would the medians' intervals failing
+    # to overlap; the verdict is the test, with a known rate of false alarms.
+    assert 0.5 < result.ratio < 2.0, (result, a, b)
 
 
 @pytest.mark.parametrize("name", ["process", "process[start_method=spawn]"])
