@@ -1150,7 +1150,7 @@ class Pool:
         with self._lock:
             self._close_intake_locked()
         if cancel_pending:
-            self._cancel_jobs((QUEUED, RETRYING))
+            self._cancel_jobs((QUEUED, RETRYING), only_waiting=True)
         # Never block here: a blocking shutdown may hold the lock for its whole drain.
         if self._shutdown_lock.acquire(blocking=False):
             try:
@@ -1180,12 +1180,12 @@ class Pool:
         self._wake_room_locked()
         self._check_drained_locked()
 
-    def _cancel_jobs(self, states: tuple[JobStatus, ...], *, record: bool = True) -> None:
+    def _cancel_jobs(self, states: tuple[JobStatus, ...], *, record: bool = True, only_waiting: bool = False) -> None:
         """Cancel every live job in one of ``states``; with ``record``, list the ids
-        in the shutdown report (running ones as killed)."""
+        in the shutdown report (running ones as killed). ``only_waiting``: not a job
+        sent ahead that its worker began (see ``_cancel_waiting``)."""
         with self._lock:
             victims = [job for job in self._live.values() if job._status in states]
-        only_waiting = RUNNING not in states  # then a job sent ahead that began is left to run
         for job in victims:
             was_running = job._status is RUNNING
             if self._settle_outside(job, CANCELLED, None, only_waiting=only_waiting) and record:
@@ -1232,7 +1232,7 @@ class Pool:
             if _race_hook is not None:
                 _race_hook("shutdown")
             if cancel_pending:
-                self._cancel_jobs((QUEUED, RETRYING))
+                self._cancel_jobs((QUEUED, RETRYING), only_waiting=True)
             self._impl.before_drain()
             self._wait_drained(deadline)
             self._cancel_everything()

@@ -197,6 +197,12 @@ class _SlotLock:
     def __init__(self, lock: Lock, process: BaseProcess) -> None:
         self._lock, self._process, self._held = lock, process, False
 
+    @property
+    def raw(self) -> Lock:
+        """The lock itself, for another thread than the manager's (which alone uses
+        this wrapper: ``_held`` is its own)."""
+        return self._lock
+
     def __enter__(self) -> None:
         while not self._lock.acquire(True, 0.5):
             if not self._process.is_alive():
@@ -373,6 +379,7 @@ class ProcessBackend(Backend):
     def stop_attempt(self, job: Job[Any], attempt: int) -> None:
         # The manager sees the job settled and kills its worker, or, for a job still
         # in a worker's backlog, marks it there so that the worker skips it.
+        job.backend_slot = None  # (where a job sent ahead waited: claim_prefetched_locked)
         self._backlog_cancels = True
         self._wake()
 
@@ -383,11 +390,19 @@ class ProcessBackend(Backend):
         if not isinstance(where, tuple):
             return True
         lock, states, slot = where
-        with lock:
+        # The raw lock, with a bound: this runs on the canceller's thread with the
+        # pool's lock held, and a worker killed inside its few instructions under the
+        # lock never releases it (then: allowed, and stop_attempt sees to the rest).
+        if not lock.acquire(True, 0.5):
+            return True
+        try:
             if states[slot] == STARTED:
                 return False
             if states[slot] == PENDING:
                 states[slot] = CANCELLED  # the worker skips it (REVOKED: it is coming back)
+        finally:
+            lock.release()
+        job.backend_slot = None  # nothing reads it after: keep no worker's lock or arrays alive
         return True
 
     # ------------------------------------------------------------------ manager
@@ -609,14 +624,25 @@ class ProcessBackend(Backend):
                     w.states[slot] = state = CANCELLED  # cancelled before the worker got to it
             if state in (CANCELLED, REVOKED):
                 return  # the worker will skip it and say so
-            w.backlog.popleft()
-            w.backlog_bytes -= size
             # STARTED: the worker wrote when. PENDING: it is between the two jobs.
             started_at = w.starts[slot] if state == STARTED else time.monotonic()
             with self._lock:
                 started = self.dispatcher.started_locked(job, started_at)
-            # Not started: cancelled, yet the worker got there first. It runs as w.job
-            # with a status that is no longer RUNNING, so _enforce stops it for real.
+            if not started:
+                # Cancelled since the look above: by a cancel of the jobs not begun,
+                # which claimed the slot (CANCELLED) unless the worker had begun it, or
+                # by any other cancel, which leaves the slot to us. Not begun: it stays
+                # first in the backlog until the worker says it skipped it.
+                with w.lock:
+                    state = w.states[slot]
+                    if state == PENDING:
+                        w.states[slot] = state = CANCELLED
+                if state != STARTED:
+                    return
+                # Begun: it runs as w.job with a status that is no longer RUNNING, so
+                # _enforce stops it for real (the pool's own cancel stops running jobs).
+            w.backlog.popleft()
+            w.backlog_bytes -= size
             w.job, w.attempt, w.slot = job, job.attempt, slot
             w.deadline = None if (job.timeout is None or not started) else started_at + job.timeout
 
@@ -766,6 +792,7 @@ class ProcessBackend(Backend):
                     if job is None:
                         return
                     w.job, w.attempt, w.slot = job, job.attempt, w.free.pop()
+                    w.states[w.slot] = PENDING
                     w.sent += 1
                     w.deadline = None if job.timeout is None else job.started_at + job.timeout
                     batch.append((job.job_id, job.attempt, job.timeout, job.payload, w.slot))
@@ -788,7 +815,10 @@ class ProcessBackend(Backend):
                     if nxt is None:
                         break
                     slot = w.free.pop()
-                    nxt.backend_slot = (w.lock, w.states, slot)  # where it waits: claim_prefetched_locked
+                    # PENDING under the lock, with where it waits: a claim (which holds
+                    # the lock) never finds the slot of a job sent ahead still FREE
+                    w.states[slot] = PENDING
+                    nxt.backend_slot = (w.lock.raw, w.states, slot)
                     size = payload_size(nxt.payload)
                     w.backlog.append((nxt, slot, size))
                     w.backlog_bytes += size
@@ -796,8 +826,6 @@ class ProcessBackend(Backend):
                     batch.append((nxt.job_id, nxt.attempt + 1, nxt.timeout, nxt.payload, slot))
             if not batch:
                 continue
-            for entry in batch:
-                w.states[entry[4]] = PENDING
             try:
                 w.conn.send_bytes(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
             except OSError:
