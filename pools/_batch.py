@@ -108,7 +108,9 @@ def run_batch(fn: Callable[..., Any], first: int, items: tuple[tuple[Any, ...], 
 
 
 def _unpicklable(index: int, value: Any, err: BaseException) -> pickle.PicklingError:
-    error = pickle.PicklingError(f"item {index} of map returned {type(value).__name__} that cannot be pickled: {err!r}")
+    error = pickle.PicklingError(
+        f"item {index} of map returned {type(value).__name__} that cannot be pickled: {remote.describe(err)}"
+    )
     error.__cause__ = err
     return error
 
@@ -131,7 +133,9 @@ def _value(index: int, data: bytes | None, failures: list[bytes]) -> Any:
     except (KeyboardInterrupt, MemoryError):
         raise  # this process's own, not the value's
     except BaseException as err:
-        exc = pickle.UnpicklingError(f"item {index} of map returned a value that cannot be unpickled here: {err!r}")
+        exc = pickle.UnpicklingError(
+            f"item {index} of map returned a value that cannot be unpickled here: {remote.describe(err)}"
+        )
         raise exc from err
 
 
