@@ -31,7 +31,8 @@ bench: $(STAMP)
 # tests and the backends' own tests run again on the compiled ones.
 COMPILED_TESTS := tests/test_compiled.py tests/test_conformance.py tests/test_properties.py \
 	tests/test_thread_backend.py tests/test_asyncio_backend.py tests/test_process_backend.py \
-	tests/test_job_future.py tests/test_callbacks.py tests/test_exit.py tests/test_testing_kit.py
+	tests/test_job_future.py tests/test_callbacks.py tests/test_exit.py tests/test_testing_kit.py \
+	tests/test_gil_handoff.py
 #
 # Both runs spread the tests over two processes (pytest-xdist; none on a one-core
 # machine): the tests start real processes, servers and clusters and bound their waits

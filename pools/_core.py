@@ -33,6 +33,7 @@ import itertools
 import logging
 import math
 import os
+import sys
 import threading
 import time
 import weakref
@@ -96,6 +97,19 @@ _log = logging.getLogger("pools")
 _RESERVOIR = 8192  # latest samples kept for the percentiles in stats()
 CANCEL_GRACE = 1.0  # seconds that shutdown(timeout=T) gives stopped jobs to end, after T
 EXIT_CALLBACKS_WAIT = 5.0  # seconds the last done-callbacks get at interpreter exit
+#: A thread submitting jobs back to back lets the GIL go (``time.sleep(0)``) every
+#: ``YIELD_EVERY`` seconds while that is cheap. The pool's own threads (worker
+#: threads, the asyncio pool's loop, the process manager) need the GIL to start and
+#: end jobs, and CPython makes a thread that wants it wait a whole switch interval
+#: (5 ms) while another runs Python code: a burst of submits kept workers idle with
+#: jobs waiting (the convoy effect). A yield that took more than ``YIELD_COSTLY``
+#: means the threads let in kept the GIL to run Python code (CPU-bound jobs, or a
+#: manager with more to do than the GIL allows): there the hand-offs cost more than
+#: they free, and the next yields come four times rarer, down to one per ``YIELD_RAREST``.
+YIELD_EVERY = 0.0005
+YIELD_COSTLY = 0.001
+YIELD_RAREST = 0.064
+_GIL = getattr(sys, "_is_gil_enabled", lambda: True)()  # (3.13t: no GIL, nothing to let go)
 
 # Race mode (pools.testing.race): None, or a function called with the name of each
 # hand-off point reached ("submit", "take", "finish", "cancel", "timeout", "shutdown").
@@ -263,6 +277,8 @@ class Pool:
         self._live: dict[int, Job[Any]] = {}  # every accepted job not yet terminal
         self._state = _NEW
         self._queued = self._running = self._retrying = self._dead_in_heap = 0
+        self._yielded_at = 0.0
+        self._yield_gap = YIELD_EVERY
         self._submitted = self._succeeded = self._failed = self._cancelled = 0
         self._timed_out = self._rejected = self._retried = self._crashed = 0
         self._abandoned = self._recycled = 0
@@ -493,6 +509,8 @@ class Pool:
             if not self._has_room_locked():
                 self._wait_for_room_locked(job, wait)
             self._accept_locked(job)
+        if job._enqueued_at - self._yielded_at >= self._yield_gap:
+            self._yield_gil(job._enqueued_at)
         return job
 
     def _wait_for_room_locked(self, job: Job[Any], wait: float | None) -> None:
@@ -560,7 +578,7 @@ class Pool:
                 self._impl.check_open_locked()
                 if self._has_room_locked():
                     self._accept_locked(job)
-                    return job
+                    break
                 if self.overflow == "reject":
                     raise self._reject_locked(job, 'overflow="reject" drops jobs that find no room')
                 if deadline is not None and loop.time() >= deadline:
@@ -581,6 +599,21 @@ class Pool:
                             self._async_room.remove((loop, room))
                         except ValueError:
                             pass
+        if job._enqueued_at - self._yielded_at >= self._yield_gap:
+            self._yield_gil(job._enqueued_at)
+        return job
+
+    def _yield_gil(self, now: float) -> None:
+        """Let the pool's threads take the GIL (see ``YIELD_EVERY``)."""
+        if not _GIL:
+            self._yielded_at = now
+            return
+        time.sleep(0)  # releases the GIL: a thread waiting for it takes it
+        self._yielded_at = after = time.monotonic()
+        if after - now <= YIELD_COSTLY:
+            self._yield_gap = YIELD_EVERY
+        else:
+            self._yield_gap = min(self._yield_gap * 4, YIELD_RAREST)
 
     def _wake_room_locked(self) -> None:
         if self._room._waiters:  # type: ignore[attr-defined]  # skip notify()'s ownership check when idle
