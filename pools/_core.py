@@ -97,19 +97,25 @@ _log = logging.getLogger("pools")
 _RESERVOIR = 8192  # latest samples kept for the percentiles in stats()
 CANCEL_GRACE = 1.0  # seconds that shutdown(timeout=T) gives stopped jobs to end, after T
 EXIT_CALLBACKS_WAIT = 5.0  # seconds the last done-callbacks get at interpreter exit
-#: A thread submitting jobs back to back lets the GIL go (``time.sleep(0)``) every
-#: ``YIELD_EVERY`` seconds while that is cheap. The pool's own threads (worker
-#: threads, the asyncio pool's loop, the process manager) need the GIL to start and
-#: end jobs, and CPython makes a thread that wants it wait a whole switch interval
-#: (5 ms) while another runs Python code: a burst of submits kept workers idle with
-#: jobs waiting (the convoy effect). A yield that took more than ``YIELD_COSTLY``
-#: means the threads let in kept the GIL to run Python code (CPU-bound jobs, or a
-#: manager with more to do than the GIL allows): there the hand-offs cost more than
-#: they free, and the next yields come four times rarer, down to one per ``YIELD_RAREST``.
+#: A thread submitting jobs back to back (less than ``YIELD_EVERY`` apart, faster
+#: than the pool takes them) lets the GIL go (``time.sleep(0)``) once per
+#: ``YIELD_EVERY`` seconds of such a burst, while that is cheap. The pool's own
+#: threads (worker threads, the asyncio pool's loop thread, the process manager) need
+#: the GIL to start and end jobs, and CPython makes a thread that wants it wait a
+#: whole switch interval (5 ms) while another runs Python code: a burst of submits
+#: kept workers idle with jobs waiting (the convoy effect). A yield that took more
+#: than ``YIELD_COSTLY`` means the threads let in kept the GIL to run Python code
+#: (CPU-bound jobs; a manager with more to do than the GIL allows): there hand-offs
+#: cost more than they free, and the next yields come four times rarer, down to one
+#: per ``YIELD_RAREST``. A lone submit never yields, nor one that finds no other job
+#: waiting (one at a time: the submitter waits for each result, and lets the GIL go
+#: there), nor one made on the loop the pool's jobs run on (no thread of the pool
+#: waits there).
 YIELD_EVERY = 0.0005
 YIELD_COSTLY = 0.001
 YIELD_RAREST = 0.064
-_GIL = getattr(sys, "_is_gil_enabled", lambda: True)()  # (3.13t: no GIL, nothing to let go)
+# 3.13t: no GIL, nothing to let go (read once: one re-enabled later only brings the convoy back)
+_GIL = getattr(sys, "_is_gil_enabled", lambda: True)()
 
 # Race mode (pools.testing.race): None, or a function called with the name of each
 # hand-off point reached ("submit", "take", "finish", "cancel", "timeout", "shutdown").
@@ -277,7 +283,9 @@ class Pool:
         self._live: dict[int, Job[Any]] = {}  # every accepted job not yet terminal
         self._state = _NEW
         self._queued = self._running = self._retrying = self._dead_in_heap = 0
-        self._yielded_at = 0.0
+        # a burst of submits (YIELD_EVERY): when the last submit was, when this burst
+        # last let the GIL go (or began), and how long it goes on before the next yield
+        self._submitted_at = self._yielded_at = 0.0
         self._yield_gap = YIELD_EVERY
         self._submitted = self._succeeded = self._failed = self._cancelled = 0
         self._timed_out = self._rejected = self._retried = self._crashed = 0
@@ -509,8 +517,7 @@ class Pool:
             if not self._has_room_locked():
                 self._wait_for_room_locked(job, wait)
             self._accept_locked(job)
-        if job._enqueued_at - self._yielded_at >= self._yield_gap:
-            self._yield_gil(job._enqueued_at)
+        self._pace(job._enqueued_at)
         return job
 
     def _wait_for_room_locked(self, job: Job[Any], wait: float | None) -> None:
@@ -599,18 +606,26 @@ class Pool:
                             self._async_room.remove((loop, room))
                         except ValueError:
                             pass
-        if job._enqueued_at - self._yielded_at >= self._yield_gap:
-            self._yield_gil(job._enqueued_at)
+        self._pace(job._enqueued_at)
         return job
 
-    def _yield_gil(self, now: float) -> None:
-        """Let the pool's threads take the GIL (see ``YIELD_EVERY``)."""
-        if not _GIL:
-            self._yielded_at = now
-            return
-        time.sleep(0)  # releases the GIL: a thread waiting for it takes it
+    def _pace(self, queued_at: float) -> None:
+        """A job was queued at ``queued_at``: in a burst of submits, let the pool's
+        threads take the GIL now and then (see ``YIELD_EVERY``)."""
+        # (self._queued: an int read without the lock, GIL-atomic; a hint)
+        if queued_at - self._submitted_at > YIELD_EVERY or self._queued <= 1:
+            self._yielded_at = queued_at  # a pause, or the pool keeps up: no burst (or a new one)
+        elif queued_at - self._yielded_at >= self._yield_gap:
+            self._yield_gil()
+        self._submitted_at = queued_at
+
+    def _yield_gil(self) -> None:
+        before = time.monotonic()
+        home = self._impl.home_loop
+        if _GIL and (home is None or asyncio._get_running_loop() is not home):
+            time.sleep(0)  # releases the GIL: a thread waiting for it may take it
         self._yielded_at = after = time.monotonic()
-        if after - now <= YIELD_COSTLY:
+        if after - before <= YIELD_COSTLY:
             self._yield_gap = YIELD_EVERY
         else:
             self._yield_gap = min(self._yield_gap * 4, YIELD_RAREST)

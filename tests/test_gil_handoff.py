@@ -1,20 +1,25 @@
-"""A thread submitting a burst of jobs lets the pool's own threads have the GIL.
+"""A thread submitting a burst of jobs lets other threads have the GIL
+(``pools._core.YIELD_EVERY``); a lone submit, or one made on the loop the pool's jobs
+run on, does not.
 
 CPython makes a thread that wants the GIL wait a switch interval while another runs
-Python code. With the interval set to 10 s, a burst of 0.3 s of submits would let no
-worker thread, process manager or event loop of the pool start or end a job: every
-job done before the burst ends was let in by the submitter (``pools._core.YIELD_EVERY``).
+Python code. With the interval set to 10 s, a thread waiting for the GIL runs during
+a 0.3 s burst of submits only if the submitter lets the GIL go: where nothing else in
+``submit`` does (every worker busy, so no worker is woken), the yield alone decides.
 """
 
+import asyncio
 import sys
+import threading
 import time
 
 import pytest
 
 from pools.testing import jobs
+from pools.testing.jobs import Gate, Latch
 
 T = 60.0
-BURST = 0.3  # seconds of back-to-back submits, far below the switch interval
+BURST = 0.3  # seconds of submits, far below the switch interval
 
 
 @pytest.fixture
@@ -25,15 +30,102 @@ def long_switch_interval():
     sys.setswitchinterval(old)
 
 
-@pytest.mark.parametrize("backend", ["thread", "process", "asyncio"])
+class Probe:
+    """A thread that, once released, wants the GIL for one statement."""
+
+    def __init__(self) -> None:
+        self.ran = threading.Event()
+        self._go = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        self._go.wait()  # waits without the GIL
+        self.ran.set()  # needs it
+
+    def release(self) -> None:
+        self._go.set()
+
+    def ran_now(self) -> bool:
+        return self.ran.is_set()  # reads a flag: lets no thread in
+
+
+def spin(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+@pytest.fixture
+def busy_thread_pool(make_pool):
+    """A thread pool whose workers are all held: a submit wakes none of them."""
+    pool = make_pool("thread", workers=2, queue_size=1_000_000)
+    with Gate() as gate, Latch() as latch:
+        held = [pool.submit(jobs.hold, gate, latch) for _ in range(2)]
+        assert latch.wait(2, T)
+        yield pool
+    for job in held:
+        job.result(T)
+
+
+def test_a_burst_of_submits_lets_a_waiting_thread_run(busy_thread_pool, long_switch_interval):
+    probe = Probe()
+    probe.release()
+    end = time.monotonic() + BURST
+    while time.monotonic() < end and not probe.ran_now():
+        busy_thread_pool.submit(jobs.echo, 1)
+    assert probe.ran_now(), "the thread waiting for the GIL did not run during the burst"
+
+
+def test_a_burst_of_asubmits_lets_a_waiting_thread_run(busy_thread_pool, long_switch_interval):
+    probe = Probe()
+
+    async def burst() -> bool:
+        probe.release()
+        end = time.monotonic() + BURST
+        while time.monotonic() < end and not probe.ran_now():
+            await busy_thread_pool.asubmit(jobs.echo, 1)  # room: it never awaits
+        return probe.ran_now()
+
+    assert asyncio.run(burst()), "the thread waiting for the GIL did not run during the burst"
+
+
+def test_submits_spaced_by_the_callers_own_work_do_not_yield(busy_thread_pool, long_switch_interval):
+    # A caller that computes between its submits holds the GIL as any Python code
+    # does: the pool lets it go only for a burst of its own submits.
+    probe = Probe()
+    probe.release()
+    end = time.monotonic() + BURST
+    while time.monotonic() < end:
+        busy_thread_pool.submit(jobs.echo, 1)
+        spin(0.002)
+    assert not probe.ran_now()
+
+
+def test_submits_on_the_pools_own_loop_do_not_yield(make_pool, long_switch_interval):
+    async def main() -> None:
+        pool = make_pool("asyncio", workers=2, queue_size=1_000_000)
+        await pool.submit(jobs.aecho, 0)  # started on this loop: its jobs run here
+        probe = Probe()
+        probe.release()
+        submitted = []
+        end = time.monotonic() + BURST
+        while time.monotonic() < end:
+            submitted.append(pool.submit(jobs.aecho, len(submitted)))
+        assert not probe.ran_now()
+        assert await asyncio.gather(*submitted) == list(range(len(submitted)))
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
 def test_a_burst_of_submits_lets_the_pool_run_jobs_meanwhile(make_pool, backend, long_switch_interval):
-    fn = jobs.aecho if backend == "asyncio" else jobs.echo
     pool = make_pool(backend, workers=2, queue_size=1_000_000)
-    pool.submit(fn, 0).result(T)  # started, and every import done
+    pool.submit(jobs.echo, 0).result(T)  # started, and every import done
     submitted = []
     end = time.monotonic() + BURST
     while time.monotonic() < end:
-        submitted.append(pool.submit(fn, len(submitted)))
+        submitted.append(pool.submit(jobs.echo, len(submitted)))
     done_during_burst = sum(job.done() for job in submitted)
     assert done_during_burst > 0, f"none of {len(submitted)} jobs ended during the burst"
     assert [job.result(T) for job in submitted] == list(range(len(submitted)))
