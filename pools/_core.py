@@ -97,20 +97,20 @@ _log = logging.getLogger("pools")
 _RESERVOIR = 8192  # latest samples kept for the percentiles in stats()
 CANCEL_GRACE = 1.0  # seconds that shutdown(timeout=T) gives stopped jobs to end, after T
 EXIT_CALLBACKS_WAIT = 5.0  # seconds the last done-callbacks get at interpreter exit
-#: A thread submitting jobs back to back (less than ``YIELD_EVERY`` apart, faster
-#: than the pool takes them) lets the GIL go (``time.sleep(0)``) once per
-#: ``YIELD_EVERY`` seconds of such a burst, while that is cheap. The pool's own
-#: threads (worker threads, the asyncio pool's loop thread, the process manager) need
-#: the GIL to start and end jobs, and CPython makes a thread that wants it wait a
-#: whole switch interval (5 ms) while another runs Python code: a burst of submits
-#: kept workers idle with jobs waiting (the convoy effect). A yield that took more
-#: than ``YIELD_COSTLY`` means the threads let in kept the GIL to run Python code
-#: (CPU-bound jobs; a manager with more to do than the GIL allows): there hand-offs
-#: cost more than they free, and the next yields come four times rarer, down to one
-#: per ``YIELD_RAREST``. A lone submit never yields, nor one that finds no other job
-#: waiting (one at a time: the submitter waits for each result, and lets the GIL go
-#: there), nor one made on the loop the pool's jobs run on (no thread of the pool
-#: waits there).
+#: A burst of submits (each less than ``YIELD_EVERY`` after the one before, from any
+#: thread, with other jobs still waiting) lets the GIL go (``time.sleep(0)``) once per
+#: ``YIELD_EVERY`` seconds of submitting, while that is cheap. The pool's own threads
+#: (worker threads, the asyncio pool's loop thread, the process manager) need the GIL
+#: to start and end jobs, and CPython makes a thread that wants it wait a whole switch
+#: interval (5 ms) while another runs Python code: a burst of submits kept workers idle
+#: with jobs waiting (the convoy effect). A yield that took more than ``YIELD_COSTLY``
+#: means the threads let in kept the GIL to run Python code (CPU-bound jobs; a manager
+#: with more to do than the GIL allows): there hand-offs cost more than they free, and
+#: the next yields come four times rarer, down to one per ``YIELD_RAREST`` of
+#: submitting; after that long without a submit, the next burst starts afresh. A lone
+#: submit never yields, nor one that finds no other job waiting (one at a time: the
+#: submitter waits for each result, and lets the GIL go there), nor one made on the
+#: loop the pool's jobs run on (no thread of the pool waits there).
 YIELD_EVERY = 0.0005
 YIELD_COSTLY = 0.001
 YIELD_RAREST = 0.064
@@ -283,9 +283,11 @@ class Pool:
         self._live: dict[int, Job[Any]] = {}  # every accepted job not yet terminal
         self._state = _NEW
         self._queued = self._running = self._retrying = self._dead_in_heap = 0
-        # a burst of submits (YIELD_EVERY): when the last submit was, when this burst
-        # last let the GIL go (or began), and how long it goes on before the next yield
-        self._submitted_at = self._yielded_at = 0.0
+        # bursts of submits, from any thread (YIELD_EVERY): when the last submit was,
+        # how long the burst has gone on since it last let the GIL go, and how long it
+        # goes on before the next yield (written without the lock: a lost update only
+        # moves a yield)
+        self._submitted_at = self._burst = 0.0
         self._yield_gap = YIELD_EVERY
         self._submitted = self._succeeded = self._failed = self._cancelled = 0
         self._timed_out = self._rejected = self._retried = self._crashed = 0
@@ -612,20 +614,26 @@ class Pool:
     def _pace(self, queued_at: float) -> None:
         """A job was queued at ``queued_at``: in a burst of submits, let the pool's
         threads take the GIL now and then (see ``YIELD_EVERY``)."""
-        # (self._queued: an int read without the lock, GIL-atomic; a hint)
-        if queued_at - self._submitted_at > YIELD_EVERY or self._queued <= 1:
-            self._yielded_at = queued_at  # a pause, or the pool keeps up: no burst (or a new one)
-        elif queued_at - self._yielded_at >= self._yield_gap:
+        step, self._submitted_at = queued_at - self._submitted_at, queued_at
+        if step > YIELD_RAREST:  # quiet for a while: what comes next starts afresh
+            self._burst, self._yield_gap = 0.0, YIELD_EVERY
+        # Not back to back (the caller's own work, or it waited: maybe for the GIL), or
+        # the pool keeps up (self._queued: an int read without the lock, GIL-atomic; a
+        # hint): this submit adds nothing to the burst.
+        if step > YIELD_EVERY or self._queued <= 1:
+            return
+        self._burst += step
+        if self._burst >= self._yield_gap:
+            self._burst = 0.0
             self._yield_gil()
-        self._submitted_at = queued_at
 
     def _yield_gil(self) -> None:
-        before = time.monotonic()
         home = self._impl.home_loop
-        if _GIL and (home is None or asyncio._get_running_loop() is not home):
-            time.sleep(0)  # releases the GIL: a thread waiting for it may take it
-        self._yielded_at = after = time.monotonic()
-        if after - before <= YIELD_COSTLY:
+        if not _GIL or (home is not None and asyncio._get_running_loop() is home):
+            return  # no GIL; or this is the thread the pool's jobs run on: none waits
+        before = time.monotonic()
+        time.sleep(0)  # releases the GIL: a thread waiting for it may take it
+        if time.monotonic() - before <= YIELD_COSTLY:
             self._yield_gap = YIELD_EVERY
         else:
             self._yield_gap = min(self._yield_gap * 4, YIELD_RAREST)

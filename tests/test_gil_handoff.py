@@ -9,12 +9,15 @@ a 0.3 s burst of submits only if the submitter lets the GIL go: where nothing el
 """
 
 import asyncio
+import contextlib
+import gc
 import sys
 import threading
 import time
 
 import pytest
 
+import pools._core
 from pools.testing import jobs
 from pools.testing.jobs import Gate, Latch
 
@@ -28,6 +31,45 @@ def long_switch_interval():
     sys.setswitchinterval(10.0)
     yield
     sys.setswitchinterval(old)
+
+
+@pytest.fixture
+def no_race_mode(pools_race):
+    if pools_race is not None:
+        pytest.skip("race mode lets the GIL go at every hand-off point of the pool: these check that submit does not")
+
+
+@contextlib.contextmanager
+def no_gc():
+    """A burst makes thousands of jobs: a collection inside it could finalize an earlier
+    test's garbage (closing a file lets the GIL go), so it runs before, not during."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+class CountedYields:
+    """``pools._core``'s ``time`` module, with its ``sleep(0)`` calls counted."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def sleep(self, seconds: float) -> None:
+        self.count += seconds == 0
+        time.sleep(seconds)
+
+    def __getattr__(self, name: str):
+        return getattr(time, name)
+
+
+@pytest.fixture
+def yields(monkeypatch):
+    counted = CountedYields()
+    monkeypatch.setattr(pools._core, "time", counted)
+    return counted
 
 
 class Probe:
@@ -71,9 +113,10 @@ def busy_thread_pool(make_pool):
 def test_a_burst_of_submits_lets_a_waiting_thread_run(busy_thread_pool, long_switch_interval):
     probe = Probe()
     probe.release()
-    end = time.monotonic() + BURST
-    while time.monotonic() < end and not probe.ran_now():
-        busy_thread_pool.submit(jobs.echo, 1)
+    with no_gc():
+        end = time.monotonic() + BURST
+        while time.monotonic() < end and not probe.ran_now():
+            busy_thread_pool.submit(jobs.echo, 1)
     assert probe.ran_now(), "the thread waiting for the GIL did not run during the burst"
 
 
@@ -82,36 +125,39 @@ def test_a_burst_of_asubmits_lets_a_waiting_thread_run(busy_thread_pool, long_sw
 
     async def burst() -> bool:
         probe.release()
-        end = time.monotonic() + BURST
-        while time.monotonic() < end and not probe.ran_now():
-            await busy_thread_pool.asubmit(jobs.echo, 1)  # room: it never awaits
+        with no_gc():
+            end = time.monotonic() + BURST
+            while time.monotonic() < end and not probe.ran_now():
+                await busy_thread_pool.asubmit(jobs.echo, 1)  # room: it never awaits
         return probe.ran_now()
 
     assert asyncio.run(burst()), "the thread waiting for the GIL did not run during the burst"
 
 
-def test_submits_spaced_by_the_callers_own_work_do_not_yield(busy_thread_pool, long_switch_interval):
+def test_submits_spaced_by_the_callers_own_work_do_not_yield(busy_thread_pool, long_switch_interval, no_race_mode):
     # A caller that computes between its submits holds the GIL as any Python code
     # does: the pool lets it go only for a burst of its own submits.
     probe = Probe()
     probe.release()
-    end = time.monotonic() + BURST
-    while time.monotonic() < end:
-        busy_thread_pool.submit(jobs.echo, 1)
-        spin(0.002)
+    with no_gc():
+        end = time.monotonic() + BURST
+        while time.monotonic() < end:
+            busy_thread_pool.submit(jobs.echo, 1)
+            spin(0.002)
     assert not probe.ran_now()
 
 
-def test_submits_on_the_pools_own_loop_do_not_yield(make_pool, long_switch_interval):
+def test_submits_on_the_pools_own_loop_do_not_yield(make_pool, long_switch_interval, no_race_mode):
     async def main() -> None:
         pool = make_pool("asyncio", workers=2, queue_size=1_000_000)
         await pool.submit(jobs.aecho, 0)  # started on this loop: its jobs run here
         probe = Probe()
         probe.release()
         submitted = []
-        end = time.monotonic() + BURST
-        while time.monotonic() < end:
-            submitted.append(pool.submit(jobs.aecho, len(submitted)))
+        with no_gc():
+            end = time.monotonic() + BURST
+            while time.monotonic() < end:
+                submitted.append(pool.submit(jobs.aecho, len(submitted)))
         assert not probe.ran_now()
         assert await asyncio.gather(*submitted) == list(range(len(submitted)))
 
@@ -123,9 +169,32 @@ def test_a_burst_of_submits_lets_the_pool_run_jobs_meanwhile(make_pool, backend,
     pool = make_pool(backend, workers=2, queue_size=1_000_000)
     pool.submit(jobs.echo, 0).result(T)  # started, and every import done
     submitted = []
-    end = time.monotonic() + BURST
-    while time.monotonic() < end:
-        submitted.append(pool.submit(jobs.echo, len(submitted)))
+    with no_gc():
+        end = time.monotonic() + BURST
+        while time.monotonic() < end:
+            submitted.append(pool.submit(jobs.echo, len(submitted)))
     done_during_burst = sum(job.done() for job in submitted)
     assert done_during_burst > 0, f"none of {len(submitted)} jobs ended during the burst"
     assert [job.result(T) for job in submitted] == list(range(len(submitted)))
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_one_job_at_a_time_never_yields(make_pool, backend, yields):
+    # Submit, then wait for the result: the caller lets the GIL go as it waits, and no
+    # other job waits, however close together the submits come.
+    pool = make_pool(backend, workers=1)
+    for i in range(500):
+        assert pool.submit(jobs.echo, i).result(T) == i
+    assert yields.count == 0
+
+
+def test_a_burst_after_a_quiet_spell_yields_whatever_came_before(busy_thread_pool, yields):
+    # As after a burst whose yields were costly (CPU-bound jobs): one per YIELD_RAREST.
+    busy_thread_pool._yield_gap = pools._core.YIELD_RAREST
+    busy_thread_pool.submit(jobs.echo, 0)
+    time.sleep(2 * pools._core.YIELD_RAREST)  # quiet: no submit for that long
+    with no_gc():
+        end = time.monotonic() + 8 * pools._core.YIELD_EVERY
+        while time.monotonic() < end:
+            busy_thread_pool.submit(jobs.echo, 1)
+    assert yields.count >= 1
