@@ -13,7 +13,10 @@ under a lock shared with the parent, in a small shared array (one byte per slot)
 the parent marks a slot PENDING before sending; the worker turns PENDING into
 STARTED (and writes the start time) just before running the job; the parent turns
 PENDING into CANCELLED (the job was cancelled) or REVOKED (the parent is about to
-kill this worker and will requeue the job), and the worker skips those.
+kill this worker and will requeue the job), and the worker skips those. When
+the job returns, the worker writes its end time beside its start time, before it
+sends the result: the parent sizes backlogs by these run times, not by when it
+read the result.
 """
 
 from __future__ import annotations
@@ -84,6 +87,7 @@ def worker_main(
     lock: Lock,
     states: ctypes.Array[ctypes.c_byte],
     starts: ctypes.Array[ctypes.c_double],
+    ends: ctypes.Array[ctypes.c_double],
     init: bytes = b"",
     rss: Any = None,
 ) -> None:
@@ -143,6 +147,7 @@ def worker_main(
             out = encode_failure(job_id, attempt, exc)
         else:
             out = encode_result(job_id, attempt, value)
+        ends[slot] = monotonic()
         del value, fn, args, payload
         if measure is not None:
             rss.value = measure()  # before the result: the pool reads it when the result comes

@@ -173,6 +173,10 @@ class Backlog:
         """A job ran for ``run_time`` seconds (a moving average of the recent ones)."""
         self._run_avg += (run_time - self._run_avg) * 0.1
 
+    def run_average(self) -> float:
+        """The recent jobs' mean run time, in seconds (0 before the first)."""
+        return self._run_avg
+
     def depth(self) -> int:
         """Jobs a worker should hold now, the running one included."""
         if self.cover is None:

@@ -267,6 +267,48 @@ def test_cancelling_the_running_job_keeps_its_backlog(make_pool):
     assert (s.cancelled, s.succeeded) == (1, 6) and s.conserved()
 
 
+def test_results_are_let_gather_only_while_every_worker_has_two_jobs_at_hand(make_pool):
+    # The manager waits before it reads results (ProcessBackend._coalesce) only when
+    # reading them later idles no worker: each runs a job with COALESCE_AHEAD more sent
+    # ahead. One fewer, and the worker's next end would leave it waiting for the manager.
+    from pools.process import COALESCE_AHEAD, COALESCE_MOST
+
+    pool = make_pool("process", workers=1, queue_size=100)
+    assert [pool.submit(jobs.echo, i).result(T) for i in range(5)] == list(range(5))  # a recent run time
+    assert pool.impl._backlog.run_average() > 0
+    assert pool.impl._coalesce() == 0  # idle
+    with jobs.Gate() as gate, jobs.Latch() as latch:
+        first, later = _held_with_backlog(pool, gate, latch, jobs.hold, jobs.echo, lambda i: (i,), COALESCE_AHEAD - 1)
+        assert pool.impl._coalesce() == 0
+        later.append(pool.submit(jobs.echo, COALESCE_AHEAD - 1, timeout=BACKLOG_TIMEOUT))
+        _until(lambda: later[-1].prefetched)
+        assert 0 < pool.impl._coalesce() <= COALESCE_MOST
+        gate.open()
+        assert first.result(T) is None
+        assert [j.result(T) for j in later] == list(range(COALESCE_AHEAD))
+    assert pool.stats().conserved()
+
+
+def test_backlogs_are_sized_by_the_run_times_the_worker_measured_not_by_when_results_were_read(make_pool):
+    # No-op results read late (here: the manager kept from settling them) must not
+    # count as long jobs, or the backlog that hides the round trip would shrink.
+    pool = make_pool("process", workers=1, queue_size=100)
+    with jobs.Gate() as gate, jobs.Latch() as latch:
+        first, later = _held_with_backlog(pool, gate, latch, jobs.hold, jobs.echo, lambda i: (i,), 8)
+        w = pool.impl._workers[0]
+        slots = [w.slot] + [slot for _, slot, _ in w.backlog]
+        with pool.impl._lock:  # the manager settles nothing meanwhile
+            opened = time.monotonic()
+            gate.open()
+            _until(lambda: all(w.ends[slot] > opened for slot in slots))  # all nine ran and were sent
+            _until(lambda: time.monotonic() - opened > 0.5)  # the results wait, unread
+        assert first.result(T) is None
+        assert [j.result(T) for j in later] == list(range(8))
+    # Read 0.5 s late, they would average over 0.3 s; the worker timed each in microseconds.
+    assert pool.impl._backlog.run_average() < 0.05
+    assert pool.stats().conserved()
+
+
 def test_an_idle_worker_takes_back_jobs_waiting_behind_a_long_one(make_pool):
     # No job may wait in the backlog of a worker stuck on a long job while another
     # worker has nothing to do: that would also deadlock jobs that wait for each other.
