@@ -6,7 +6,9 @@ Data flow::
                                                             │  one select.poll over the wake pipe,
                                                             │    busy workers' pipes and every
                                                             │    worker's sentinel; timeout = the
-                                                            │    nearest job deadline
+                                                            │    nearest job deadline (first, up to
+                                                            │    1 ms to let results gather while
+                                                            │    every worker has 2+ jobs ahead)
                        ┌──── send_bytes([job, next jobs…]) ─┤
                        ▼                                    │
              worker process 1..W  ── send_bytes(result) ───▶│ dispatcher.finish(), then the
@@ -368,7 +370,6 @@ class ProcessBackend(Backend):
         self._pipe_closed = False
         self._start_failures = 0
         self._steals = 0  # backlog jobs taken back for an idle worker (for tests)
-        self._rounds = 0  # the manager's rounds: polls, each reading what every worker sent (for tests)
         self._backlog_cancels = False  # set by stop_attempt: _enforce looks at the backlogs
         self._backlog = _backlog_policy()
         self._stopping = False
@@ -531,7 +532,7 @@ class ProcessBackend(Backend):
                     deadlines += [w.idle_since + self._idle for w in live if w.ready and not w.held()]
             delay = self._coalesce()
             if delay and deadlines:
-                delay = min(delay, max(0.0, min(deadlines) - time.monotonic()))  # never past a deadline
+                delay = min(delay, max(0.0, min(deadlines) - time.monotonic()))  # not past a known deadline
             if delay:
                 time.sleep(delay)  # the GIL let go: submitters and the callback thread run meanwhile
             timeout = None
@@ -550,7 +551,6 @@ class ProcessBackend(Backend):
                 poller.register(fd, select.POLLIN)
             registered = want
             ready = {fd for fd, _ in poller.poll(timeout)}
-            self._rounds += 1
             if self._wake_r in ready:
                 try:
                     while os.read(self._wake_r, 4096):
@@ -583,17 +583,20 @@ class ProcessBackend(Backend):
         ahead), reading a result later idles nobody; reading several in one round
         costs one wake-up, one poll and one pass over the workers instead of one each,
         and a worker's write of its result wakes no one (measured: README, "Results
-        read in rounds"). Half of the work the shortest backlog holds
-        beyond that margin, by the workers' own recent run times, and at most
-        ``COALESCE_MOST``: a result waits no longer than that to be read."""
-        shortest = PREFETCH
+        read in rounds"). Half the work of the shortest backlog but its first
+        ``COALESCE_AHEAD - 1`` jobs, by the workers' own recent run times, and at most
+        ``COALESCE_MOST``. The manager sleeps through it: a result, but also a cancel
+        that kills a running job, a crash, ``resize`` or ``stop`` waits that much more
+        to be seen."""
+        shortest: int | None = None
         for w in self._workers:
             if w is None or w.retiring:
                 continue
             if not w.ready or w.job is None or len(w.backlog) < COALESCE_AHEAD:
                 return 0.0  # starting, idle, or about to be: it needs the manager now
-            shortest = min(shortest, len(w.backlog))
-        if shortest == PREFETCH:
+            if shortest is None or len(w.backlog) < shortest:
+                shortest = len(w.backlog)
+        if shortest is None:
             return 0.0  # no worker
         return min(COALESCE_MOST, (shortest - COALESCE_AHEAD + 1) * self._backlog.run_average() / 2)
 
