@@ -13,8 +13,13 @@ from pools.testing import wait_process_gone
 
 PROGRAM = textwrap.dedent(
     """
-    import os, sys, time, asyncio
+    import os, signal, sys, time, asyncio
     import pools
+
+    # A child inherits its parent's blocked signals: started by a test runner where a
+    # library left SIGINT blocked, Ctrl-C would never reach this program. A shell starts
+    # programs with it open, and that is the program this test is about.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     from pools.testing import jobs
 
     def stubborn():  # ignores its context: only a kill or abandonment ends it
