@@ -16,9 +16,11 @@ PROGRAM = textwrap.dedent(
     import os, signal, sys, time, asyncio
     import pools
 
-    # A child inherits its parent's blocked signals: started by a test runner where a
-    # library left SIGINT blocked, Ctrl-C would never reach this program. A shell starts
-    # programs with it open, and that is the program this test is about.
+    # A child inherits its parent's ignored and blocked signals (and Python keeps an
+    # ignored SIGINT ignored): started by a test runner where a library in an earlier test
+    # left SIGINT so, Ctrl-C would never reach this program. A shell starts programs with
+    # it in place, and that is the program this test is about.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     from pools.testing import jobs
 
