@@ -301,6 +301,9 @@ class Pool:
         self._callbacks_deadline: float | None = None  # set by shutdown: how long they may still take
         self._shutdown_lock = threading.Lock()
         self._report: ShutdownReport | None = None
+        # What a shutdown that did not finish asked for (the earliest deadline, the
+        # cancel of waiting jobs): a later one keeps it (see _shut_down).
+        self._asked: tuple[float | None, bool] | None = None
         self._closer: threading.Thread | None = None
         self._workers_started = False
         self._close_reason: str | None = None  # why intake closed, when not by shutdown()
@@ -1278,6 +1281,15 @@ class Pool:
                 return self._report
             t0 = time.monotonic()
             deadline = None if timeout is None else t0 + timeout
+            if self._asked is not None:
+                # An earlier shutdown was interrupted (Ctrl-C pressed again while it
+                # ran, say): this one, the exit hook's perhaps, keeps its deadline and
+                # its cancel, or a Ctrl-C would end in a wait for every job.
+                earlier, cancelled = self._asked
+                if earlier is not None and (deadline is None or earlier < deadline):
+                    deadline = earlier
+                cancel_pending = cancel_pending or cancelled
+            self._asked = (deadline, cancel_pending)
             with self._lock:
                 self._close_intake_locked()
                 never_started = not self._workers_started

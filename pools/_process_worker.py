@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import os
 import pickle
+import select
 import signal
 import sys
 import time
@@ -50,16 +51,53 @@ FREE, PENDING, STARTED, CANCELLED, REVOKED = 0, 1, 2, 3, 4
 #: so it leaves rather than risk failing on the next job.
 EXIT_MEMORY_ERROR = 86
 
+#: exit code of a worker that outlived the pool's process: nobody reads it
+EXIT_POOL_GONE = 87
 
-def _die_with_parent() -> None:
-    # If the pool's process is killed outright, its workers must not live on.
-    if sys.platform.startswith("linux"):
+
+def _die_with_pool(pool_pid: int) -> None:
+    """End this worker when the pool's process ends, however it ends (SIGKILL, SIGTERM,
+    an exit that never shut the pool down): a job it runs must not live on unwatched.
+
+    A worker whose parent is the pool's process asks the kernel for SIGKILL at its
+    parent's death (Linux). Under "forkserver" its parent is the fork server instead,
+    which lives as long as any of its children holds its alive pipe, as a running
+    worker does: there a daemon thread waits for the pool's process to end (a pidfd:
+    no polling) and ends this one. Where pidfds are missing it looks once a second.
+    """
+    if sys.platform.startswith("linux") and os.getppid() == pool_pid:
         try:
             import ctypes
 
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            if os.getppid() == pool_pid:  # not died before the request took hold
+                return
         except (OSError, AttributeError):
             pass
+    import threading
+
+    try:
+        pidfd: int | None = os.pidfd_open(pool_pid)
+    except ProcessLookupError:
+        os._exit(EXIT_POOL_GONE)
+    except (AttributeError, OSError):
+        pidfd = None
+    threading.Thread(target=_watch_pool, args=(pool_pid, pidfd), name="pool-watch", daemon=True).start()
+
+
+def _watch_pool(pool_pid: int, pidfd: int | None) -> None:
+    if pidfd is not None:
+        select.select([pidfd], [], [])  # readable once the process has ended
+    else:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(pool_pid, 0)
+            except ProcessLookupError:
+                break
+            except PermissionError:  # alive (and not ours to signal)
+                pass
+    os._exit(EXIT_POOL_GONE)
 
 
 class _Rss:
@@ -88,14 +126,16 @@ def worker_main(
     states: ctypes.Array[ctypes.c_byte],
     starts: ctypes.Array[ctypes.c_double],
     ends: ctypes.Array[ctypes.c_double],
+    pool_pid: int,
     init: bytes = b"",
     rss: Any = None,
 ) -> None:
-    """``init``: the pickled ``(initializer, initargs)`` to run first, or ``b""``.
+    """``pool_pid``: the pool's process, whose end ends this worker.
+    ``init``: the pickled ``(initializer, initargs)`` to run first, or ``b""``.
     ``rss``: a shared ``c_int64`` where the worker writes its RSS after each job
     (the pool recycles it above ``max_memory_per_worker``), or None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    _die_with_parent()
+    _die_with_pool(pool_pid)
     recv, send = conn.recv_bytes, conn.send_bytes
     loads = pickle.loads
     monotonic = time.monotonic

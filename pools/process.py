@@ -429,7 +429,7 @@ class ProcessBackend(Backend):
         rss = None if self._memory is None else self._mp.RawValue(ctypes.c_int64, 0)
         process = self._mp.Process(
             target=worker_main,
-            args=(child_conn, lock, states, starts, ends, self._init, rss),
+            args=(child_conn, lock, states, starts, ends, os.getpid(), self._init, rss),
             name=f"{self.dispatcher.name}-worker",
             daemon=True,
         )
@@ -878,8 +878,13 @@ class ProcessBackend(Backend):
                 pass  # the worker died: its sentinel reports the crash on the next round
 
     def stop(self, deadline: float | None) -> int:
+        # A second call finishes what an interrupted one began (Ctrl-C pressed again
+        # during shutdown, then the exit hook's shutdown): each worker is closed and
+        # forgotten once, and so is the wake-up pipe.
         with self._lock:
             self._stopping = True
+            if self._pipe_closed:
+                return 0
             self.wake_locked()
         grace = 5.0 if deadline is None else max(0.0, deadline - time.monotonic())
         if self._manager is not threading.current_thread():
@@ -891,13 +896,14 @@ class ProcessBackend(Backend):
                 w.conn.send_bytes(_STOP)
             except OSError:
                 pass
-        for w in self._workers:
+        for i, w in enumerate(self._workers):
             if w is None:
                 continue
             w.process.join(max(0.0, grace) if deadline is not None else 5.0)
             if w.process.is_alive():
                 w.process.kill()
                 w.process.join()
+            self._workers[i] = None  # reaped: from here on an interrupt leaks nothing that lives
             w.conn.close()
             w.process.close()
         with self._lock:

@@ -9,11 +9,11 @@ import textwrap
 import pytest
 
 import pools
-from pools.testing import wait_process_gone
+from pools.testing import descendants, wait_process_gone
 
 PROGRAM = textwrap.dedent(
     """
-    import os, signal, sys, time, asyncio
+    import os, signal, sys, tempfile
     import pools
 
     # A child inherits its parent's ignored and blocked signals (and Python keeps an
@@ -24,81 +24,102 @@ PROGRAM = textwrap.dedent(
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     from pools.testing import jobs
 
-    def stubborn():  # ignores its context: only a kill or abandonment ends it
-        time.sleep(3600)
-
-    async def astubborn():
-        await asyncio.sleep(3600)
-
-    backend = sys.argv[1]
+    backend, presses = sys.argv[1], int(sys.argv[2])
+    latch, marker = jobs.Latch(), os.path.join(tempfile.mkdtemp(), "kept-running")
     with pools.create_pool(backend, workers=4) as pool:
-        fn = astubborn if backend == "asyncio" else stubborn
-        held = [pool.submit(fn) for _ in range(3)]
-        info = pool.submit(jobs.job_for(pool, jobs.context_info)).result(30)
-        print("ready", info["pid"], flush=True)
+        # Hour-long jobs that ignore their context: only a kill (process), a cancelled
+        # task (asyncio) or abandonment (threads, Dask) ends them.
+        stubborn = jobs.job_for(pool, jobs.until_stopped)
+        held = [pool.submit(stubborn, latch, marker, 3600, True) for _ in range(3)]
+        if presses == 2:
+            # Ctrl-C again in the middle of the first one's shutdown: when it cancels
+            # this job, whose callback runs in the thread that cancels.
+            held[0].add_done_callback(lambda _: os.kill(os.getpid(), signal.SIGINT))
+        if not latch.wait(3, timeout=60):
+            sys.exit("the held jobs did not start")
+        print("ready", flush=True)
         held[0].result()  # Ctrl-C lands here
     """
 )
 
 
-def _start(backend):
+def _start(backend, presses=1):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
-        [sys.executable, "-c", PROGRAM, backend],
+        [sys.executable, "-c", PROGRAM, backend, str(presses)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
     )
     line = proc.stdout.readline().split()
-    if not (line and line[0] == "ready"):
+    if line != ["ready"]:
         proc.kill()
         _, err = proc.communicate(timeout=30)
         pytest.fail(f"the program did not start: {err}")
-    return proc, int(line[1])
+    # Its workers, running the held jobs (and under "forkserver", the fork server).
+    return proc, descendants(proc.pid)
 
 
 @pytest.fixture
 def program(request):
-    """Start the program; whatever the test does, it is killed and reaped at the end."""
+    """Start the program; whatever the test does, it and what it started are killed
+    and reaped at the end."""
     started = []
 
-    def start(backend):
-        proc, pid = _start(backend)
-        started.append(proc)
-        return proc, pid
+    def start(backend, presses=1):
+        proc, below = _start(backend, presses)
+        started.append((proc, below))
+        return proc, below
 
     yield start
-    for proc in started:
+    for proc, below in started:
         if proc.poll() is None:
             proc.kill()
         proc.communicate(timeout=30)
+        for pid in below:
+            if not wait_process_gone(pid, 0):
+                os.kill(pid, signal.SIGKILL)
 
 
+def _assert_all_gone(below, what):
+    left = [pid for pid in sorted(below) if not wait_process_gone(pid, 10.0)]
+    assert not left, f"{what}: {len(left)} of its {len(below)} processes outlived it ({left})"
+
+
+@pytest.mark.parametrize("presses", [1, 2], ids=["ctrl-c", "ctrl-c-twice"])
 @pytest.mark.parametrize("backend", pools.available_backends())
-def test_ctrl_c_ends_the_program_promptly(backend, program):
-    proc, worker_pid = program(backend)
+def test_ctrl_c_ends_the_program_promptly(backend, presses, program):
+    proc, below = program(backend, presses)
+    if backend == "process":
+        assert below, "the program started no worker process"
     proc.send_signal(signal.SIGINT)
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-        pytest.fail(f"Ctrl-C did not end a program using the {backend} backend within 20 s")
+        pytest.fail(f"Ctrl-C ({presses}x) did not end a program using the {backend} backend within 20 s")
     _, err = proc.communicate(timeout=30)
     assert proc.returncode != 0 and "KeyboardInterrupt" in err
-    if backend == "process":
-        assert wait_process_gone(worker_pid, 10.0), "a worker process outlived the program"
+    # Nothing but the interrupt: no error from a shutdown that an interrupt cut short
+    # and that the exit hook finished.
+    others = [line for line in err.splitlines() if line and not line[0].isspace() and "KeyboardInterrupt" not in line]
+    assert [line for line in others if not line.startswith(("Traceback", "During handling"))] == [], err
+    _assert_all_gone(below, "Ctrl-C")
 
 
 @pytest.mark.parametrize("backend", pools.available_backends())
 def test_sigterm_ends_the_program_and_its_workers(backend, program):
-    proc, worker_pid = program(backend)
+    proc, below = program(backend)
+    if backend == "process":
+        assert below, "the program started no worker process"
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == -signal.SIGTERM
     proc.communicate(timeout=30)
-    if backend == "process":
-        assert wait_process_gone(worker_pid, 10.0), "a worker process outlived its killed parent"
+    # A worker running a job that ignores its context dies with the program too,
+    # whether its parent is the program or (forkserver) the fork server.
+    _assert_all_gone(below, "the program killed by SIGTERM")
 
 
 def test_exit_without_shutdown_still_finishes_the_jobs(tmp_path):

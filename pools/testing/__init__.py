@@ -19,6 +19,24 @@
   :mod:`pools.testing.bench`.
 """
 
-from ._leaks import Snapshot, check_leaks, find_leaks, no_leaks, process_alive, snapshot, wait_process_gone
+from ._leaks import (
+    Snapshot,
+    check_leaks,
+    descendants,
+    find_leaks,
+    no_leaks,
+    process_alive,
+    snapshot,
+    wait_process_gone,
+)
 
-__all__ = ["Snapshot", "check_leaks", "find_leaks", "no_leaks", "process_alive", "snapshot", "wait_process_gone"]
+__all__ = [
+    "Snapshot",
+    "check_leaks",
+    "descendants",
+    "find_leaks",
+    "no_leaks",
+    "process_alive",
+    "snapshot",
+    "wait_process_gone",
+]

@@ -68,22 +68,27 @@ def _proc_table() -> dict[int, tuple[int, str]]:
     return table
 
 
-def _descendants() -> set[int]:
-    """Live processes below this one (grandchildren too: forkserver workers are
-    children of the fork server), without multiprocessing's helpers themselves."""
+def descendants(pid: int | None = None) -> set[int]:
+    """The live processes below process ``pid`` (this one by default), grandchildren
+    too: forkserver workers are children of the fork server. Below this process,
+    multiprocessing's own helpers (the fork server, the resource tracker: shared by
+    every pool of the program) are left out; below another, they count."""
+    root = os.getpid() if pid is None else pid
     if not os.path.isdir("/proc"):
+        if root != os.getpid():
+            raise OSError("descendants of another process need /proc (Linux)")
         return {p.pid for p in multiprocessing.active_children() if p.pid}
     table = _proc_table()
     children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in table.items():
-        children.setdefault(ppid, []).append(pid)
-    found, stack = set(), [os.getpid()]
+    for child, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(child)
+    found, stack = set(), [root]
     while stack:
         for child in children.get(stack.pop(), ()):
             if table[child][1] not in ("Z", "X"):  # zombies have ended
                 found.add(child)
             stack.append(child)
-    return found - _helper_pids()
+    return found - _helper_pids() if root == os.getpid() else found
 
 
 def _tasks() -> frozenset[asyncio.Task[Any]]:
@@ -97,7 +102,7 @@ def snapshot() -> Snapshot:
     multiprocessing.active_children()  # reap finished children first
     return Snapshot(
         frozenset(threading.enumerate()),
-        frozenset(_descendants()),
+        frozenset(descendants()),
         _tasks(),
         frozenset(id(p) for p in live_pools()),
     )
@@ -149,10 +154,10 @@ def find_leaks(before: Snapshot, *, timeout: float = 10.0) -> list[str]:
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 leaks.append(f"thread {thread.name!r} (daemon={thread.daemon}) is still running")
-    for pid in _descendants() - before.processes:
+    for pid in descendants() - before.processes:
         wait_process_gone(pid, deadline - time.monotonic())
     multiprocessing.active_children()
-    for pid in sorted(_descendants() - before.processes):
+    for pid in sorted(descendants() - before.processes):
         leaks.append(f"process {pid} ({_cmdline(pid)}) is still running")
     current = asyncio.current_task() if _tasks() else None
     for task in _tasks() - before.tasks - {current}:
