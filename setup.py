@@ -17,6 +17,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "poo
 from _compiled import HOT
 
 PURE = os.environ.get("POOLBENCH_PURE_PYTHON", "") not in ("", "0")
+# pip builds one module at a time unless told otherwise; every core shortens the install.
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _note(why: str) -> None:
@@ -31,17 +33,21 @@ def _extensions() -> list:
     except ImportError as err:
         _note(f"Cython is not available: {err}")
         return []
+    sources = [f"pools/{name}.py" for name in HOT]
+    options = {
+        "language_level": 3,
+        "quiet": True,
+        "compiler_directives": {
+            "binding": True,  # functions keep their introspection (signature, __wrapped__)
+            "annotation_typing": False,  # annotations are for the type checker, never run-time checks
+            "embedsignature": True,
+        },
+    }
     try:
-        return cythonize(
-            [f"pools/{name}.py" for name in HOT],
-            language_level=3,
-            quiet=True,
-            compiler_directives={
-                "binding": True,  # functions keep their introspection (signature, __wrapped__)
-                "annotation_typing": False,  # annotations are for the type checker, never run-time checks
-                "embedsignature": True,
-            },
-        )
+        try:
+            return cythonize(sources, nthreads=CORES if CORES > 1 else 0, **options)
+        except Exception:  # noqa: BLE001 - no process pool here (a sandbox): one at a time
+            return cythonize(sources, **options)
     except Exception as err:  # noqa: BLE001 - any failure falls back to pure Python
         _note(f"Cython could not translate the sources: {err}")
         return []
@@ -49,6 +55,11 @@ def _extensions() -> list:
 
 class OptionalBuildExt(build_ext):
     """A module that fails to compile (no compiler, no Python headers) is left pure."""
+
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        if not self.parallel and CORES > 1:
+            self.parallel = CORES
 
     def run(self) -> None:
         try:

@@ -304,6 +304,7 @@ class Pool:
         # What a shutdown that did not finish asked for (the earliest deadline, the
         # cancel of waiting jobs): a later one keeps it (see _shut_down).
         self._asked: tuple[float | None, bool] | None = None
+        self._shutting_down_on: int | None = None  # the thread running a shutdown, if one is
         self._closer: threading.Thread | None = None
         self._workers_started = False
         self._close_reason: str | None = None  # why intake closed, when not by shutdown()
@@ -1200,8 +1201,15 @@ class Pool:
         ``cancel_pending=True`` cancels waiting jobs at once instead of running them.
         ``wait=False`` returns at once; the same steps run on a background thread
         and a later ``shutdown()`` returns the final report. Calling it again is safe.
+        A shutdown cut short (Ctrl-C while it waits) leaves the next one, the exit
+        hook's say, to stop everything at once. Called from a done-callback that the
+        shutdown itself runs, it returns at once, as with ``wait=False``.
         """
         check_number("timeout", timeout, minimum=0, inclusive=True, none_ok=True)
+        if wait and self._shutting_down_on == threading.get_ident():
+            # From inside this thread's own shutdown (a done-callback of a job that it
+            # cancels): waiting would wait for itself. That shutdown finishes the job.
+            wait = False
         if wait and self._report is None:
             self._impl.refuse_blocking("shutdown")
         if wait:
@@ -1277,56 +1285,67 @@ class Pool:
 
     def _shut_down(self, timeout: float | None, cancel_pending: bool) -> ShutdownReport:
         with self._shutdown_lock:
-            if self._report is not None:
-                return self._report
-            t0 = time.monotonic()
-            deadline = None if timeout is None else t0 + timeout
-            if self._asked is not None:
-                # An earlier shutdown was interrupted (Ctrl-C pressed again while it
-                # ran, say): this one, the exit hook's perhaps, keeps its deadline and
-                # its cancel, or a Ctrl-C would end in a wait for every job.
-                earlier, cancelled = self._asked
-                if earlier is not None and (deadline is None or earlier < deadline):
-                    deadline = earlier
-                cancel_pending = cancel_pending or cancelled
-            self._asked = (deadline, cancel_pending)
-            with self._lock:
-                self._close_intake_locked()
-                never_started = not self._workers_started
-            if never_started:
-                self._state = _CLOSED
-                self._report = ShutdownReport(self.backend, 0, 0, 0)
-                return self._report
-            if _race_hook is not None:
-                _race_hook("shutdown")
-            if cancel_pending:
-                self._cancel_jobs((QUEUED, RETRYING), only_waiting=True)
-            self._impl.before_drain()
-            self._wait_drained(deadline)
-            self._cancel_everything()
-            # Stopped jobs get a short grace to end (a thread job notices its cancelled
-            # context, a killed process is reaped); idle workers leave at once. The
-            # timer goes first: no retry may wake a backend that is being torn down.
-            grace = None if deadline is None else max(deadline, time.monotonic()) + CANCEL_GRACE
-            self._timer.stop(None if grace is None else max(0.0, grace - time.monotonic()))
-            abandoned = self._impl.stop(grace)
-            self._callbacks_deadline = grace
-            with self._lock:
-                self._state = _CLOSED
-                report = ShutdownReport(
-                    self.backend,
-                    self._succeeded,
-                    self._failed,
-                    self._timed_out,
-                    tuple(self._shutdown_cancelled),
-                    tuple(self._shutdown_killed),
-                    abandoned,
-                    time.monotonic() - t0,
-                )
-            self._report = report
-            with _live_lock:
-                _live_pools.discard(self)
-            return report
+            self._shutting_down_on = threading.get_ident()
+            try:
+                return self._shut_down_locked(timeout, cancel_pending)
+            except BaseException as exc:
+                if not isinstance(exc, Exception):
+                    # Ctrl-C (or SystemExit) cut this shutdown short: what finishes it
+                    # (the exit hook's, say) stops everything at once, or the interrupt
+                    # would end in a wait for every job.
+                    self._asked = (time.monotonic(), True)
+                raise
+            finally:
+                self._shutting_down_on = None
+
+    def _shut_down_locked(self, timeout: float | None, cancel_pending: bool) -> ShutdownReport:
+        if self._report is not None:
+            return self._report
+        t0 = time.monotonic()
+        deadline = None if timeout is None else t0 + timeout
+        if self._asked is not None:  # an earlier one did not finish: keep what it asked for
+            earlier, cancelled = self._asked
+            if earlier is not None and (deadline is None or earlier < deadline):
+                deadline = earlier
+            cancel_pending = cancel_pending or cancelled
+        self._asked = (deadline, cancel_pending)
+        with self._lock:
+            self._close_intake_locked()
+            never_started = not self._workers_started
+        if never_started:
+            self._state = _CLOSED
+            self._report = ShutdownReport(self.backend, 0, 0, 0)
+            return self._report
+        if _race_hook is not None:
+            _race_hook("shutdown")
+        if cancel_pending:
+            self._cancel_jobs((QUEUED, RETRYING), only_waiting=True)
+        self._impl.before_drain()
+        self._wait_drained(deadline)
+        self._cancel_everything()
+        # Stopped jobs get a short grace to end (a thread job notices its cancelled
+        # context, a killed process is reaped); idle workers leave at once. The
+        # timer goes first: no retry may wake a backend that is being torn down.
+        grace = None if deadline is None else max(deadline, time.monotonic()) + CANCEL_GRACE
+        self._timer.stop(None if grace is None else max(0.0, grace - time.monotonic()))
+        abandoned = self._impl.stop(grace)
+        self._callbacks_deadline = grace
+        with self._lock:
+            self._state = _CLOSED
+            report = ShutdownReport(
+                self.backend,
+                self._succeeded,
+                self._failed,
+                self._timed_out,
+                tuple(self._shutdown_cancelled),
+                tuple(self._shutdown_killed),
+                abandoned,
+                time.monotonic() - t0,
+            )
+        self._report = report
+        with _live_lock:
+            _live_pools.discard(self)
+        return report
 
     def _wait_drained(self, deadline: float | None) -> None:
         with self._lock:

@@ -59,21 +59,13 @@ def _die_with_pool(pool_pid: int) -> None:
     """End this worker when the pool's process ends, however it ends (SIGKILL, SIGTERM,
     an exit that never shut the pool down): a job it runs must not live on unwatched.
 
-    A worker whose parent is the pool's process asks the kernel for SIGKILL at its
-    parent's death (Linux). Under "forkserver" its parent is the fork server instead,
-    which lives as long as any of its children holds its alive pipe, as a running
-    worker does: there a daemon thread waits for the pool's process to end (a pidfd:
-    no polling) and ends this one. Where pidfds are missing it looks once a second.
+    A daemon thread waits for the pool's process to end (a pidfd: no polling) and ends
+    this one. Not the kernel's parent-death signal: under "forkserver" the parent is
+    the fork server, which lives as long as any of its children holds its alive pipe,
+    as a running worker does; under "spawn" and "fork" that signal comes when the
+    *thread* that started the worker ends, which a pool started from a short-lived
+    thread would take for a death. Where pidfds are missing, it looks once a second.
     """
-    if sys.platform.startswith("linux") and os.getppid() == pool_pid:
-        try:
-            import ctypes
-
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-            if os.getppid() == pool_pid:  # not died before the request took hold
-                return
-        except (OSError, AttributeError):
-            pass
     import threading
 
     try:
@@ -87,7 +79,10 @@ def _die_with_pool(pool_pid: int) -> None:
 
 def _watch_pool(pool_pid: int, pidfd: int | None) -> None:
     if pidfd is not None:
-        select.select([pidfd], [], [])  # readable once the process has ended
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)  # readable once the process has ended
+        while not poller.poll():
+            pass
     else:
         while True:
             time.sleep(1.0)

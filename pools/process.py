@@ -908,6 +908,8 @@ class ProcessBackend(Backend):
             w.process.close()
         with self._lock:
             self._pipe_closed = True
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        try:
+            os.close(self._wake_r)
+        finally:
+            os.close(self._wake_w)
         return 0

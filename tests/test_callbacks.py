@@ -91,6 +91,30 @@ def test_a_callback_may_shut_its_own_pool_down(make_pool, backend):
     assert final.timed_out == 1 and reports and reports[0].timed_out == 1
 
 
+@pytest.mark.parametrize("backend", ["thread", *MANAGED])
+def test_a_callback_run_by_the_shutdown_may_call_shutdown(make_pool, backend):
+    # Cancelling a running job runs its callbacks in the thread that cancels: here the
+    # shutdown's own thread, which holds the shutdown. A blocking shutdown() there
+    # waited for itself for ever.
+    pool = make_pool(backend, workers=1)
+    inner: list[pools.ShutdownReport] = []
+    outer: list[pools.ShutdownReport] = []
+    with Gate() as gate:
+        latch = jobs.Latch()
+        job = pool.submit(job_for(pool, jobs.hold), gate, latch)
+        assert latch.wait(1, T)
+        job.add_done_callback(lambda j: inner.append(pool.shutdown()))
+        closer = threading.Thread(target=lambda: outer.append(pool.shutdown(timeout=0)), daemon=True)
+        closer.start()
+        closer.join(T)
+        gate.open()
+        latch.close()
+    assert not closer.is_alive(), "a callback calling shutdown() from inside the shutdown hung it"
+    assert job.cancelled()
+    assert inner and not inner[0].complete  # the shutdown it was called from was not over
+    assert outer and outer[0].complete and outer[0].killed == (job.job_id,)
+
+
 def test_a_callback_may_shut_the_pool_down_while_others_wait_behind_it(make_pool):
     # The callbacks queued behind it can only run on the same thread, after it:
     # its shutdown() must not wait for them.

@@ -462,3 +462,95 @@ def test_a_job_sent_ahead_that_its_worker_began_is_not_cancelled_as_waiting(how)
     pool.shutdown()
     s = pool.stats()
     assert (s.succeeded, s.cancelled, s.crashed) == (2, 0, 0), s
+
+
+def _stop_lines(*starts):
+    """Line numbers in ProcessBackend.stop of the statements that begin with ``starts``."""
+    import inspect
+
+    from pools.process import ProcessBackend
+
+    lines, first = inspect.getsourcelines(ProcessBackend.stop)
+    found = [first + i for i, line in enumerate(lines) if line.strip().startswith(starts)]
+    assert found, starts
+    return found
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "self._manager.join(",
+        "w.conn.send_bytes(_STOP)",
+        "w.process.join(max(",
+        "w.conn.close()",
+        "os.close(self._wake_w)",
+    ],
+)
+def test_a_shutdown_interrupted_inside_stop_is_finished_by_the_next_one(make_pool, where):
+    # Ctrl-C can land on any line of the backend's stop(): the next shutdown (the exit
+    # hook's) must finish the job, reaping every worker once and raising nothing.
+    import sys
+
+    from pools._compiled import compiled_modules
+    from pools.process import ProcessBackend
+
+    if "process" in compiled_modules():
+        pytest.skip("compiled: its lines cannot be traced (the pure pass runs this test)")
+    pool = make_pool("process", workers=3)  # two held jobs (their workers killed), one idle worker
+    latch = jobs.Latch()
+    held = [pool.submit(jobs.until_stopped, latch, os.devnull, 3600, True) for _ in range(2)]
+    assert latch.wait(2, T)
+    pids = [w.process.pid for w in pool.impl._workers if w is not None]
+    assert len(pids) == 3
+    target, lines = ProcessBackend.stop.__code__, set(_stop_lines(where))
+
+    def tracer(frame, event, arg):
+        if frame.f_code is not target:
+            return None
+
+        def line(frame, event, arg):
+            if event == "line" and frame.f_lineno in lines:
+                lines.clear()  # once
+                raise KeyboardInterrupt
+            return line
+
+        return line
+
+    sys.settrace(tracer)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            pool.shutdown(timeout=0)
+    finally:
+        sys.settrace(None)
+    assert not lines, f"the shutdown never reached {where!r}"
+    report = pool.shutdown()  # what the exit hook does; no timeout: the interrupt's "at once" stands
+    assert report.complete and set(report.killed) == {j.job_id for j in held}
+    assert all(wait_process_gone(pid, T) for pid in pids)
+    latch.close()
+
+
+@pytest.mark.parametrize("method", ["spawn", "fork"])
+def test_workers_outlive_the_thread_that_started_the_pool(make_pool, method):
+    # The kernel's parent-death signal comes when the *thread* that started a child
+    # ends: workers watching for it died with a short-lived thread that started the pool.
+    box = {}
+
+    def starter():
+        pool = box["pool"] = make_pool("process", workers=2, start_method=method).start()
+        box["pids"] = {w.process.pid for w in pool.impl._workers if w is not None}
+
+    thread = threading.Thread(target=starter)
+    thread.start()
+    thread.join(T)
+    pool, pids = box["pool"], box["pids"]
+    assert len(pids) == 2
+    with jobs.Gate() as gate:  # both workers take a job: each has lived past the thread's end
+        latch = jobs.Latch()
+        held = [pool.submit(jobs.hold, gate, latch, i) for i in range(2)]
+        assert latch.wait(2, T)
+        gate.open()
+        assert [j.result(T) for j in held] == [0, 1]
+        latch.close()
+    assert {w.process.pid for w in pool.impl._workers if w is not None} == pids
+    assert all(process_alive(pid) for pid in pids)
+    assert pool.stats().crashed == 0

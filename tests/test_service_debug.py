@@ -22,11 +22,19 @@ def _py_spy_cannot_attach() -> str | None:
     """Why py-spy cannot profile a child of this process here, or None."""
     if PY_SPY is None:
         return "py-spy is not installed (pip install 'poolbench[debug]')"
-    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; print('up', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     try:
+        # Only once the child runs its program: py-spy fails on an interpreter still
+        # starting up ("int_traces"), which said nothing about ptrace and skipped the tests.
+        child.stdout.readline()
         r = subprocess.run([PY_SPY, "dump", "--pid", str(child.pid)], capture_output=True, text=True, timeout=30)
     finally:
         child.stdin.close()
+        child.stdout.close()
         child.wait(10)
     if r.returncode != 0:
         return f"py-spy cannot attach to a process here (ptrace denied?): {(r.stderr or r.stdout).strip()[-200:]}"

@@ -24,29 +24,34 @@ PROGRAM = textwrap.dedent(
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     from pools.testing import jobs
 
-    backend, presses = sys.argv[1], int(sys.argv[2])
+    backend, mode = sys.argv[1], sys.argv[2]
+    if mode == "in-exit":  # Ctrl-C once `with` waits for the jobs: "ready" comes from there
+        from pools.lowlevel import set_race_hook
+
+        set_race_hook(lambda point: point == "shutdown" and print("ready", flush=True))
     latch, marker = jobs.Latch(), os.path.join(tempfile.mkdtemp(), "kept-running")
     with pools.create_pool(backend, workers=4) as pool:
         # Hour-long jobs that ignore their context: only a kill (process), a cancelled
         # task (asyncio) or abandonment (threads, Dask) ends them.
         stubborn = jobs.job_for(pool, jobs.until_stopped)
         held = [pool.submit(stubborn, latch, marker, 3600, True) for _ in range(3)]
-        if presses == 2:
+        if mode == "twice":
             # Ctrl-C again in the middle of the first one's shutdown: when it cancels
             # this job, whose callback runs in the thread that cancels.
             held[0].add_done_callback(lambda _: os.kill(os.getpid(), signal.SIGINT))
         if not latch.wait(3, timeout=60):
             sys.exit("the held jobs did not start")
-        print("ready", flush=True)
-        held[0].result()  # Ctrl-C lands here
+        if mode != "in-exit":
+            print("ready", flush=True)
+            held[0].result()  # Ctrl-C lands here
     """
 )
 
 
-def _start(backend, presses=1):
+def _start(backend, mode="once"):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
-        [sys.executable, "-c", PROGRAM, backend, str(presses)],
+        [sys.executable, "-c", PROGRAM, backend, mode],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -67,59 +72,72 @@ def program(request):
     and reaped at the end."""
     started = []
 
-    def start(backend, presses=1):
-        proc, below = _start(backend, presses)
+    def start(backend, mode="once"):
+        proc, below = _start(backend, mode)
         started.append((proc, below))
+        if backend == "process":  # 4 workers, the fork server (and perhaps the resource tracker)
+            assert len(below) >= 5, f"the program started too few processes: {sorted(below)}"
         return proc, below
 
     yield start
     for proc, below in started:
         if proc.poll() is None:
             proc.kill()
+        _kill_left(below)  # before reading the pipes, which a live worker holds open
         proc.communicate(timeout=30)
-        for pid in below:
-            if not wait_process_gone(pid, 0):
-                os.kill(pid, signal.SIGKILL)
 
 
-def _assert_all_gone(below, what):
-    left = [pid for pid in sorted(below) if not wait_process_gone(pid, 10.0)]
-    assert not left, f"{what}: {len(left)} of its {len(below)} processes outlived it ({left})"
+def _kill_left(below):
+    left = [pid for pid in sorted(below) if not wait_process_gone(pid, 0)]
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return left
 
 
-@pytest.mark.parametrize("presses", [1, 2], ids=["ctrl-c", "ctrl-c-twice"])
-@pytest.mark.parametrize("backend", pools.available_backends())
-def test_ctrl_c_ends_the_program_promptly(backend, presses, program):
-    proc, below = program(backend, presses)
-    if backend == "process":
-        assert below, "the program started no worker process"
-    proc.send_signal(signal.SIGINT)
+def _ended(proc, below, what):
+    """Wait for the program and what it started to end; kill what is left (before
+    reading the pipes, which a live worker holds open) and fail naming it."""
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-        pytest.fail(f"Ctrl-C ({presses}x) did not end a program using the {backend} backend within 20 s")
+        _kill_left(below)
+        pytest.fail(f"{what} did not end the program within 20 s")
+    for pid in below:
+        wait_process_gone(pid, 10.0)
+    left = _kill_left(below)
     _, err = proc.communicate(timeout=30)
+    assert not left, f"{what}: {len(left)} of its {len(below)} processes outlived it ({left})\n{err}"
+    return err
+
+
+@pytest.mark.parametrize("mode", ["once", "twice", "in-exit"])
+@pytest.mark.parametrize("backend", pools.available_backends())
+def test_ctrl_c_ends_the_program_promptly(backend, mode, program):
+    # once: in the `with` block; twice: again while the shutdown it began runs; in-exit:
+    # once `with` waits for the running jobs.
+    proc, below = program(backend, mode)
+    proc.send_signal(signal.SIGINT)
+    err = _ended(proc, below, f"Ctrl-C ({mode}) on the {backend} backend")
     assert proc.returncode != 0 and "KeyboardInterrupt" in err
     # Nothing but the interrupt: no error from a shutdown that an interrupt cut short
     # and that the exit hook finished.
     others = [line for line in err.splitlines() if line and not line[0].isspace() and "KeyboardInterrupt" not in line]
     assert [line for line in others if not line.startswith(("Traceback", "During handling"))] == [], err
-    _assert_all_gone(below, "Ctrl-C")
 
 
 @pytest.mark.parametrize("backend", pools.available_backends())
 def test_sigterm_ends_the_program_and_its_workers(backend, program):
-    proc, below = program(backend)
-    if backend == "process":
-        assert below, "the program started no worker process"
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=20) == -signal.SIGTERM
-    proc.communicate(timeout=30)
     # A worker running a job that ignores its context dies with the program too,
     # whether its parent is the program or (forkserver) the fork server.
-    _assert_all_gone(below, "the program killed by SIGTERM")
+    proc, below = program(backend)
+    proc.send_signal(signal.SIGTERM)
+    _ended(proc, below, f"SIGTERM on the {backend} backend")
+    assert proc.returncode == -signal.SIGTERM
 
 
 def test_exit_without_shutdown_still_finishes_the_jobs(tmp_path):

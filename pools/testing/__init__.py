@@ -1,7 +1,8 @@
 """Testing tools for pools and for code that uses them.
 
 - The leak checker: ``with pools.testing.no_leaks(): ...`` or ``snapshot()`` then
-  ``check_leaks(before)``; raises :class:`pools.Leaked`.
+  ``check_leaks(before)``; raises :class:`pools.Leaked`. ``descendants(pid)`` and
+  ``wait_process_gone(pid, timeout)`` for the processes of a program a test starts.
 - The conformance kit: ``pools.testing.conformance.PoolConformance``, one test
   class that every backend must pass. A new backend passes it with one class::
 
