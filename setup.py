@@ -43,10 +43,13 @@ def _extensions() -> list:
             "embedsignature": True,
         },
     }
+    # Translated by several processes where they fork (Linux): where they would be
+    # spawned, each would run this script again.
+    nthreads = CORES if CORES > 1 and sys.platform.startswith("linux") else 0
     try:
         try:
-            return cythonize(sources, nthreads=CORES if CORES > 1 else 0, **options)
-        except Exception:  # noqa: BLE001 - no process pool here (a sandbox): one at a time
+            return cythonize(sources, nthreads=nthreads, **options)
+        except (OSError, ImportError):  # no process pool here (a sandbox): one at a time
             return cythonize(sources, **options)
     except Exception as err:  # noqa: BLE001 - any failure falls back to pure Python
         _note(f"Cython could not translate the sources: {err}")

@@ -884,6 +884,7 @@ class ProcessBackend(Backend):
         with self._lock:
             self._stopping = True
             if self._pipe_closed:
+                self._close_wake_pipe()  # what an interrupt left open
                 return 0
             self.wake_locked()
         grace = 5.0 if deadline is None else max(0.0, deadline - time.monotonic())
@@ -908,8 +909,12 @@ class ProcessBackend(Backend):
             w.process.close()
         with self._lock:
             self._pipe_closed = True
-        try:
-            os.close(self._wake_r)
-        finally:
-            os.close(self._wake_w)
+        self._close_wake_pipe()
         return 0
+
+    def _close_wake_pipe(self) -> None:
+        """Close the wake-up pipe's two ends, each once (-1 once closed)."""
+        ends, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), -1, -1
+        for fd in ends:
+            if fd >= 0:
+                os.close(fd)
