@@ -504,13 +504,14 @@ def test_a_shutdown_interrupted_inside_stop_is_finished_by_the_next_one(make_poo
     assert len(pids) == 3
     target, lines = ProcessBackend.stop.__code__, set(_stop_lines(where))
 
-    # Coverage traces through sys.settrace on 3.11: other frames are handed to it, and
-    # it is put back afterwards, or the rest of this process's tests go unmeasured.
+    # Coverage traces through sys.settrace on 3.11: it is put back afterwards, or the
+    # rest of this process's tests would go unmeasured. (Handed other frames meanwhile,
+    # it would put itself back at once, in place of this tracer.)
     previous = sys.gettrace()
 
     def tracer(frame, event, arg):
         if frame.f_code is not target:
-            return previous(frame, event, arg) if previous is not None else None
+            return None
 
         def line(frame, event, arg):
             if event == "line" and frame.f_lineno in lines:
