@@ -301,9 +301,7 @@ class Pool:
         self._callbacks_deadline: float | None = None  # set by shutdown: how long they may still take
         self._shutdown_lock = threading.Lock()
         self._report: ShutdownReport | None = None
-        # What a shutdown that did not finish asked for (the earliest deadline, the
-        # cancel of waiting jobs): a later one keeps it (see _shut_down).
-        self._asked: tuple[float | None, bool] | None = None
+        self._stop_now = False  # a shutdown was interrupted: the next one stops everything at once
         self._shutting_down_on: int | None = None  # the thread running a shutdown, if one is
         self._closer: threading.Thread | None = None
         self._workers_started = False
@@ -1293,7 +1291,7 @@ class Pool:
                     # Ctrl-C (or SystemExit) cut this shutdown short: what finishes it
                     # (the exit hook's, say) stops everything at once, or the interrupt
                     # would end in a wait for every job.
-                    self._asked = (time.monotonic(), True)
+                    self._stop_now = True
                 raise
             finally:
                 self._shutting_down_on = None
@@ -1301,14 +1299,10 @@ class Pool:
     def _shut_down_locked(self, timeout: float | None, cancel_pending: bool) -> ShutdownReport:
         if self._report is not None:
             return self._report
+        if self._stop_now:
+            timeout, cancel_pending = 0.0, True
         t0 = time.monotonic()
         deadline = None if timeout is None else t0 + timeout
-        if self._asked is not None:  # an earlier one did not finish: keep what it asked for
-            earlier, cancelled = self._asked
-            if earlier is not None and (deadline is None or earlier < deadline):
-                deadline = earlier
-            cancel_pending = cancel_pending or cancelled
-        self._asked = (deadline, cancel_pending)
         with self._lock:
             self._close_intake_locked()
             never_started = not self._workers_started
