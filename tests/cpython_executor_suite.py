@@ -1,8 +1,9 @@
 """Runs CPython's own executor test suite (``Lib/test/test_concurrent_futures.py``)
 against ``pools.Executor``; ``tests/test_executor.py`` starts it in a subprocess.
 
-Usage: ``python tests/cpython_executor_suite.py SUITE_DIR SUMMARY.json [thread|process]``
-(the classes of one executor only: the test runs the two halves at once) where ``SUITE_DIR`` holds
+Usage: ``python tests/cpython_executor_suite.py SUITE_DIR SUMMARY.json [I/N]``
+(``I/N``: every N-th test from the I-th, 0-based: the test runs N such shards at once,
+as the suite mostly sleeps) where ``SUITE_DIR`` holds
 the ``test`` package of the running Python's version (Debian:
 ``/usr/lib/python3.11``, package ``libpython3.11-testsuite``). Only that package
 is put on the path (through a directory holding a link to it): the rest of the
@@ -106,7 +107,7 @@ for _name in [
 ]:
     NOT_APPLICABLE[("ProcessPoolForkserverExecutorDeadlockTest", _name)] = _CRASH
 
-#: the suite's test classes that run, to bound the run time (about 35 s each half): every
+#: the suite's test classes that run, to bound the run time (about 65 s of tests in all): every
 #: thread-pool class; of the process-pool ones (forkserver), those about the executor
 #: itself. Left out: the process variants of WaitTest and AsCompletedTest (they test
 #: concurrent.futures.wait and as_completed over futures, which the thread variants
@@ -183,7 +184,7 @@ if __name__ == "__mp_main__":
         pass
 
 
-def main(suite_dir: str, summary_path: str, only: str | None = None) -> int:
+def main(suite_dir: str, summary_path: str, shard_of: str | None = None) -> int:
     sys.path.insert(0, _link_suite(suite_dir))
     # The forkserver and spawned workers import the suite's module too (its job
     # functions are pickled by reference): they inherit this path.
@@ -200,19 +201,15 @@ def main(suite_dir: str, summary_path: str, only: str | None = None) -> int:
     missing = sorted(set(CLASSES) - set(vars(suite)))
     if missing:
         raise SystemExit(f"the suite at {suite_dir} has no {', '.join(missing)}: another version?")
-    prefix = {None: "", "thread": "ThreadPool", "process": "ProcessPool"}[only]
-    for name in CLASSES:
-        if not name.startswith(prefix):
-            continue
+    shard, shards = (int(n) for n in (shard_of or "0/1").split("/"))
+    every = [(name, test_name) for name in CLASSES for test_name in loader.getTestCaseNames(getattr(suite, name))]
+    for name, test_name in every[shard::shards]:  # still grouped by class: each class set up once
         cls = getattr(suite, name)
-        if name not in CLASSES:
-            continue
-        for test_name in loader.getTestCaseNames(cls):
-            why = NOT_APPLICABLE.get((name, test_name)) or NOT_APPLICABLE.get(("*", test_name))
-            if why is not None:
-                not_applicable[f"{name}.{test_name}"] = why
-                setattr(cls, test_name, unittest.skip(f"not applicable: {why}")(getattr(cls, test_name)))
-        tests.addTests(loader.loadTestsFromTestCase(cls))
+        why = NOT_APPLICABLE.get((name, test_name)) or NOT_APPLICABLE.get(("*", test_name))
+        if why is not None:
+            not_applicable[f"{name}.{test_name}"] = why
+            setattr(cls, test_name, unittest.skip(f"not applicable: {why}")(getattr(cls, test_name)))
+        tests.addTest(cls(test_name))
 
     result = unittest.TextTestRunner(stream=sys.stderr, verbosity=2, resultclass=_TimedResult).run(tests)
     skipped_by_suite = {t.id(): why for t, why in result.skipped if not why.startswith("not applicable: ")}

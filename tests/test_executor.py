@@ -200,17 +200,17 @@ def test_cpythons_executor_suite_passes_against_pools_executor(tmp_path):
     finally:
         sys.path.remove(str(HERE))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
-    # The thread and process halves at once: mostly sleeps (about 35 s each).
+    # Four shards at once: the suite mostly sleeps (about 65 s in all).
     procs = {}
-    for half in ("thread", "process"):
-        with open(tmp_path / f"{half}.log", "w") as log:
-            procs[half] = subprocess.Popen(
+    for shard in [f"{i}-4" for i in range(4)]:
+        with open(tmp_path / f"{shard}.log", "w") as log:
+            procs[shard] = subprocess.Popen(
                 [
                     sys.executable,
                     str(HERE / "cpython_executor_suite.py"),
                     SUITE_DIR,
-                    str(tmp_path / f"{half}.json"),
-                    half,
+                    str(tmp_path / f"{shard}.json"),
+                    shard.replace("-", "/"),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -224,9 +224,9 @@ def test_cpythons_executor_suite_passes_against_pools_executor(tmp_path):
             proc.kill()
             proc.wait()
     summary: dict = {"ran": 0, "passed": 0, "failed": [], "not_applicable": {}, "skipped_by_suite": {}}
-    for half, proc in procs.items():
-        path, log_text = tmp_path / f"{half}.json", (tmp_path / f"{half}.log").read_text()
-        assert path.exists(), f"no summary from the {half} half (exit code {proc.returncode}):\n{log_text[-6000:]}"
+    for shard, proc in procs.items():
+        path, log_text = tmp_path / f"{shard}.json", (tmp_path / f"{shard}.log").read_text()
+        assert path.exists(), f"no summary from shard {shard} (exit code {proc.returncode}):\n{log_text[-6000:]}"
         part = json.loads(path.read_text())
         assert part["failed"] == [], log_text[-8000:]
         for key in ("ran", "passed"):
