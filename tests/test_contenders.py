@@ -8,6 +8,8 @@ import math
 import subprocess
 import sys
 
+import pytest
+
 from scenarios import spec, store
 from scenarios.implementations import resolve
 
@@ -29,6 +31,7 @@ def _positive(x):
     return isinstance(x, float) and math.isfinite(x) and x > 0
 
 
+@pytest.mark.usefixtures("harness_as_users_run")
 def test_contenders_is_a_preset_of_run_every_implementation_measured_and_targets_checked(tmp_path):
     out, df = _run(tmp_path, "--cases", "noop", "latency", "memory", "--no-report")
     preset = spec.builtin("contenders")

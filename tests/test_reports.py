@@ -15,6 +15,7 @@ import statistics
 from html.parser import HTMLParser
 
 import pytest
+from conftest import as_users_run
 
 from reports import ReportError, write_comparison, write_report
 from reports.browser import BrowserError, check_page, find_chromium
@@ -48,7 +49,8 @@ def tiny_scenarios() -> list[spec.Scenario]:
 def tiny_run(tmp_path_factory):
     """(db, run_id) of a real run of the tiny scenarios, 2 repeats."""
     db = str(tmp_path_factory.mktemp("run") / "poolbench.db")
-    run_id = runner.run(runner.RunOptions(scenarios=tiny_scenarios(), repeats=2, db=db))
+    with as_users_run():
+        run_id = runner.run(runner.RunOptions(scenarios=tiny_scenarios(), repeats=2, db=db))
     return db, run_id
 
 

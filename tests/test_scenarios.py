@@ -34,6 +34,7 @@ def test_open_loop_rate_is_a_multiple_of_capacity():
     assert BUILTIN["noop"].rate_per_s() is None
 
 
+@pytest.mark.usefixtures("harness_as_users_run")
 def test_runner_end_to_end_into_sqlite(tmp_path):
     db = str(tmp_path / "r.db")
     tiny = BUILTIN["io"].changed(name="tiny_io", jobs=60, quick={})

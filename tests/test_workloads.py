@@ -91,7 +91,7 @@ workers = [1, 2]
 
 
 @pytest.fixture
-def project(tmp_path, request):
+def project(tmp_path, request, harness_as_users_run):
     """A directory holding the user's module (a name of its own per test, so that no
     import is shared between tests) and the environment of a run from it."""
     module = f"userjobs_{request.node.name.split('[')[0][5:]}"[:60]
