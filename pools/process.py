@@ -60,7 +60,6 @@ import pickle
 import select
 import signal
 import struct
-import sys
 import threading
 import time
 import weakref
@@ -118,28 +117,6 @@ def describe_exit(exitcode: int | None) -> tuple[str | None, str]:
         f"the worker exited with code {exitcode}: the job (or a native library it called) "
         "ended the process, e.g. with os._exit()"
     )
-
-
-def _forkserver_preload() -> list[str]:
-    """The modules a fork server imports before it forks a worker.
-
-    Each worker runs the main module again (as ``__mp_main__``, as under spawn). The
-    fork server is asked to preload ``"__main__"`` for that, but Python 3.11's never
-    does (it looks for a ``main_path`` that nothing passes it), so every worker
-    imported the program's modules afresh: a second of start-up a worker for a
-    ``python -m`` program that imports pandas or pydantic. Such a program's main
-    module is named by its spec, and imported by that name (``__name__`` is then not
-    ``"__main__"``: its guarded part does not run), the worker's second run finds its
-    imports done. A program run as a script has no such name and is left as it was.
-    (CPython gh-126631 fixes the server's own preload in later versions.)"""
-    main = sys.modules.get("__main__")
-    name = getattr(getattr(main, "__spec__", None), "name", None)
-    # "pkg.__main__" (python -m pkg) is never run again in a worker: nothing to gain
-    named = [name] if name and name != "__main__" and not name.endswith(".__main__") else []
-    return [*_PRELOAD[:1], *named, *_PRELOAD[1:]]
-
-
-_PRELOAD = ("__main__", "pools._process_worker")
 
 
 def _default_start_method() -> str:
@@ -385,9 +362,8 @@ class ProcessBackend(Backend):
 
     def start(self) -> None:
         if self.start_method == "forkserver":
-            # Import the worker loop, and the main module with what it imports, once in
-            # the server, not in every new worker.
-            self._mp.set_forkserver_preload(_forkserver_preload())
+            # Import the worker loop once in the server, not in every new worker.
+            self._mp.set_forkserver_preload(["__main__", "pools._process_worker"])
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._wake_pending = False
@@ -457,30 +433,9 @@ class ProcessBackend(Backend):
             name=f"{self.dispatcher.name}-worker",
             daemon=True,
         )
-        try:
-            process.start()
-        except EOFError:
-            if self.start_method != "forkserver" or len(_forkserver_preload()) == len(_PRELOAD):
-                raise
-            self._start_on_a_plain_fork_server(process)
+        process.start()
         child_conn.close()
         return _Worker(process, parent_conn, lock, states, starts, ends, rss)
-
-    def _start_on_a_plain_fork_server(self, process: BaseProcess) -> None:
-        """The fork server died as it started: importing the main module there raised
-        (``_forkserver_preload``). Another one starts without it; each worker then
-        imports the main module itself, and fails as a worker, with the reason."""
-        self._mp.set_forkserver_preload(list(_PRELOAD))
-        deadline = time.monotonic() + 10.0
-        while True:
-            try:
-                process.start()
-                return
-            except (EOFError, ConnectionRefusedError):
-                # the dead server has not exited yet: a new one starts once it has
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
 
     def _live(self) -> list[_Worker]:
         """The workers that count toward the size: not retiring."""

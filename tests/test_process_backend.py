@@ -4,8 +4,6 @@ import functools
 import gc
 import os
 import pickle
-import subprocess
-import sys
 import threading
 import time
 import weakref
@@ -562,74 +560,3 @@ def test_workers_outlive_the_thread_that_started_the_pool(make_pool, method):
     assert {w.process.pid for w in pool.impl._workers if w is not None} == pids
     assert all(process_alive(pid) for pid in pids)
     assert pool.stats().crashed == 0
-
-
-_MAIN = """
-import os
-import sys
-
-import heavy  # noqa: F401  (writes the pid of every process that imports it)
-import pools
-from pools.testing import jobs
-
-
-def pid():
-    return os.getpid()
-
-
-if __name__ == "__main__":
-    with pools.create_pool("process", workers=3) as pool, jobs.Gate() as gate:
-        latch = jobs.Latch()  # three jobs at once: on three workers, each started and prepared
-        held = [pool.submit(jobs.hold, gate, latch, i) for i in range(3)]
-        assert latch.wait(3, 60)
-        gate.open()
-        assert [j.result(60) for j in held] == [0, 1, 2]
-        latch.close()
-        workers = {w.process.pid for w in pool.impl._workers if w is not None}
-        assert len(workers) == 3
-        print(" ".join(map(str, sorted(workers))))
-"""
-
-
-def _run_module(tmp_path, main: str) -> subprocess.CompletedProcess:
-    """``python -m prog.app`` with ``main`` as prog/app.py."""
-    (tmp_path / "prog").mkdir()
-    (tmp_path / "prog" / "__init__.py").write_text("")
-    (tmp_path / "prog" / "app.py").write_text(main)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run(
-        [sys.executable, "-m", "prog.app"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
-    )
-
-
-def test_a_python_m_programs_imports_are_made_once_in_the_fork_server_not_in_each_worker(tmp_path):
-    # Each worker runs the main module again (as __mp_main__). Python 3.11's fork server
-    # never preloads "__main__", so every worker imported the program's modules anew.
-    log = tmp_path / "imported.txt"
-    (tmp_path / "heavy.py").write_text(
-        f"import os\nwith open({str(log)!r}, 'a') as f:\n    f.write(f'{{os.getpid()}}\\n')\n"
-    )
-    done = _run_module(tmp_path, _MAIN)
-    assert done.returncode == 0, done.stderr[-3000:]
-    workers = set(map(int, done.stdout.split()))
-    importers = [int(line) for line in log.read_text().split()]
-    assert len(workers) == 3
-    assert not workers & set(importers), (workers, importers)
-    assert len(importers) == len(set(importers)) == 2  # the program, then its fork server
-
-
-def test_a_main_module_that_fails_to_import_in_the_fork_server_fails_the_pool_with_the_reason(tmp_path):
-    # The fork server dies as it preloads it; another starts without it, and the
-    # workers' own import of the main module fails as it always did: with our message.
-    main = (
-        "import pools\n"
-        "if __name__ != '__main__':\n"
-        "    raise RuntimeError('not importable outside __main__')\n"
-        "with pools.create_pool('process', workers=2) as pool:\n"
-        "    pool.submit(abs, -3).result(60)\n"
-    )
-    done = _run_module(tmp_path, main)
-    assert done.returncode == 1
-    assert "does the main module import cleanly?" in done.stderr, done.stderr[-3000:]
-    assert "RuntimeError: not importable outside __main__" in done.stderr
-    assert "EOFError" not in done.stderr and "ConnectionRefusedError" not in done.stderr
