@@ -203,7 +203,7 @@ def main(suite_dir: str, summary_path: str, shard_of: str | None = None) -> int:
         raise SystemExit(f"the suite at {suite_dir} has no {', '.join(missing)}: another version?")
     shard, shards = (int(n) for n in (shard_of or "0/1").split("/"))
     every = [(name, test_name) for name in CLASSES for test_name in loader.getTestCaseNames(getattr(suite, name))]
-    for name, test_name in every[shard::shards]:  # still grouped by class: each class set up once
+    for name, test_name in every[shard::shards]:  # still grouped by class: each set up once a shard
         cls = getattr(suite, name)
         why = NOT_APPLICABLE.get((name, test_name)) or NOT_APPLICABLE.get(("*", test_name))
         if why is not None:

@@ -100,3 +100,17 @@ def test_the_report_table_shows_memory_per_job():
     assert cell_text({"mem_allocs": 7.125}, "mem_allocs") == "7.1"
     assert cell_text({"mem_allocs": None}, "mem_allocs") == "—"
     assert Result(jobs=1).mem_bytes_per_job is None
+
+
+def test_the_memory_experiment_accounts_for_every_waiting_job_it_did_not_run():
+    # Measured, the waiting jobs are cancelled where their futures allow it; a TaskGroup's
+    # cannot be, and its session drops those still queued when it closes: each job is
+    # counted once, as completed, failed or cancelled, never all as completed.
+    from scenarios.experiments.memory import run as run_memory
+
+    sc = spec.builtin("contenders")["contenders.memory"].changed(jobs=200, quick={})
+    for name in ("thread", "ThreadPoolExecutor", "TaskGroup"):
+        r = run_memory(Case(scenario=sc), implementations.resolve(name), 0)
+        assert r.jobs == r.completed + r.failed + r.cancelled == 200, (name, r)
+        if name != "TaskGroup":  # cancelled behind the held worker, before it is let go
+            assert r.cancelled == 200 and r.completed == 0, (name, r)

@@ -70,13 +70,21 @@ def _one_worker_held(impl: Implementation, n: int) -> Iterator[Session]:
             gate.open()
 
 
-def _cancel(futures: list[Any]) -> int:
+def _cancel(futures: list[Any]) -> None:
     """Measured: the waiting jobs need not run. Those that can be cancelled are (a
     ``ProcessPoolExecutor`` would otherwise run 100k of them before it closes); the
-    rest (implementations whose futures cannot be cancelled) run. Returns how many
-    were cancelled."""
-    # the last submitted first: the furthest from a worker
-    return sum(fut.cancel() for fut in reversed(futures))
+    others run as their session closes, or are dropped by it (a TaskGroup's consumers
+    are cancelled with the jobs still on their queue)."""
+    for fut in reversed(futures):  # the last submitted first: the furthest from a worker
+        fut.cancel()
+
+
+def _outcomes(futures: list[Any]) -> tuple[int, int]:
+    """(completed, failed) of the jobs, once their session closed; the rest were
+    cancelled or dropped (counted as cancelled)."""
+    ended = [f for f in futures if f.done() and not f.cancelled()]
+    failed = sum(f.exception() is not None for f in ended)
+    return len(ended) - failed, failed
 
 
 def _short(path: str) -> str:
@@ -109,7 +117,8 @@ def run(case: Case, impl: Implementation, seed: int) -> Result:
     with _one_worker_held(impl, n) as session:
         before = submit_all(session, futures, _rss)
         extra = _rss() - before
-        cancelled = _cancel(futures)
+        _cancel(futures)
+    completed, failed = _outcomes(futures)
     m = min(n, TRACED)
     futures = [None] * m
     with _one_worker_held(impl, m) as session:
@@ -131,8 +140,9 @@ def run(case: Case, impl: Implementation, seed: int) -> Result:
     ]
     return Result(
         jobs=n,
-        completed=n - cancelled,
-        cancelled=cancelled,
+        completed=completed,
+        failed=failed,
+        cancelled=n - completed - failed,
         findings=MemoryFindings(
             waiting=n,
             extra_rss_mb=extra / 1e6,
