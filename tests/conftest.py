@@ -19,7 +19,8 @@ def as_users_run() -> Iterator[None]:
     they are built, even in `make test`'s pure pass. For the harness's end-to-end runs,
     whose measurements run in other processes: that pass measures coverage, the
     pools' own lines are covered by their own tests, and traced pure pools in every
-    measurement made those runs twice as slow."""
+    measurement made those runs twice as slow. (A process pool started in this process
+    inside would start the process-wide fork server with compiled modules: none does.)"""
     for name in _compiled.HOT:  # this process keeps the modules it runs, whichever
         importlib.import_module(f"pools.{name}")
     with pytest.MonkeyPatch.context() as monkeypatch:

@@ -49,6 +49,7 @@ __all__ = [
     "atimed",
     "cpu_and_rss",
     "memory_pass",
+    "outcome",
     "prepare",
     "run",
     "timed",
@@ -244,7 +245,8 @@ def plan(sc: Scenario, forms: list[Callable[..., Any]], argsets: list[list[tuple
     return out
 
 
-def _outcome(fut: Any) -> str:
+def outcome(fut: Any) -> str:
+    """A done future's terminal state: succeeded, failed, timed_out or cancelled."""
     status = getattr(fut, "status", None)  # our Job knows its terminal state
     if status is not None:
         return str(status)
@@ -339,7 +341,7 @@ def run(case: Case, impl: Implementation, seed: int) -> Result:
     for i, fut in enumerate(futures):
         if fut is None:
             continue
-        state = _outcome(fut)
+        state = outcome(fut)
         counts[state] = counts.get(state, 0) + 1
         if state != "succeeded":
             if first_error is None and state == "failed":

@@ -8,6 +8,7 @@ import gc
 import linecache
 import os
 import tracemalloc
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,8 +21,9 @@ from ..result import Result
 from ..spec import Case
 from ..workload import resolve_mix
 from . import Experiment
+from .load import outcome
 
-__all__ = ["EXPERIMENT", "MemoryFindings"]
+__all__ = ["EXPERIMENT", "MemoryFindings", "outcomes"]
 
 TRACED = 20_000  # jobs submitted under tracemalloc (it slows every allocation)
 ARMED_TIMEOUT = 60.0
@@ -79,12 +81,11 @@ def _cancel(futures: list[Any]) -> None:
         fut.cancel()
 
 
-def _outcomes(futures: list[Any]) -> tuple[int, int]:
-    """(completed, failed) of the jobs, once their session closed; the rest were
-    cancelled or dropped (counted as cancelled)."""
-    ended = [f for f in futures if f.done() and not f.cancelled()]
-    failed = sum(f.exception() is not None for f in ended)
-    return len(ended) - failed, failed
+def outcomes(futures: list[Any]) -> Counter[str]:
+    """What became of the jobs once their session closed (``load.outcome``); a job that
+    its session dropped, never done (a TaskGroup's queue at its close), counts as
+    cancelled."""
+    return Counter(outcome(f) if f.done() else "cancelled" for f in futures)
 
 
 def _short(path: str) -> str:
@@ -118,7 +119,7 @@ def run(case: Case, impl: Implementation, seed: int) -> Result:
         before = submit_all(session, futures, _rss)
         extra = _rss() - before
         _cancel(futures)
-    completed, failed = _outcomes(futures)
+    ended = outcomes(futures)
     m = min(n, TRACED)
     futures = [None] * m
     with _one_worker_held(impl, m) as session:
@@ -140,9 +141,10 @@ def run(case: Case, impl: Implementation, seed: int) -> Result:
     ]
     return Result(
         jobs=n,
-        completed=completed,
-        failed=failed,
-        cancelled=n - completed - failed,
+        completed=ended["succeeded"],
+        failed=ended["failed"],
+        timed_out=ended["timed_out"],
+        cancelled=ended["cancelled"],
         findings=MemoryFindings(
             waiting=n,
             extra_rss_mb=extra / 1e6,
