@@ -134,6 +134,19 @@ PREFETCH = 16
 #: 5 ms of work by the recent run times: enough to hide the round trip to the manager,
 #: and no more, since the end of a run waits for the longest backlog (16 no-ops, but
 #: 5 jobs of 1 ms)
+def _preload_in_fork_server(mp: Any, module: str) -> None:
+    """Have the fork server import ``module`` once, not every new worker, and keep
+    the modules the program asked it to preload (``set_forkserver_preload``, a
+    process-wide list that replacing would undo). Only a server not yet started
+    reads the list."""
+    from multiprocessing import forkserver
+
+    # No public getter: the list lives on the process-wide server object (3.11+).
+    asked = list(getattr(forkserver._forkserver, "_preload_modules", None) or ["__main__"])
+    if module not in asked:
+        mp.set_forkserver_preload([*asked, module])
+
+
 def _backlog_policy() -> Backlog:
     return Backlog(most_jobs=PREFETCH, most_bytes=32 * 1024, cover=0.005)
 
@@ -362,8 +375,7 @@ class ProcessBackend(Backend):
 
     def start(self) -> None:
         if self.start_method == "forkserver":
-            # Import the worker loop once in the server, not in every new worker.
-            self._mp.set_forkserver_preload(["__main__", "pools._process_worker"])
+            _preload_in_fork_server(self._mp, "pools._process_worker")
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._wake_pending = False

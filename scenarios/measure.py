@@ -13,6 +13,7 @@ so the user's modules are found as they were by the command that started the run
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import sys
 import time
@@ -35,12 +36,24 @@ def control_workload() -> float:
     return time.perf_counter() - start
 
 
+def _preload_harness() -> None:
+    """Have the process pools' fork server import the harness modules this process
+    has loaded, once, rather than each worker: on Python 3.11 the server never
+    preloads ``__main__`` (CPython gh-98552), so every worker ran this program's
+    imports again (pydantic among them), most of the time of a short measurement.
+    Only our own modules, whose import does nothing else; and not this one, which
+    each worker runs as ``__mp_main__`` (its imports then already loaded)."""
+    own = [m for m in list(sys.modules) if m.startswith("scenarios.") and m != "scenarios.measure"]
+    multiprocessing.set_forkserver_preload(["__main__", "scenarios", *own])
+
+
 def measure(request: dict[str, Any]) -> dict[str, Any]:
     if request.get("control"):
         return {"control_s": control_workload()}
     case = Case.from_json(request["case"])
     impl = resolve(ImplSpec.model_validate(request["implementation"]))
     experiment = experiments.get(case.scenario.experiment)
+    _preload_harness()
     if request.get("profile"):
         # A profile pass (poolbench run --profile): py-spy samples this process and its
         # workers while the experiment runs; the runner keeps the profile, not the result.

@@ -1,9 +1,13 @@
 """What only the process backend does: pickling, killing, crash storms."""
 
+import ast
 import functools
 import gc
 import os
 import pickle
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import weakref
@@ -141,6 +145,29 @@ def test_other_start_methods_work(make_pool, method):
     assert pool.submit(jobs.add, 2, 3).result(T) == 5
     with pytest.raises(pools.JobTimeout):
         pool.submit(getpid_then_sleep, 3600, timeout=0.2).result(T)
+
+
+def test_the_pool_adds_its_module_to_what_the_program_asked_the_fork_server_to_preload():
+    """``set_forkserver_preload`` sets one process-wide list: the pool adds its worker
+    loop to it rather than replacing the program's modules (it used to)."""
+    program = textwrap.dedent(
+        """
+        import multiprocessing
+        import pools
+        from worker_probes import imported
+
+        if __name__ == "__main__":
+            multiprocessing.set_forkserver_preload(["xml.dom.minidom"])
+            with pools.create_pool("process", workers=1) as pool:
+                names = ["xml.dom.minidom", "pools._process_worker", "xml.sax"]
+                print([pool.submit(imported, name).result(60) for name in names])
+        """
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(__file__), *sys.path]))
+    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=T)
+    assert out.returncode == 0, out.stderr
+    # Preloaded in the server, so every worker forked from it has them; nothing imported xml.sax.
+    assert ast.literal_eval(out.stdout.strip()) == [True, True, False]
 
 
 class RefusesToUnpickle:

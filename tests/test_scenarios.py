@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from pools.testing.jobs import Gate, Latch
-from scenarios import implementations, runner, spec, stats, store
+from scenarios import implementations, measure, runner, spec, stats, store
 from scenarios.experiments import load
 from scenarios.experiments.load import run as run_load
 from scenarios.spec import Case
@@ -74,6 +74,32 @@ def test_a_failing_measurement_is_recorded_not_fatal(tmp_path):
         {"case": {"scenario": {"name": "broken"}, "variant": ""}, "implementation": {"name": "thread"}}
     )
     assert result is None and "no workload: give at least one [[workload]] table" in err
+
+
+def test_a_measurement_has_the_fork_server_import_the_harness_once(monkeypatch):
+    """Each worker of a process pool in a measurement then forks with the harness
+    imported, instead of importing it again (3.11's fork server never preloads
+    ``__main__``)."""
+    from multiprocessing import forkserver
+
+    monkeypatch.setattr(forkserver._forkserver, "_preload_modules", ["__main__"])
+    measure._preload_harness()
+    preload = forkserver._forkserver._preload_modules
+    assert preload[:2] == ["__main__", "scenarios"]
+    assert {"scenarios.implementations", "scenarios.spec"} <= set(preload)
+    assert all(name.split(".")[0] in ("__main__", "scenarios") for name in preload)  # nothing of the user's
+    # Each worker runs the program itself as __mp_main__; preloaded, runpy would warn in each.
+    assert "scenarios.measure" not in preload
+
+
+@pytest.mark.usefixtures("harness_as_users_run")
+def test_a_process_measurement_runs_under_warnings_as_errors(monkeypatch):
+    monkeypatch.setenv("PYTHONWARNINGS", "error")  # the measurement, its fork server and workers
+    tiny = spec.builtin()["io"].changed(name="tiny_io", jobs=40, quick={})
+    cell = runner.plan(runner.RunOptions(scenarios=[tiny], implementations=("process",), repeats=1)).cells[0]
+    request = {"case": cell.case.to_json(), "implementation": cell.spec.model_dump(mode="json"), "seed": 0}
+    result, err = runner.measure_in_subprocess(request)
+    assert err is None and result is not None and result["completed"] == 40
 
 
 def test_median_ci_known_answers():

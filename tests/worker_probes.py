@@ -14,3 +14,8 @@ def imported_once_all_held(gate: Gate, latch: Latch, names: tuple[str, ...]) -> 
     latch.arrive()
     gate.wait()
     return [name in sys.modules for name in names]
+
+
+def imported(name: str) -> bool:
+    """Whether module ``name`` is imported in this worker."""
+    return name in sys.modules
