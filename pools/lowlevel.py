@@ -12,13 +12,16 @@ context (``JobContext``, ``set_current_context``, ``cancel_context``), the calla
 checks, ``mark_internal`` (a thread of the backend that settles jobs), a private
 event loop on a thread (``run_private_loop``), race mode's hook (``race_point(name)``
 marks a hand-off point of the backend's own, where ``pools.testing.race`` may
-yield or pause; ``set_race_hook`` installs a hook of your own), and
-``pools.remote``: the protocol for workers in other processes or on other machines.
+yield or pause; ``set_race_hook`` installs a hook of your own),
+``add_forkserver_preload`` (modules the fork server imports once, kept beside the
+program's own), and ``pools.remote``: the protocol for workers in other processes or
+on other machines.
 """
 
 from ._backend import Backend, Dispatcher, check_plain_callable, is_coroutine_function
 from ._callbacks import mark_internal
 from ._context import JobContext, cancel_context, reset_current_context, set_current_context
+from ._forkserver import add_forkserver_preload
 from ._job import Job
 from ._loop import run_private_loop
 from ._race import race_point, set_race_hook
@@ -36,6 +39,7 @@ __all__ = [
     "JobStatus",
     "Outcome",
     "Timer",
+    "add_forkserver_preload",
     "cancel_context",
     "check_int",
     "check_number",

@@ -69,6 +69,7 @@ from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Lock
 from typing import Any, cast
 
+from ._forkserver import add_forkserver_preload
 from ._process_worker import (
     CANCELLED,
     EXIT_MEMORY_ERROR,
@@ -129,25 +130,13 @@ def _default_start_method() -> str:
 PREFETCH = 16
 
 
-def _preload_in_fork_server(mp: Any, module: str) -> None:
-    """Have the fork server import ``module`` once, not every new worker, and keep
-    the modules the program asked it to preload (``set_forkserver_preload``, a
-    process-wide list that replacing would undo). Only a server not yet started
-    reads the list."""
-    from multiprocessing import forkserver
-
-    # No public getter: the list lives on the process-wide server object (3.11+).
-    asked = list(getattr(forkserver._forkserver, "_preload_modules", None) or ["__main__"])
-    if module not in asked:
-        mp.set_forkserver_preload([*asked, module])
-
-
 #: the backlog policy: at most 32 KiB of payload waiting in a worker's backlog (below
 #: a pipe's buffer, so that sending to a busy worker never blocks the manager), and
 #: 10 ms of work by the recent run times. Enough to hide the round trip to the manager
-#: even when the manager is late by a few ms (a busy or jittery machine: at 5 ms, with
-#: 1 ms sleeps on 8 workers, workers ran dry for 3-5 ms at the 99th percentile, and the
-#: run reached 87-91% of the ideal; at 10 ms, 92-94%); no more, since a job sent ahead
+#: even when the manager is late by a few ms (a busy or jittery machine: at 5 ms, 1 ms
+#: sleeps on 8 workers left workers dry for 3-5 ms at the 99th percentile; measured
+#: 2026-12-02, the pool alone, pure modules: 87-91% of the ideal at 5 ms, 92-94% at
+#: 10 ms; the contenders preset, compiled: 76-83% and 82-86%); no more, since a job sent ahead
 #: waits behind the ones before it, and the end of a run for the longest backlog
 #: (16 no-ops, but 10 jobs of 1 ms; an idle worker takes jobs back from it).
 def _backlog_policy() -> Backlog:
@@ -378,7 +367,7 @@ class ProcessBackend(Backend):
 
     def start(self) -> None:
         if self.start_method == "forkserver":
-            _preload_in_fork_server(self._mp, "pools._process_worker")
+            add_forkserver_preload("pools._process_worker")  # imported once, not by every worker
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._wake_pending = False

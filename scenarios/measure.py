@@ -20,6 +20,8 @@ import time
 import traceback
 from typing import Any
 
+from pools.lowlevel import add_forkserver_preload
+
 from . import experiments
 from .implementations import resolve
 from .spec import Case, ImplSpec
@@ -38,13 +40,16 @@ def control_workload() -> float:
 
 def _preload_harness() -> None:
     """Have the process pools' fork server import the harness modules this process
-    has loaded, once, rather than each worker: on Python 3.11 the server never
-    preloads ``__main__`` (CPython gh-98552), so every worker ran this program's
-    imports again (pydantic among them), most of the time of a short measurement.
-    Only our own modules, whose import does nothing else; and not this one, which
-    each worker runs as ``__mp_main__`` (its imports then already loaded)."""
-    own = [m for m in list(sys.modules) if m.startswith("scenarios.") and m != "scenarios.measure"]
-    multiprocessing.set_forkserver_preload(["__main__", "scenarios", *own])
+    has loaded, once, rather than each worker: the server never preloads the
+    ``__main__`` of a program run with ``-m`` (nor any ``__main__`` on Python up to
+    3.13.7, CPython gh-126631), so every worker ran this program's imports again
+    (pydantic among them), most of the time of a short measurement. Only our own
+    modules, whose import does nothing else, added to what the user's code asked for;
+    and not this one, which each worker runs as ``__mp_main__`` (its imports then
+    already loaded)."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        own = [m for m in list(sys.modules) if m.startswith("scenarios.") and m != "scenarios.measure"]
+        add_forkserver_preload("scenarios", *own)
 
 
 def measure(request: dict[str, Any]) -> dict[str, Any]:

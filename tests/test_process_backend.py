@@ -15,6 +15,7 @@ import weakref
 import pytest
 
 import pools
+import pools.lowlevel
 from pools.testing import jobs, process_alive, wait_process_gone
 
 T = 30.0
@@ -158,7 +159,7 @@ def test_the_pool_adds_its_module_to_what_the_program_asked_the_fork_server_to_p
 
         if __name__ == "__main__":
             multiprocessing.set_forkserver_preload(["xml.dom.minidom"])
-            with pools.create_pool("process", workers=1) as pool:
+            with pools.create_pool("process", workers=1, start_method="forkserver") as pool:
                 names = ["xml.dom.minidom", "pools._process_worker", "xml.sax"]
                 print([pool.submit(imported, name).result(60) for name in names])
         """
@@ -168,6 +169,22 @@ def test_the_pool_adds_its_module_to_what_the_program_asked_the_fork_server_to_p
     assert out.returncode == 0, out.stderr
     # Preloaded in the server, so every worker forked from it has them; nothing imported xml.sax.
     assert ast.literal_eval(out.stdout.strip()) == [True, True, False]
+
+
+@pytest.mark.parametrize(
+    ("asked", "after"),
+    [
+        (["__main__"], ["__main__", "pools._process_worker"]),  # multiprocessing's default
+        ([], ["pools._process_worker"]),  # the program's own choice: no __main__ in the server
+        (["json", "pools._process_worker"], ["json", "pools._process_worker"]),  # there already
+    ],
+)
+def test_add_forkserver_preload_keeps_what_was_asked_before(monkeypatch, asked, after):
+    from multiprocessing import forkserver
+
+    monkeypatch.setattr(forkserver._forkserver, "_preload_modules", asked)
+    pools.lowlevel.add_forkserver_preload("pools._process_worker")
+    assert forkserver._forkserver._preload_modules == after
 
 
 class RefusesToUnpickle:

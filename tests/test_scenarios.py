@@ -78,16 +78,15 @@ def test_a_failing_measurement_is_recorded_not_fatal(tmp_path):
 
 def test_a_measurement_has_the_fork_server_import_the_harness_once(monkeypatch):
     """Each worker of a process pool in a measurement then forks with the harness
-    imported, instead of importing it again (3.11's fork server never preloads
-    ``__main__``)."""
+    imported, instead of importing it again (the server never preloads the ``__main__``
+    of a ``-m`` program); what the user's code asked the server to preload stays."""
     from multiprocessing import forkserver
 
-    monkeypatch.setattr(forkserver._forkserver, "_preload_modules", ["__main__"])
+    monkeypatch.setattr(forkserver._forkserver, "_preload_modules", ["__main__", "users_own"])
     measure._preload_harness()
     preload = forkserver._forkserver._preload_modules
-    assert preload[:2] == ["__main__", "scenarios"]
-    assert {"scenarios.implementations", "scenarios.spec"} <= set(preload)
-    assert all(name.split(".")[0] in ("__main__", "scenarios") for name in preload)  # nothing of the user's
+    assert preload[:3] == ["__main__", "users_own", "scenarios"]
+    assert {"scenarios.implementations", "scenarios.spec", "scenarios.experiments"} <= set(preload)
     # Each worker runs the program itself as __mp_main__; preloaded, runpy would warn in each.
     assert "scenarios.measure" not in preload
 
