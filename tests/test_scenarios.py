@@ -222,6 +222,27 @@ def test_open_loop_latency_counts_from_the_intended_start_when_submit_blocks():
     assert result.achieved_rate < 0.5 * result.offered_rate
 
 
+def test_an_open_loop_run_with_rejected_jobs_ends_and_counts_each_job_once():
+    # The generator waits for one done-callback a job it submitted: a rejected job has
+    # none, and counts itself off, or the run would wait for it forever.
+    sc = spec.parse(
+        {
+            "name": "rejecting",
+            "workload": [{"type": "sleep", "params": {"ms": 5.0}}],
+            "jobs": 40,
+            "arrival": "fixed",
+            "load": 4.0,
+            "workers": 1,
+            "queue_size": 1,
+            "overflow": "reject",
+        },
+        "test",
+    )
+    result = run_load(Case(scenario=sc), implementations.resolve("thread"), 0)
+    assert result.rejected > 0 and result.completed > 0
+    assert result.completed + result.rejected == 40
+
+
 def test_compare_ignores_missing_values_and_zero_medians():
     c = stats.compare([1.0, 2.0, 3.0, 4.0, float("nan")], [5.0, 6.0, 7.0, 8.0, 9.0])
     assert c.p_value == c.p_value and c.a.n == 4  # the NaN was dropped before the test

@@ -447,14 +447,29 @@ class Generator:
         self.done_at = [0.0] * n
         self.futures: list[Any] = [None] * n
         self.rejected = 0
-        self.finished = threading.Semaphore(0)  # released once per job, by its done-callback
+        self.serial = sc.arrival == "serial"
+        # Serial: released by each job's done-callback, for the next submit. Else the
+        # callbacks count down and only the last one wakes the generator, so that its
+        # waiting adds no wake-up a job (and no GIL hand-off) to the process measured.
+        self.finished = threading.Semaphore(0)
+        self._left, self._left_lock, self._all_done = n, threading.Lock(), threading.Event()
         self.room = None if ours else threading.BoundedSemaphore(sc.workers + sc.queue_size)
 
     def _done(self, i: int, _fut: Any) -> None:
         self.done_at[i] = time.monotonic()
         if self.room is not None:
             self.room.release()
-        self.finished.release()
+        if self.serial:
+            self.finished.release()
+        else:
+            self._one_less()
+
+    def _one_less(self) -> None:
+        with self._left_lock:  # callbacks run on several threads at once (a contender's workers)
+            self._left -= 1
+            last = self._left == 0
+        if last:
+            self._all_done.set()
 
     def _options(self, i: int, job: Job) -> dict[str, Any]:
         if not self.ours:
@@ -470,7 +485,7 @@ class Generator:
     def submit_all(self, t0: float) -> None:
         import pools
 
-        serial = self.sc.arrival == "serial"
+        serial = self.serial
         for i, job in enumerate(self.jobs):
             if self.offsets is not None:
                 self.intended[i] = t0 + self.offsets[i]
@@ -485,6 +500,8 @@ class Generator:
                 fut = self.session.submit(self.wrapper, (job.fn, job.args), **self._options(i, job))
             except pools.QueueFull:
                 self.rejected += 1
+                if not serial:
+                    self._one_less()  # no callback will come for it
                 continue
             fut.add_done_callback(functools.partial(self._done, i))
             self.futures[i] = fut
@@ -494,10 +511,9 @@ class Generator:
     def wait_all(self) -> None:
         """Wait for the done-callbacks, not the futures: a future wakes its waiters
         before it runs its callbacks, and done_at[i] is written by the callback."""
-        if self.sc.arrival == "serial":
+        if self.serial or not self.jobs:
             return
-        for _ in range(len(self.jobs) - self.rejected):
-            self.finished.acquire()
+        self._all_done.wait()
 
 
 def note(f: LoadFindings) -> str:
