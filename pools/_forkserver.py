@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+
+_lock = threading.Lock()  # two pools starting at once: neither loses the other's module
+
 
 def add_forkserver_preload(*modules: str) -> None:
     """Have the fork server (the "forkserver" start method of ``multiprocessing``)
@@ -14,7 +18,8 @@ def add_forkserver_preload(*modules: str) -> None:
 
     # No public getter: the list lives on the process-wide server object (3.11-3.13 alike).
     server = forkserver._forkserver
-    asked = list(getattr(server, "_preload_modules", ["__main__"]))
-    missing = [name for name in modules if name not in asked]
-    if missing:
-        server.set_forkserver_preload([*asked, *missing])
+    with _lock:
+        asked = list(getattr(server, "_preload_modules", ["__main__"]))
+        missing = [name for name in modules if name not in asked]
+        if missing:
+            server.set_forkserver_preload([*asked, *missing])

@@ -223,8 +223,8 @@ def test_open_loop_latency_counts_from_the_intended_start_when_submit_blocks():
 
 
 def test_an_open_loop_run_with_rejected_jobs_ends_and_counts_each_job_once():
-    # The generator waits for one done-callback a job it submitted: a rejected job has
-    # none, and counts itself off, or the run would wait for it forever.
+    # The generator waits until every job is counted off, each by its done-callback: a
+    # rejected job has none, and counts itself off, or the run would wait forever.
     sc = spec.parse(
         {
             "name": "rejecting",
