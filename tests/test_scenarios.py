@@ -174,21 +174,15 @@ def test_before_the_clock_every_worker_has_imported_the_timing_wrapper(name):
             assert [p.result(60) for p in probes] == [[True]] * 4
 
 
+def _sleeps(name, ms, **fields):
+    """A scenario of ``ms`` ms sleeps, with the given scenario fields."""
+    return spec.parse({"name": name, "workload": [{"type": "sleep", "params": {"ms": ms}}], **fields}, "test")
+
+
 def test_open_loop_latency_on_a_saturated_pool_includes_queueing():
     # 1 worker, 5 ms jobs offered at 3x capacity: each job waits behind the earlier ones,
     # and latency counted from the intended start must show it.
-    sc = spec.parse(
-        {
-            "name": "saturated",
-            "workload": [{"type": "sleep", "params": {"ms": 5.0}}],
-            "jobs": 60,
-            "arrival": "fixed",
-            "load": 3.0,
-            "workers": 1,
-            "queue_size": 1000,
-        },
-        "test",
-    )
+    sc = _sleeps("saturated", 5.0, jobs=60, arrival="fixed", load=3.0, workers=1, queue_size=1000)
     result = run_load(Case(scenario=sc), implementations.resolve("thread"), 0)
     assert result.completed == 60
     # the last job is intended at 59/600 s but can only finish after 60 * 5 ms of work:
@@ -201,18 +195,7 @@ def test_open_loop_latency_on_a_saturated_pool_includes_queueing():
 def test_open_loop_latency_counts_from_the_intended_start_when_submit_blocks():
     # queue_size=0 and block: the generator itself is held back; without counting from
     # the intended start this queueing would vanish (coordinated omission)
-    sc = spec.parse(
-        {
-            "name": "held_back",
-            "workload": [{"type": "sleep", "params": {"ms": 5.0}}],
-            "jobs": 40,
-            "arrival": "fixed",
-            "load": 4.0,
-            "workers": 1,
-            "queue_size": 0,
-        },
-        "test",
-    )
+    sc = _sleeps("held_back", 5.0, jobs=40, arrival="fixed", load=4.0, workers=1, queue_size=0)
     result = run_load(Case(scenario=sc), implementations.resolve("thread"), 0)
     # Each job started as soon as it was accepted (a hand-off: its queue wait is the
     # worker waking up, on a loaded machine a few ms), yet late against its schedule:
@@ -225,19 +208,7 @@ def test_open_loop_latency_counts_from_the_intended_start_when_submit_blocks():
 def test_an_open_loop_run_with_rejected_jobs_ends_and_counts_each_job_once():
     # The generator waits until every job is counted off, each by its done-callback: a
     # rejected job has none, and counts itself off, or the run would wait forever.
-    sc = spec.parse(
-        {
-            "name": "rejecting",
-            "workload": [{"type": "sleep", "params": {"ms": 5.0}}],
-            "jobs": 40,
-            "arrival": "fixed",
-            "load": 4.0,
-            "workers": 1,
-            "queue_size": 1,
-            "overflow": "reject",
-        },
-        "test",
-    )
+    sc = _sleeps("rejecting", 5.0, jobs=40, arrival="fixed", load=4.0, workers=1, queue_size=1, overflow="reject")
     result = run_load(Case(scenario=sc), implementations.resolve("thread"), 0)
     assert result.rejected > 0 and result.completed > 0
     assert result.completed + result.rejected == 40
