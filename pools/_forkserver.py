@@ -13,7 +13,12 @@ def add_forkserver_preload(*modules: str) -> None:
     asked for. ``multiprocessing.set_forkserver_preload`` replaces one process-wide
     list, which the program or another library may have set; this keeps it, an
     explicit empty list included. The server reads the list when it starts: call
-    this before the first process pool of the program."""
+    this before the first process pool of the program. Where there is no fork server
+    (Windows, macOS without it), nothing to do."""
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return
     from multiprocessing import forkserver
 
     # No public getter: the list lives on the process-wide server object (3.11-3.13 alike).

@@ -13,7 +13,6 @@ so the user's modules are found as they were by the command that started the run
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import sys
 import time
@@ -47,9 +46,8 @@ def _preload_harness() -> None:
     modules, whose import does nothing else, added to what the user's code asked for;
     and not this one, which each worker runs as ``__mp_main__`` (its imports then
     already loaded)."""
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        own = [m for m in list(sys.modules) if m.startswith("scenarios.") and m != "scenarios.measure"]
-        add_forkserver_preload("scenarios", *own)
+    own = [m for m in list(sys.modules) if m.startswith("scenarios.") and m != "scenarios.measure"]
+    add_forkserver_preload("scenarios", *own)
 
 
 def measure(request: dict[str, Any]) -> dict[str, Any]:

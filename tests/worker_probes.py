@@ -13,7 +13,7 @@ def imported_once_all_held(gate: Gate, latch: Latch, names: tuple[str, ...]) -> 
     holds one of these jobs (so that each worker answers exactly once)."""
     latch.arrive()
     gate.wait()
-    return [name in sys.modules for name in names]
+    return [imported(name) for name in names]
 
 
 def imported(name: str) -> bool:
