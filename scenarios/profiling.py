@@ -132,8 +132,10 @@ def by_role(text: str, me: int) -> str:
     """py-spy's collapsed stacks with each process by its role: a child's stacks are
     ``process PARENT;process CHILD;frames``, and a forked worker has its parent's command
     line, so its pid tells it apart. Each stack becomes ``[this process];frames`` or
-    ``[child process];frames``, so that the stacks of several workers merge."""
-    marked = _PROCESS_FRAME.sub(lambda m: f"\x00{m.group(1)}\x00", text)
+    ``[child process];frames``, so that the stacks of several workers merge. A NUL in
+    the text (a frame py-spy read from a process's memory mid-change: it samples
+    without pausing the process) is dropped first: NUL marks where the pid is."""
+    marked = _PROCESS_FRAME.sub(lambda m: f"\x00{m.group(1)}\x00", text.replace("\x00", ""))
     out = []
     for line in marked.splitlines():
         if "\x00" in line:

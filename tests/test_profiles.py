@@ -48,6 +48,14 @@ def test_collapsed_stacks_by_role_merge_the_workers_and_give_the_top_frames():
     assert top[0].total_share == pytest.approx(0.6)
 
 
+def test_a_frame_read_mid_change_holding_a_nul_keeps_its_stacks_role():
+    # py-spy samples without pausing the process: a frame it read mid-change may hold
+    # any byte, NUL included, which the role marking used as its delimiter (seen: a
+    # root "[child process] (\x01:1617655200)").
+    raw = 'process 10:"python -m scenarios.measure";process 11:"python -c x";ju\x0011\x00nk (\x01:1617655200) 5\n'
+    assert parse_collapsed(by_role(raw, 10)) == Counter({("[child process]", "ju11nk (\x01:1617655200)"): 5})
+
+
 def test_flame_svg_draws_each_frame_by_its_share():
     stacks = parse_collapsed(by_role(RAW, 10))
     svg = flame_svg(stacks, "noop on process: 100 samples")
