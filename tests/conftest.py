@@ -1,8 +1,10 @@
 import contextlib
 import importlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from pools import _compiled
 
@@ -32,3 +34,21 @@ def as_users_run() -> Iterator[None]:
 def harness_as_users_run():
     with as_users_run():
         yield
+
+
+def once_for_all_workers(tmp_path_factory, worker_id: str, name: str, make: Callable[[Path], None]) -> Path:
+    """A directory that ``make(directory)`` fills once for the whole session, however
+    many xdist workers ask for it: the first makes it under a file lock, the others
+    wait and find it made (pytest-xdist's documented recipe). For expensive, read-only
+    fixtures: each worker would otherwise make its own, all at once on 2 cores."""
+    root = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        root = root.parent  # the session's directory, above every worker's own
+    directory = root / name
+    with FileLock(f"{directory}.lock"):
+        done = directory / ".made"
+        if not done.exists():
+            directory.mkdir(exist_ok=True)
+            make(directory)
+            done.touch()
+    return directory

@@ -15,7 +15,7 @@ import statistics
 from html.parser import HTMLParser
 
 import pytest
-from conftest import as_users_run
+from conftest import as_users_run, once_for_all_workers
 
 from reports import ReportError, write_comparison, write_report
 from reports.browser import BrowserError, check_page, find_chromium
@@ -46,18 +46,31 @@ def tiny_scenarios() -> list[spec.Scenario]:
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """(db, run_id) of a real run of the tiny scenarios, 2 repeats."""
-    db = str(tmp_path_factory.mktemp("run") / "poolbench.db")
-    with as_users_run():
-        run_id = runner.run(runner.RunOptions(scenarios=tiny_scenarios(), repeats=2, db=db))
-    return db, run_id
+def tiny(tmp_path_factory, worker_id):
+    """(db, run_id, report) of a real run of the tiny scenarios, 2 repeats, with the
+    report `poolbench run` writes at its end (write_report(db, run_id)): made once for
+    every xdist worker; the tests only read them."""
+
+    def make(directory):
+        db = str(directory / "poolbench.db")
+        with as_users_run():
+            run_id = runner.run(runner.RunOptions(scenarios=tiny_scenarios(), repeats=2, db=db))
+        (directory / "run.json").write_text(json.dumps([db, run_id, write_report(db, run_id)]))
+
+    made = once_for_all_workers(tmp_path_factory, worker_id, "tiny-run", make)
+    return tuple(json.loads((made / "run.json").read_text()))
 
 
 @pytest.fixture(scope="module")
-def report(tiny_run):
-    """The report `poolbench run` writes at its end: write_report(db, run_id)."""
-    return write_report(*tiny_run)
+def tiny_run(tiny):
+    """(db, run_id)"""
+    return tiny[:2]
+
+
+@pytest.fixture(scope="module")
+def report(tiny):
+    """The report's HTML file."""
+    return tiny[2]
 
 
 class PageParser(HTMLParser):
