@@ -162,6 +162,12 @@ class LazyFuture(concurrent.futures.Future[T], Generic[T]):
         callbacks = self._callbacks
         if not callbacks:
             return
+        # Ended: they are called once, here, and never again (one added from now on is
+        # called at once), so an ended future no longer holds them, nor what they hold,
+        # as asyncio's futures do not. A caller that keeps its futures (a list of
+        # results to come) would otherwise keep a callback and its list per job alive,
+        # for the garbage collector to walk again and again.
+        self._callbacks = None
         if self._loop is not None and _schedule_on(self._loop, self, callbacks):
             return
         if on_internal_thread():

@@ -12,6 +12,7 @@ import concurrent.futures._base as futures_base
 import dis
 import inspect
 import threading
+import weakref
 
 import pytest
 
@@ -130,6 +131,31 @@ def test_callbacks_added_before_the_end_run_exactly_once(pool):
     assert job.result(timeout=10) is True
     concurrent.futures.wait([job], timeout=5)
     assert sorted(calls) == [0, 1, 2]
+
+
+def test_an_ended_job_lets_go_of_its_done_callbacks():
+    # They ran once and will never run again: a job kept after its end (a list of
+    # results to come) must not keep them, nor what they hold, alive.
+    class Callback:
+        def __call__(self, job):
+            ran.append(job)
+
+    ran = []
+    gate = threading.Event()
+    with pools.create_pool("thread", workers=1) as pool:  # its threads joined on exit: no frame holds one
+        job = pool.submit(gate.wait, 10)
+        callback = Callback()
+        ref = weakref.ref(callback)
+        job.add_done_callback(callback)
+        del callback
+        gate.set()
+        assert job.result(timeout=10) is True
+    assert ran == [job]
+    assert ref() is None, "the ended job still holds its done-callback"
+    assert job.remove_done_callback(Callback) == 0  # nothing left to remove, as in asyncio
+    late = []
+    job.add_done_callback(late.append)  # ended: called at once
+    assert late == [job]
 
 
 def test_many_jobs_settle_while_other_threads_wait_on_them(pool):
