@@ -201,6 +201,34 @@ def test_a_coroutine_function_runs_where_coroutines_run_and_is_skipped_elsewhere
     )
 
 
+def test_an_executor_that_runs_jobs_inside_submit_is_measured_and_says_so(project):
+    """A synchronous executor (each job run inside submit(), as one for debugging does,
+    or benchmarks.inline, the no-op floor) has no workers to warm: the warm-up, which
+    waits for every worker to hold a job at the same time, waited there for ever. It is
+    measured, and its record says how it was prepared. The memory experiment, which
+    needs jobs waiting, says why it cannot measure it."""
+    cwd, mod, env = project
+    inline = "benchmarks.inline:InlineExecutor"
+    out = poolbench(
+        cwd,
+        env,
+        *("run", "--workload", f"{mod}:resize_both", "--args", f"{mod}:sample_args"),
+        *("--impl", inline, "--impl", "thread"),
+        *("--workers", "2", "--jobs", "20", "--repeats", "1", "--db", "r.db", "--no-report"),
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    df = store.load_measurements(str(cwd / "r.db")).set_index("implementation")
+    assert df.ok.all() and (df.completed == 20).all(), df.error.tolist()
+    assert "its jobs ran inside submit(), in the submitting thread" in df.loc[inline].findings.prepared
+    assert "every worker ran a job at once" in df.loc["thread"].findings.prepared
+    out = poolbench(
+        cwd, env, "run", "contenders.memory", "--impl", inline, "--quick", "--repeats", "1", "--db", "m.db", timeout=120
+    )
+    row = store.load_measurements(str(cwd / "m.db")).iloc[0]
+    assert row.ok == 0 and "no job ever waits" in row.error, row.error
+
+
 def test_a_measurement_past_its_time_is_killed_with_its_whole_process_group(project, monkeypatch):
     """A contender's worker processes too: a hanging job on a ProcessPoolExecutor is
     recorded as timed out, and no process of that measurement is left running."""

@@ -22,6 +22,7 @@ modules), then the first ``WARMUP_JOBS`` jobs run one at a time.
 from __future__ import annotations
 
 import functools
+import os
 import random
 import resource
 import threading
@@ -44,10 +45,12 @@ from . import Experiment
 __all__ = [
     "EXPERIMENT",
     "MEM_JOBS",
+    "RAN_INSIDE_SUBMIT",
     "WARMUP_JOBS",
     "LoadFindings",
     "atimed",
     "cpu_and_rss",
+    "hold_apart",
     "memory_pass",
     "outcome",
     "prepare",
@@ -99,34 +102,67 @@ async def atimed(fn: Callable[..., Any], args: tuple) -> tuple[float, float, Any
     return start, time.monotonic(), value
 
 
-def warm(session: Session, carried: Any) -> None:
+#: what the warm-up job returns where it ran inside ``submit()``, in the submitting thread
+RAN_INSIDE_SUBMIT = "ran inside submit()"
+#: what :data:`PREPARED` becomes for such an executor
+PREPARED_INLINE = (
+    f"its jobs ran inside submit(), in the submitting thread: no workers to warm; then {WARMUP_JOBS} jobs one at a time"
+)
+WARM_LIMIT = 120.0  # seconds for every worker to start and reach the latch
+
+
+def hold_apart(caller: tuple[int, int], gate: Gate, latch: Latch, carried: Any) -> Any:
+    """The warm-up job: :func:`~pools.testing.jobs.hold`, unless it runs in the thread
+    that submitted it (an executor that runs each job inside ``submit()``, as a
+    synchronous one for debugging does), where waiting for the other workers would
+    wait for ever: nothing else can run."""
+    if caller == (os.getpid(), threading.get_ident()):
+        return RAN_INSIDE_SUBMIT
+    return hold(gate, latch, carried)
+
+
+def warm(session: Session, carried: Any) -> bool:
     """Every worker runs a job at the same time (a latch they all reach) that carries
     ``carried`` (the functions): so each one is up and has imported their module,
-    and start-up is not timed, on any implementation."""
-    job = ahold if session.runs == "coroutines" else hold
+    and start-up is not timed, on any implementation. False where the implementation
+    runs jobs inside ``submit()``: the submitting thread is its only worker."""
     n = session.workers
-    with Gate() as gate, Latch() as latch:
-        held = [session.submit(job, (gate, latch, carried)) for _ in range(n)]
-        if not latch.wait(n, 120):
-            raise RuntimeError(f"{n} workers did not all start within 120 s")
+    with Gate() as gate, Latch() as latch:  # the gate opens on leaving, whatever happens
+        held = []
+        for _ in range(n):
+            if session.runs == "coroutines":
+                held.append(session.submit(ahold, (gate, latch, carried)))
+                continue
+            f = session.submit(hold_apart, ((os.getpid(), threading.get_ident()), gate, latch, carried))
+            if f.done() and f.exception() is None and f.result() == RAN_INSIDE_SUBMIT:
+                return False
+            held.append(f)
+        if not latch.wait(n, WARM_LIMIT):
+            raise RuntimeError(
+                f"only {latch.count} of {n} workers ran a job at the same time within {WARM_LIMIT:.0f} s: "
+                f"an executor made with fewer workers than the {n} it was given cannot be measured with "
+                f"workers={n} (a factory takes the number of workers and must use it)"
+            )
         gate.open()
         for f in held:
             f.result()
+    return True
 
 
 def prepare(
     session: Session, wrapper: Callable[..., Any], forms: list[Callable[..., Any]], jobs_plan: list[Job]
-) -> None:
+) -> str:
     """Before the clock: :func:`warm` with the workload's functions and the ``wrapper``
     that times each job (a worker process imports a function's module when it first
     meets it: had only one worker met the wrapper, which is all that the jobs below
     reach, the others would import this module and the harness behind it on the clock:
     1 ms sleeps on 8 process workers ran at 63% of the ideal so, 81% without it), then
     the first ``WARMUP_JOBS`` jobs, one at a time (that fits even queue_size=0 with
-    overflow="reject")."""
-    warm(session, (wrapper, *forms))
+    overflow="reject"). Returns how the implementation was prepared."""
+    warmed = warm(session, (wrapper, *forms))
     for job in jobs_plan[:WARMUP_JOBS]:
         session.submit(wrapper, (job.fn, job.args)).exception()
+    return PREPARED if warmed else PREPARED_INLINE
 
 
 def memory_pass(impl: Implementation, sc: Scenario, jobs_plan: list[Job]) -> MemoryPerJob:
@@ -303,7 +339,7 @@ def run(case: Case, impl: Implementation, seed: int) -> Result:
 
     with impl.open(workers=sc.workers, queue_size=sc.queue_size, overflow=sc.overflow) as session:
         gen = Generator(session, sc, jobs_plan, offsets, wrapper, ours=ours, timeout=timeout, retry=retry)
-        prepare(session, wrapper, forms, jobs_plan)
+        prepared = prepare(session, wrapper, forms, jobs_plan)
         window = profile_window() if profile_window is not None else nullcontext()
         window.__enter__()
         cpu0, _ = cpu_and_rss()
@@ -375,7 +411,7 @@ def run(case: Case, impl: Implementation, seed: int) -> Result:
         else {},
         first_error=first_error,
         mix=_drawn(mix, jobs_plan),
-        prepared=f"{impl.prepared}; {PREPARED}"
+        prepared=f"{impl.prepared}; {prepared}"
         + (
             ""
             if ours or sc.arrival == "map"
