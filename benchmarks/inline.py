@@ -28,7 +28,7 @@ class InlineExecutor(concurrent.futures.Executor):
         future.set_running_or_notify_cancel()
         try:
             result = fn(*args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001 - the job's error goes to its future
+        except Exception as exc:  # noqa: BLE001 - the job's error goes to its future (not Ctrl-C)
             future.set_exception(exc)
         else:
             future.set_result(result)

@@ -101,13 +101,17 @@ class LazyFuture(concurrent.futures.Future[T], Generic[T]):
             return self._drop_callback(fn)
 
     def _drop_callback(self, fn: Callable[..., object]) -> int:
+        if self._state in _F_DONE:
+            # Ended (written under the lock held here): its callbacks run or ran, and
+            # the list is let go (_invoke_callbacks); none is left to remove, as in asyncio.
+            return 0
         callbacks = self._callbacks
         if not callbacks:
             return 0
         kept = [cb for cb in callbacks if not (cb == fn or (type(cb) is _InContext and cb.fn == fn))]
         removed = len(callbacks) - len(kept)
         if removed:
-            self._callbacks = kept  # a new list: the callbacks being run may be iterating the old one
+            self._callbacks = kept  # a new list, never changed in place: see _schedule_on
         return removed
 
     def _make_cancelled_error(self) -> asyncio.CancelledError:
@@ -159,15 +163,14 @@ class LazyFuture(concurrent.futures.Future[T], Generic[T]):
             self._aw_future = None
             _wake_awaiter(loop, woken, self)
             self._aw_loop = None
-        callbacks = self._callbacks
+        # Ended: they are called once, here, and never again (one added from now on is
+        # called at once), so the future lets go of them and of what they hold, as an
+        # asyncio future does. A caller that keeps its futures (a list of results to
+        # come) would otherwise keep a callback and its list alive per job, for the
+        # garbage collector to walk at every full collection.
+        callbacks, self._callbacks = self._callbacks, None
         if not callbacks:
             return
-        # Ended: they are called once, here, and never again (one added from now on is
-        # called at once), so an ended future no longer holds them, nor what they hold,
-        # as asyncio's futures do not. A caller that keeps its futures (a list of
-        # results to come) would otherwise keep a callback and its list per job alive,
-        # for the garbage collector to walk again and again.
-        self._callbacks = None
         if self._loop is not None and _schedule_on(self._loop, self, callbacks):
             return
         if on_internal_thread():
@@ -444,8 +447,8 @@ def _schedule_on(loop: asyncio.AbstractEventLoop, future: Any, callbacks: list[D
     once, as asyncio does (gather() and Task.cancel() count on it: gather's callback
     run inside a child's cancel() would end it before it knows it was cancelled).
     False if the loop no longer runs: nothing would ever call them there. The list is
-    not copied: an ended future's list is never changed in place again (a callback added
-    later is scheduled on its own; remove_done_callback replaces the list)."""
+    not copied: an ended future has let go of it (a callback added later is scheduled
+    on its own), and remove_done_callback replaces a list rather than change it."""
     if asyncio._get_running_loop() is loop:
         loop.call_soon(_call_each, future, callbacks)
         return True

@@ -148,11 +148,13 @@ def test_an_ended_job_lets_go_of_its_done_callbacks():
         ref = weakref.ref(callback)
         job.add_done_callback(callback)
         del callback
+        kept = ran.append  # a second one, which this test still holds
+        job.add_done_callback(kept)
         gate.set()
         assert job.result(timeout=10) is True
-    assert ran == [job]
+    assert ran == [job, job]
     assert ref() is None, "the ended job still holds its done-callback"
-    assert job.remove_done_callback(Callback) == 0  # nothing left to remove, as in asyncio
+    assert job.remove_done_callback(kept) == 0  # nothing left to remove, as in asyncio
     late = []
     job.add_done_callback(late.append)  # ended: called at once
     assert late == [job]

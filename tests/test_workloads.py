@@ -65,6 +65,18 @@ NOT_A_FUNCTION = 42
 
 def make_executor(workers):
     return concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="mine")
+
+
+class Broken(concurrent.futures.Executor):  # every job fails at once, on another thread
+
+    def __init__(self, workers):
+        self.pool = concurrent.futures.ThreadPoolExecutor(workers)
+
+    def submit(self, fn, /, *args, **kwargs):
+        return self.pool.submit(int, "broken")
+
+    def shutdown(self, wait=True, **kwargs):
+        self.pool.shutdown(wait)
 """
 
 SCENARIO = """
@@ -227,6 +239,23 @@ def test_an_executor_that_runs_jobs_inside_submit_is_measured_and_says_so(projec
     )
     row = store.load_measurements(str(cwd / "m.db")).iloc[0]
     assert row.ok == 0 and "no job ever waits" in row.error, row.error
+
+
+def test_a_warm_up_job_that_fails_is_named_at_once(project):
+    """The warm-up waits for every worker to hold a job; one that failed instead was
+    waited for until the limit (120 s), then blamed on workers slow to start."""
+    cwd, mod, env = project
+    out = poolbench(
+        cwd,
+        env,
+        *("run", "--workload", f"{mod}:resize_both", "--args", f"{mod}:sample_args", "--impl", f"{mod}:Broken"),
+        *("--workers", "2", "--jobs", "4", "--repeats", "1", "--db", "r.db", "--no-report"),
+        timeout=60,
+    )
+    row = store.load_measurements(str(cwd / "r.db")).iloc[0]
+    assert row.ok == 0, out.stdout[-2000:]
+    assert "a job of the warm-up ended before every worker held one" in row.error, row.error
+    assert "invalid literal for int() with base 10: 'broken'" in row.error, row.error
 
 
 def test_a_measurement_past_its_time_is_killed_with_its_whole_process_group(project, monkeypatch):

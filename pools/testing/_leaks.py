@@ -143,9 +143,9 @@ def wait_process_gone(pid: int, timeout: float) -> bool:
 
 def find_leaks(before: Snapshot, *, timeout: float = 10.0) -> list[str]:
     """Wait up to ``timeout`` seconds for what was started since ``before`` to end;
-    return a description of each thing still there. Where a pool was left open, the
-    threads and processes are read at once, without the wait: its workers live as
-    long as the pool, so waiting for them would only delay the report by ``timeout``."""
+    return a description of each thing still there. Once a pool was left open, nothing
+    is waited for: its workers live as long as it does, so the check fails anyway, and
+    waiting would only delay the report by ``timeout`` (what is still there is listed)."""
     leaks = []
     for pool in live_pools():
         if id(pool) not in before.pools:

@@ -16,11 +16,13 @@ worker took a job — then run, and return (function end → the caller's future
 Before the clock every implementation is prepared alike (:func:`prepare`): every
 worker runs a job at the same time, a latch they all reach, that carries the workload's
 functions and the wrapper that times them (so each worker is up and has imported their
-modules), then the first ``WARMUP_JOBS`` jobs run one at a time.
+modules), then the first ``WARMUP_JOBS`` jobs run one at a time. An executor that runs
+each job inside ``submit()`` has no workers to warm; its record says so.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import os
 import random
@@ -33,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pools.testing.bench import MemoryPerJob, memory_per_job
-from pools.testing.jobs import Gate, Latch, ahold, hold
+from pools.testing.jobs import RAN_INSIDE_SUBMIT, Gate, Latch, ahold, hold
 
 from ..implementations import Implementation, Session
 from ..result import Percentiles, Result, Timeline
@@ -45,16 +47,15 @@ from . import Experiment
 __all__ = [
     "EXPERIMENT",
     "MEM_JOBS",
-    "RAN_INSIDE_SUBMIT",
     "WARMUP_JOBS",
     "LoadFindings",
     "atimed",
     "cpu_and_rss",
-    "hold_apart",
     "memory_pass",
     "outcome",
     "prepare",
     "run",
+    "submit_hold",
     "timed",
     "warm",
 ]
@@ -102,51 +103,54 @@ async def atimed(fn: Callable[..., Any], args: tuple) -> tuple[float, float, Any
     return start, time.monotonic(), value
 
 
-#: what the warm-up job returns where it ran inside ``submit()``, in the submitting thread
-RAN_INSIDE_SUBMIT = "ran inside submit()"
-#: what :data:`PREPARED` becomes for such an executor
+#: what :data:`PREPARED` becomes for an executor that runs each job inside ``submit()``
 PREPARED_INLINE = (
     f"its jobs ran inside submit(), in the submitting thread: no workers to warm; then {WARMUP_JOBS} jobs one at a time"
 )
 WARM_LIMIT = 120.0  # seconds for every worker to start and reach the latch
 
 
-def hold_apart(caller: tuple[int, int], gate: Gate, latch: Latch, carried: Any) -> Any:
-    """The warm-up job: :func:`~pools.testing.jobs.hold`, unless it runs in the thread
-    that submitted it (an executor that runs each job inside ``submit()``, as a
-    synchronous one for debugging does), where waiting for the other workers would
-    wait for ever: nothing else can run."""
-    if caller == (os.getpid(), threading.get_ident()):
-        return RAN_INSIDE_SUBMIT
-    return hold(gate, latch, carried)
+def submit_hold(session: Session, gate: Gate, latch: Latch, carried: Any) -> concurrent.futures.Future[Any] | None:
+    """Submit a job that arrives at ``latch`` and holds its worker until ``gate``
+    opens, carrying ``carried``; None where the implementation ran it inside
+    ``submit()``, in this thread (where waiting for the gate would wait for ever)."""
+    if session.runs == "coroutines":
+        return session.submit(ahold, (gate, latch, carried))
+    job = functools.partial(hold, caller=(os.getpid(), threading.get_ident()))
+    f = session.submit(job, (gate, latch, carried))
+    if f.done() and not f.cancelled() and f.exception() is None and f.result() is RAN_INSIDE_SUBMIT:
+        return None
+    return f
 
 
-def warm(session: Session, carried: Any) -> bool:
+def warm(session: Session, carried: Any) -> int:
     """Every worker runs a job at the same time (a latch they all reach) that carries
     ``carried`` (the functions): so each one is up and has imported their module,
-    and start-up is not timed, on any implementation. False where the implementation
-    runs jobs inside ``submit()``: the submitting thread is its only worker."""
+    and start-up is not timed, on any implementation. Returns how many of those jobs
+    ran inside ``submit()`` (all of them: the submitting thread is its only worker)."""
     n = session.workers
     with Gate() as gate, Latch() as latch:  # the gate opens on leaving, whatever happens
-        held = []
-        for _ in range(n):
-            if session.runs == "coroutines":
-                held.append(session.submit(ahold, (gate, latch, carried)))
-                continue
-            f = session.submit(hold_apart, ((os.getpid(), threading.get_ident()), gate, latch, carried))
-            if f.done() and f.exception() is None and f.result() == RAN_INSIDE_SUBMIT:
-                return False
-            held.append(f)
-        if not latch.wait(n, WARM_LIMIT):
-            raise RuntimeError(
-                f"only {latch.count} of {n} workers ran a job at the same time within {WARM_LIMIT:.0f} s: "
-                f"an executor made with fewer workers than the {n} it was given cannot be measured with "
-                f"workers={n} (a factory takes the number of workers and must use it)"
-            )
+        held = [f for f in (submit_hold(session, gate, latch, carried) for _ in range(n)) if f is not None]
+        deadline = time.monotonic() + WARM_LIMIT
+        while not latch.wait(len(held), min(0.5, max(0.0, deadline - time.monotonic()))):
+            for f in held:  # before the gate opens, a held job ends only by failing
+                if f.done():
+                    cause = None if f.cancelled() else f.exception()
+                    raise RuntimeError(
+                        f"a job of the warm-up ended before every worker held one: {cause!r}"
+                        if cause is not None
+                        else "a job of the warm-up was cancelled before every worker held one"
+                    ) from cause
+            if time.monotonic() >= deadline:
+                raise RuntimeError(
+                    f"only {latch.count} of {len(held)} workers ran a job at the same time within "
+                    f"{WARM_LIMIT:.0f} s: too slow to start, or fewer workers than the {n} it was given "
+                    "(a factory takes the number of workers and must use it)"
+                )
         gate.open()
         for f in held:
             f.result()
-    return True
+    return n - len(held)
 
 
 def prepare(
@@ -159,10 +163,14 @@ def prepare(
     1 ms sleeps on 8 process workers ran at 63% of the ideal so, 81% without it), then
     the first ``WARMUP_JOBS`` jobs, one at a time (that fits even queue_size=0 with
     overflow="reject"). Returns how the implementation was prepared."""
-    warmed = warm(session, (wrapper, *forms))
+    inside = warm(session, (wrapper, *forms))
     for job in jobs_plan[:WARMUP_JOBS]:
         session.submit(wrapper, (job.fn, job.args)).exception()
-    return PREPARED if warmed else PREPARED_INLINE
+    if not inside:
+        return PREPARED
+    if inside == session.workers:
+        return PREPARED_INLINE
+    return f"{PREPARED}; but {inside} of the {session.workers} jobs of the warm-up ran inside submit()"
 
 
 def memory_pass(impl: Implementation, sc: Scenario, jobs_plan: list[Job]) -> MemoryPerJob:

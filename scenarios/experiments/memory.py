@@ -7,7 +7,6 @@ from __future__ import annotations
 import gc
 import linecache
 import os
-import threading
 import tracemalloc
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -15,14 +14,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from pools.testing.jobs import Gate, Latch, ahold
+from pools.testing.jobs import Gate, Latch
 
 from ..implementations import Implementation, Session
 from ..result import Result
 from ..spec import Case
 from ..workload import resolve_mix
 from . import Experiment
-from .load import RAN_INSIDE_SUBMIT, hold_apart, outcome
+from .load import outcome, submit_hold
 
 __all__ = ["EXPERIMENT", "MemoryFindings", "outcomes"]
 
@@ -64,15 +63,11 @@ def _one_worker_held(impl: Implementation, n: int) -> Iterator[Session]:
     """The implementation with one worker, held busy by a job, and room for ``n``
     waiting jobs behind it."""
     with impl.open(workers=1, queue_size=n, overflow="block") as session, Gate() as gate, Latch() as latch:
-        if session.runs == "coroutines":
-            session.submit(ahold, (gate, latch))
-        else:
-            f = session.submit(hold_apart, ((os.getpid(), threading.get_ident()), gate, latch, None))
-            if f.done() and f.exception() is None and f.result() == RAN_INSIDE_SUBMIT:
-                raise RuntimeError(
-                    "its jobs run inside submit(), in the submitting thread: no job ever waits, so there is no "
-                    "memory of waiting jobs to measure"
-                )
+        if submit_hold(session, gate, latch, None) is None:
+            raise RuntimeError(
+                f"{impl.label} runs its jobs inside submit(), in the submitting thread: no job ever waits, so "
+                "there is no memory of waiting jobs to measure"
+            )
         if not latch.wait(1, timeout=60):
             raise RuntimeError("the job holding the worker never started")
         try:
