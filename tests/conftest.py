@@ -1,6 +1,5 @@
 import contextlib
 import importlib
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,14 +37,14 @@ def harness_as_users_run():
         yield
 
 
-def once_for_all_workers(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
+def once_for_all_workers(request, tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
     """A directory that ``make(directory)`` fills once for the whole session, however
     many xdist workers ask for it: the first makes it under a file lock, the others
     wait and find it made (pytest-xdist's documented recipe). For expensive, read-only
     fixtures: each worker would otherwise make its own, all at once on 2 cores. A
     ``make`` that failed left no mark: the next worker starts it again, afresh."""
     root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
+    if hasattr(request.config, "workerinput"):  # an xdist worker (the environment would reach subprocesses)
         root = root.parent  # the session's directory, above every worker's own
     directory = root / name
     with FileLock(f"{directory}.lock"):

@@ -46,7 +46,7 @@ def tiny_scenarios() -> list[spec.Scenario]:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(request, tmp_path_factory):
     """(db, run_id, report) of a real run of the tiny scenarios, 2 repeats, with the
     report `poolbench run` writes at its end (write_report(db, run_id)): made once for
     every xdist worker; the tests only read them."""
@@ -57,7 +57,7 @@ def tiny(tmp_path_factory):
             run_id = runner.run(runner.RunOptions(scenarios=tiny_scenarios(), repeats=2, db=db))
         (directory / "run.json").write_text(json.dumps([db, run_id, write_report(db, run_id)]))
 
-    made = once_for_all_workers(tmp_path_factory, "tiny-run", make)
+    made = once_for_all_workers(request, tmp_path_factory, "tiny-run", make)
     return tuple(json.loads((made / "run.json").read_text()))
 
 

@@ -254,8 +254,25 @@ def test_a_warm_up_job_that_fails_is_named_at_once(project):
     )
     row = store.load_measurements(str(cwd / "r.db")).iloc[0]
     assert row.ok == 0, out.stdout[-2000:]
-    assert "a job of the warm-up ended before every worker held one" in row.error, row.error
+    assert "a job holding a worker failed before it was let go" in row.error, row.error
     assert "invalid literal for int() with base 10: 'broken'" in row.error, row.error
+    # the memory experiment holds its one worker the same way (it waited 60 s)
+    out = poolbench(
+        cwd,
+        env,
+        "run",
+        "contenders.memory",
+        "--impl",
+        f"{mod}:Broken",
+        "--quick",
+        "--repeats",
+        "1",
+        "--db",
+        "m.db",
+        timeout=50,
+    )
+    row = store.load_measurements(str(cwd / "m.db")).iloc[0]
+    assert row.ok == 0 and "'broken'" in row.error, row.error
 
 
 def test_a_measurement_past_its_time_is_killed_with_its_whole_process_group(project, monkeypatch):

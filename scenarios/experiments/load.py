@@ -57,6 +57,7 @@ __all__ = [
     "run",
     "submit_hold",
     "timed",
+    "wait_held",
     "warm",
 ]
 
@@ -110,6 +111,11 @@ PREPARED_INLINE = (
 WARM_LIMIT = 120.0  # seconds for every worker to start and reach the latch
 
 
+def _ran_inside_submit(f: concurrent.futures.Future[Any]) -> bool:
+    # == rather than is: an executor may hand back a copy of what the job returned
+    return f.done() and not f.cancelled() and f.exception() is None and f.result() == RAN_INSIDE_SUBMIT
+
+
 def submit_hold(session: Session, gate: Gate, latch: Latch, carried: Any) -> concurrent.futures.Future[Any] | None:
     """Submit a job that arrives at ``latch`` and holds its worker until ``gate``
     opens, carrying ``carried``; None where the implementation ran it inside
@@ -118,35 +124,51 @@ def submit_hold(session: Session, gate: Gate, latch: Latch, carried: Any) -> con
         return session.submit(ahold, (gate, latch, carried))
     job = functools.partial(hold, caller=(os.getpid(), threading.get_ident()))
     f = session.submit(job, (gate, latch, carried))
-    if f.done() and not f.cancelled() and f.exception() is None and f.result() is RAN_INSIDE_SUBMIT:
-        return None
-    return f
+    return None if _ran_inside_submit(f) else f
+
+
+def wait_held(
+    latch: Latch, held: list[concurrent.futures.Future[Any]], limit: float
+) -> list[concurrent.futures.Future[Any]]:
+    """Wait up to ``limit`` seconds for every job of :func:`submit_hold` in ``held``
+    to arrive at ``latch``, and return those that did: one found to have run inside
+    ``submit()`` after all (its future settled later) is left out. Before the gate
+    opens a held job cannot end otherwise than by failing: that is raised at once,
+    its cause chained, rather than waited for."""
+    held = list(held)
+    deadline = time.monotonic() + limit
+    while not latch.wait(len(held), min(0.5, max(0.0, deadline - time.monotonic()))):
+        for f in [f for f in held if f.done()]:
+            if _ran_inside_submit(f):
+                held.remove(f)
+                continue
+            cause = None if f.cancelled() else f.exception()
+            if cause is not None:
+                raise RuntimeError(f"a job holding a worker failed before it was let go: {cause!r}") from cause
+            raise RuntimeError(
+                "a job holding a worker was cancelled before it was let go"
+                if f.cancelled()
+                else f"a job holding a worker returned {f.result()!r:.80} before it was let go"
+            )
+        if time.monotonic() >= deadline:
+            raise RuntimeError(
+                f"only {latch.count} of {len(held)} workers ran a job at the same time within {limit:.0f} s: too "
+                "slow to start, or fewer workers than it was given (a factory takes the number of workers and "
+                "must use it)"
+            )
+    return held
 
 
 def warm(session: Session, carried: Any) -> int:
     """Every worker runs a job at the same time (a latch they all reach) that carries
     ``carried`` (the functions): so each one is up and has imported their module,
     and start-up is not timed, on any implementation. Returns how many of those jobs
-    ran inside ``submit()`` (all of them: the submitting thread is its only worker)."""
+    ran inside ``submit()`` instead (all ``session.workers`` of them where the
+    submitting thread is the only worker)."""
     n = session.workers
     with Gate() as gate, Latch() as latch:  # the gate opens on leaving, whatever happens
         held = [f for f in (submit_hold(session, gate, latch, carried) for _ in range(n)) if f is not None]
-        deadline = time.monotonic() + WARM_LIMIT
-        while not latch.wait(len(held), min(0.5, max(0.0, deadline - time.monotonic()))):
-            for f in held:  # before the gate opens, a held job ends only by failing
-                if f.done():
-                    cause = None if f.cancelled() else f.exception()
-                    raise RuntimeError(
-                        f"a job of the warm-up ended before every worker held one: {cause!r}"
-                        if cause is not None
-                        else "a job of the warm-up was cancelled before every worker held one"
-                    ) from cause
-            if time.monotonic() >= deadline:
-                raise RuntimeError(
-                    f"only {latch.count} of {len(held)} workers ran a job at the same time within "
-                    f"{WARM_LIMIT:.0f} s: too slow to start, or fewer workers than the {n} it was given "
-                    "(a factory takes the number of workers and must use it)"
-                )
+        held = wait_held(latch, held, WARM_LIMIT)
         gate.open()
         for f in held:
             f.result()
@@ -170,7 +192,12 @@ def prepare(
         return PREPARED
     if inside == session.workers:
         return PREPARED_INLINE
-    return f"{PREPARED}; but {inside} of the {session.workers} jobs of the warm-up ran inside submit()"
+    n = session.workers
+    return (
+        f"{n - inside} of the {n} workers ran a job at once (a latch they reached) that carried the workload's "
+        f"functions and the timing wrapper; the other {inside} jobs of that warm-up ran inside submit(), in the "
+        f"submitting thread; then {WARMUP_JOBS} jobs one at a time"
+    )
 
 
 def memory_pass(impl: Implementation, sc: Scenario, jobs_plan: list[Job]) -> MemoryPerJob:

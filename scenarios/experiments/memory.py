@@ -21,7 +21,7 @@ from ..result import Result
 from ..spec import Case
 from ..workload import resolve_mix
 from . import Experiment
-from .load import outcome, submit_hold
+from .load import outcome, submit_hold, wait_held
 
 __all__ = ["EXPERIMENT", "MemoryFindings", "outcomes"]
 
@@ -63,13 +63,12 @@ def _one_worker_held(impl: Implementation, n: int) -> Iterator[Session]:
     """The implementation with one worker, held busy by a job, and room for ``n``
     waiting jobs behind it."""
     with impl.open(workers=1, queue_size=n, overflow="block") as session, Gate() as gate, Latch() as latch:
-        if submit_hold(session, gate, latch, None) is None:
+        f = submit_hold(session, gate, latch, None)
+        if f is None or not wait_held(latch, [f], 60):
             raise RuntimeError(
                 f"{impl.label} runs its jobs inside submit(), in the submitting thread: no job ever waits, so "
                 "there is no memory of waiting jobs to measure"
             )
-        if not latch.wait(1, timeout=60):
-            raise RuntimeError("the job holding the worker never started")
         try:
             yield session
         finally:
