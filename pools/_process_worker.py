@@ -24,13 +24,13 @@ from __future__ import annotations
 import collections
 import os
 import pickle
-import select
 import signal
 import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 from ._context import JobContext, set_current_context
+from ._lifeline import exit_with
 from .remote import encode_failure, encode_result, encode_skipped
 
 if TYPE_CHECKING:  # for the annotations only: a worker imports as little as it can
@@ -53,64 +53,6 @@ EXIT_MEMORY_ERROR = 86
 
 #: exit code of a worker that outlived the pool's process: nobody reads it
 EXIT_POOL_GONE = 87
-
-
-def _die_with_pool(pool_pid: int) -> None:
-    """End this worker when the pool's process ends, however it ends (SIGKILL, SIGTERM,
-    an exit that never shut the pool down), so that a job does not run on unwatched.
-
-    A daemon thread waits for the pool's process to end (a pidfd: no polling) and ends
-    this one; it needs the GIL for that, so a job inside one long C call that holds
-    the GIL ends when that call returns. Not the kernel's parent-death signal: under
-    "forkserver" the parent is the fork server, which lives as long as any of its
-    children holds its alive pipe, as a running worker does; under "spawn" and "fork"
-    that signal comes when the *thread* that started the worker ends, which a pool
-    started from a short-lived thread would take for a death. Where pidfds are
-    missing, it looks once a second.
-    """
-    import threading
-
-    try:
-        pidfd: int | None = os.pidfd_open(pool_pid)
-    except ProcessLookupError:
-        os._exit(EXIT_POOL_GONE)
-    except (AttributeError, OSError):
-        pidfd = None
-    threading.Thread(target=_watch_pool, args=(pool_pid, pidfd), name="pool-watch", daemon=True).start()
-
-
-def _pidfd_target(fd: int) -> int | None:
-    """The pid a pidfd refers to (-1 once that process has ended), or None when ``fd``
-    is no pidfd (any more: a job may close descriptors, and the number be reused)."""
-    try:
-        with open(f"/proc/self/fdinfo/{fd}") as info:
-            for line in info:
-                if line.startswith("Pid:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def _watch_pool(pool_pid: int, pidfd: int | None) -> None:
-    if pidfd is not None:
-        poller = select.poll()
-        poller.register(pidfd, select.POLLIN)  # readable once the process has ended
-        while True:
-            poller.poll()
-            target = _pidfd_target(pidfd)
-            if target == -1:
-                os._exit(EXIT_POOL_GONE)
-            if target != pool_pid:
-                break  # a job closed it: ask by pid from here on
-    while True:
-        try:
-            os.kill(pool_pid, 0)
-        except ProcessLookupError:
-            os._exit(EXIT_POOL_GONE)
-        except PermissionError:  # alive (and not ours to signal)
-            pass
-        time.sleep(1.0)
 
 
 class _Rss:
@@ -148,7 +90,7 @@ def worker_main(
     ``rss``: a shared ``c_int64`` where the worker writes its RSS after each job
     (the pool recycles it above ``max_memory_per_worker``), or None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    _die_with_pool(pool_pid)
+    exit_with(pool_pid, EXIT_POOL_GONE, name="pool-watch")  # its pool's process, however it ends
     recv, send = conn.recv_bytes, conn.send_bytes
     loads = pickle.loads
     monotonic = time.monotonic

@@ -14,7 +14,8 @@ event loop on a thread (``run_private_loop``), race mode's hook (``race_point(na
 marks a hand-off point of the backend's own, where ``pools.testing.race`` may
 yield or pause; ``set_race_hook`` installs a hook of your own),
 ``add_forkserver_preload`` (modules the fork server imports once, kept beside the
-program's own), and ``pools.remote``: the protocol for workers in other processes or
+program's own), ``exit_with`` (a worker process that ends when its pool's process
+does, however that one ends), and ``pools.remote``: the protocol for workers in other processes or
 on other machines.
 """
 
@@ -23,6 +24,7 @@ from ._callbacks import mark_internal
 from ._context import JobContext, cancel_context, reset_current_context, set_current_context
 from ._forkserver import add_forkserver_preload
 from ._job import Job
+from ._lifeline import exit_with
 from ._loop import run_private_loop
 from ._race import race_point, set_race_hook
 from ._timer import DeadlineWatch, Timer
@@ -44,6 +46,7 @@ __all__ = [
     "check_int",
     "check_number",
     "check_plain_callable",
+    "exit_with",
     "is_coroutine_function",
     "mark_internal",
     "race_point",

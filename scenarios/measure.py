@@ -19,7 +19,7 @@ import time
 import traceback
 from typing import Any
 
-from pools.lowlevel import add_forkserver_preload
+from pools.lowlevel import add_forkserver_preload, exit_with
 
 from . import experiments
 from .implementations import resolve
@@ -77,7 +77,14 @@ def measure(request: dict[str, Any]) -> dict[str, Any]:
     return result.to_json()
 
 
+#: exit code of a measurement whose runner ended before it: nobody reads its result
+EXIT_RUNNER_GONE = 87
+
+
 def main() -> int:
+    # A runner killed from outside (SIGKILL: it cannot kill this group itself) must not
+    # leave its measurement, and the workers that this one's pools started, running on.
+    exit_with(os.getppid(), EXIT_RUNNER_GONE, name="runner-watch")
     request = json.loads(sys.stdin.read())
     try:
         result = measure(request)

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -260,19 +261,59 @@ def test_a_warm_up_job_that_fails_is_named_at_once(project):
     out = poolbench(
         cwd,
         env,
-        "run",
-        "contenders.memory",
-        "--impl",
-        f"{mod}:Broken",
-        "--quick",
-        "--repeats",
-        "1",
-        "--db",
-        "m.db",
+        *("run", "contenders.memory", "--impl", f"{mod}:Broken", "--quick", "--repeats", "1", "--db", "m.db"),
         timeout=50,
     )
     row = store.load_measurements(str(cwd / "m.db")).iloc[0]
     assert row.ok == 0 and "'broken'" in row.error, row.error
+
+
+def test_a_measurement_ends_when_its_runner_is_killed(project):
+    """The runner kills a measurement's whole process group at its time limit; a runner
+    killed from outside (SIGKILL) cannot. The measurement, the fork server and the
+    worker its pool started then end by themselves, not run on unwatched."""
+    import socket
+
+    from pools.testing import descendants, wait_process_gone
+
+    cwd, mod, env = project
+    (cwd / f"{mod}_started.py").write_text(
+        "import os, socket, time\n\n\ndef started(where):\n"
+        "    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:\n"
+        "        s.sendto(str(os.getpid()).encode(), where)\n"
+        "    time.sleep(600)\n"
+    )
+    where = str(cwd / "started.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as told:
+        told.bind(where)
+        told.settimeout(120)
+        runner = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "poolbench", "run", "--workload", f"{mod}_started:started"),
+                *("--args", f'[["{where}"]]', "--impl", "process", "--workers", "1", "--jobs", "2"),
+                *("--repeats", "1", "--db", "r.db", "--no-report"),
+            ],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        tree: set[int] = set()
+        try:
+            job = int(told.recv(64))  # the job runs, in a worker process of the measurement
+            tree = descendants(runner.pid)
+            assert job in tree, (job, tree)
+            runner.kill()
+            runner.wait(30)
+            deadline = time.monotonic() + 30
+            left = [pid for pid in sorted(tree) if not wait_process_gone(pid, max(0.0, deadline - time.monotonic()))]
+            assert left == [], [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in left]
+        finally:
+            runner.kill()
+            runner.wait(30)
+            for pid in tree:
+                if not wait_process_gone(pid, 0):
+                    os.kill(pid, 9)
 
 
 def test_a_measurement_past_its_time_is_killed_with_its_whole_process_group(project, monkeypatch):
