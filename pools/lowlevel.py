@@ -14,8 +14,8 @@ event loop on a thread (``run_private_loop``), race mode's hook (``race_point(na
 marks a hand-off point of the backend's own, where ``pools.testing.race`` may
 yield or pause; ``set_race_hook`` installs a hook of your own),
 ``add_forkserver_preload`` (modules the fork server imports once, kept beside the
-program's own), ``exit_with`` (a worker process that ends when its pool's process
-does, however that one ends), and ``pools.remote``: the protocol for workers in other processes or
+program's own), ``exit_with`` (a process that ends when another one does, however
+that one ends: a worker with its pool's process), and ``pools.remote``: the protocol for workers in other processes or
 on other machines.
 """
 

@@ -79,12 +79,16 @@ def measure(request: dict[str, Any]) -> dict[str, Any]:
 
 #: exit code of a measurement whose runner ended before it: nobody reads its result
 EXIT_RUNNER_GONE = 87
+#: the runner's pid, set by the runner: read from the start, since this process may
+#: already have been handed to another parent by the time it asks for its own
+RUNNER_PID = "POOLBENCH_RUNNER_PID"
 
 
 def main() -> int:
-    # A runner killed from outside (SIGKILL: it cannot kill this group itself) must not
-    # leave its measurement, and the workers that this one's pools started, running on.
-    exit_with(os.getppid(), EXIT_RUNNER_GONE, name="runner-watch")
+    # A runner killed from outside (SIGKILL: it cannot kill this process group as its
+    # own time limit does) must not leave its measurement running on: this process,
+    # the leader of its group, then ends the group, a contender's workers with it.
+    exit_with(int(os.environ.get(RUNNER_PID) or os.getppid()), EXIT_RUNNER_GONE, name="runner-watch", group=True)
     request = json.loads(sys.stdin.read())
     try:
         result = measure(request)

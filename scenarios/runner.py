@@ -41,6 +41,7 @@ import pools
 
 from . import experiments, store
 from .implementations import Implementation, ImplementationError, default_for_user_code, default_ours, resolve
+from .measure import RUNNER_PID
 from .result import Result
 from .spec import Case, ImplSpec, Scenario, ScenarioError, cases
 from .spec import resolve as resolve_scenario
@@ -168,7 +169,7 @@ def metadata(opts: RunOptions, work: Plan | None = None) -> dict[str, Any]:
 
 def measure_in_subprocess(request: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
     """Run one measurement in a fresh interpreter; (its JSON, None) or (None, error)."""
-    env = dict(os.environ, PYTHONHASHSEED="0")
+    env = dict(os.environ, PYTHONHASHSEED="0", **{RUNNER_PID: str(os.getpid())})
     # Its own session: on a timeout the whole group goes (its fork server and workers
     # too), so that no orphan keeps a core busy during the measurements after it.
     proc = subprocess.Popen(

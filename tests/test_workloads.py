@@ -8,6 +8,7 @@ raises — is an error that names it, with nothing written to the database."""
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -268,11 +269,14 @@ def test_a_warm_up_job_that_fails_is_named_at_once(project):
     assert row.ok == 0 and "'broken'" in row.error, row.error
 
 
-def test_a_measurement_ends_when_its_runner_is_killed(project):
+@pytest.mark.parametrize("impl", ["process", "ProcessPoolExecutor"])
+def test_a_measurement_ends_when_its_runner_is_killed(project, impl):
     """The runner kills a measurement's whole process group at its time limit; a runner
-    killed from outside (SIGKILL) cannot. The measurement, the fork server and the
-    worker its pool started then end by themselves, not run on unwatched."""
+    killed from outside (SIGKILL) cannot. The measurement then ends that group itself:
+    the fork server and our worker, or a contender's workers, which watch nothing."""
+    import contextlib
     import socket
+    import tempfile
 
     from pools.testing import descendants, wait_process_gone
 
@@ -283,14 +287,16 @@ def test_a_measurement_ends_when_its_runner_is_killed(project):
         "        s.sendto(str(os.getpid()).encode(), where)\n"
         "    time.sleep(600)\n"
     )
-    where = str(cwd / "started.sock")
+    short = tempfile.mkdtemp(dir="/tmp")  # a Unix socket's path has at most 107 bytes
+    where = os.path.join(short, "started")
+    tree: set[int] = set()
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as told:
         told.bind(where)
         told.settimeout(120)
         runner = subprocess.Popen(
             [
                 *(sys.executable, "-m", "poolbench", "run", "--workload", f"{mod}_started:started"),
-                *("--args", f'[["{where}"]]', "--impl", "process", "--workers", "1", "--jobs", "2"),
+                *("--args", f'[["{where}"]]', "--impl", impl, "--workers", "1", "--jobs", "2"),
                 *("--repeats", "1", "--db", "r.db", "--no-report"),
             ],
             cwd=cwd,
@@ -298,7 +304,6 @@ def test_a_measurement_ends_when_its_runner_is_killed(project):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        tree: set[int] = set()
         try:
             job = int(told.recv(64))  # the job runs, in a worker process of the measurement
             tree = descendants(runner.pid)
@@ -309,11 +314,13 @@ def test_a_measurement_ends_when_its_runner_is_killed(project):
             left = [pid for pid in sorted(tree) if not wait_process_gone(pid, max(0.0, deadline - time.monotonic()))]
             assert left == [], [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in left]
         finally:
+            tree |= descendants(runner.pid) if runner.poll() is None else set()
             runner.kill()
             runner.wait(30)
             for pid in tree:
-                if not wait_process_gone(pid, 0):
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, 9)
+            shutil.rmtree(short, ignore_errors=True)
 
 
 def test_a_measurement_past_its_time_is_killed_with_its_whole_process_group(project, monkeypatch):
