@@ -16,8 +16,9 @@ import select
 import signal
 import threading
 import time
+from typing import NoReturn
 
-__all__ = ["exit_with"]
+__all__ = ["exit_with", "process_alive"]
 
 
 def exit_with(pid: int, code: int, *, name: str = "lifeline", group: bool = False) -> None:
@@ -39,13 +40,12 @@ def exit_with(pid: int, code: int, *, name: str = "lifeline", group: bool = Fals
         pidfd: int | None = os.pidfd_open(pid)
     except ProcessLookupError:
         _end(code, group)
-        return
     except (AttributeError, OSError):
         pidfd = None
     threading.Thread(target=_watch, args=(pid, pidfd, code, group), name=name, daemon=True).start()
 
 
-def _end(code: int, group: bool) -> None:
+def _end(code: int, group: bool) -> NoReturn:
     if group and os.getpgrp() == os.getpid():
         os.killpg(os.getpid(), signal.SIGKILL)  # this process too: nobody reads its code
     os._exit(code)
@@ -75,11 +75,24 @@ def _watch(pid: int, pidfd: int | None, code: int, group: bool) -> None:
         # else: then ask by pid from here on.
         if _pidfd_target(pidfd) in (-1, pid):
             _end(code, group)
-    while True:
+    while process_alive(pid):
+        time.sleep(1.0)
+    _end(code, group)
+
+
+def process_alive(pid: int) -> bool:
+    """True while process ``pid`` exists and has not ended (a zombie has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: ask the kernel instead
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            _end(code, group)
+            return False
         except PermissionError:  # alive (and not ours to signal)
-            pass
-        time.sleep(1.0)
+            return True
+        return True
+    return stat[stat.rfind(")") + 2 :].split()[0] not in ("Z", "X")

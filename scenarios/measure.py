@@ -77,10 +77,12 @@ def measure(request: dict[str, Any]) -> dict[str, Any]:
     return result.to_json()
 
 
-#: exit code of a measurement whose runner ended before it: nobody reads its result
+#: exit code of a measurement whose runner ended before it, where it does not lead its
+#: process group (the runner starts it in a session of its own: there, the group is
+#: killed instead); nobody reads it
 EXIT_RUNNER_GONE = 87
-#: the runner's pid, set by the runner: read from the start, since this process may
-#: already have been handed to another parent by the time it asks for its own
+#: the runner's pid, set by the runner and taken out here (it is for this process, not
+#: for the ones it starts)
 RUNNER_PID = "POOLBENCH_RUNNER_PID"
 
 
@@ -88,7 +90,10 @@ def main() -> int:
     # A runner killed from outside (SIGKILL: it cannot kill this process group as its
     # own time limit does) must not leave its measurement running on: this process,
     # the leader of its group, then ends the group, a contender's workers with it.
-    exit_with(int(os.environ.get(RUNNER_PID) or os.getppid()), EXIT_RUNNER_GONE, name="runner-watch", group=True)
+    runner = int(os.environ.pop(RUNNER_PID, "") or os.getppid())
+    if os.getppid() != runner:  # handed to another parent already: the runner is gone
+        sys.exit(EXIT_RUNNER_GONE)
+    exit_with(runner, EXIT_RUNNER_GONE, name="runner-watch", group=True)
     request = json.loads(sys.stdin.read())
     try:
         result = measure(request)

@@ -604,3 +604,28 @@ def test_workers_outlive_the_thread_that_started_the_pool(make_pool, method):
     assert {w.process.pid for w in pool.impl._workers if w is not None} == pids
     assert all(process_alive(pid) for pid in pids)
     assert pool.stats().crashed == 0
+
+
+@pytest.mark.parametrize("group", [False, True])
+def test_exit_with_takes_a_process_that_exited_unreaped_for_ended(group):
+    """A zombie keeps its pid until its parent reaps it, and a parent may never (an
+    orphan where nothing reaps them): the watch spun at full CPU until then. With
+    group=True in a process that does not lead its group, only that process ends."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    watcher = None
+    try:
+        os.waitid(os.P_PID, gone.pid, os.WEXITED | os.WNOWAIT)  # exited; left unreaped
+        watcher = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys, time; from pools.lowlevel import exit_with; "
+                f"exit_with({gone.pid}, 5, group={group}); time.sleep(60)",
+            ]
+        )
+        assert watcher.wait(30) == 5
+    finally:
+        if watcher is not None and watcher.poll() is None:
+            watcher.kill()
+            watcher.wait()
+        gone.wait()

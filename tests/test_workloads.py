@@ -313,6 +313,7 @@ def test_a_measurement_ends_when_its_runner_is_killed(project, impl):
             deadline = time.monotonic() + 30
             left = [pid for pid in sorted(tree) if not wait_process_gone(pid, max(0.0, deadline - time.monotonic()))]
             assert left == [], [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in left]
+            tree = set()  # all gone: nothing to clean up
         finally:
             tree |= descendants(runner.pid) if runner.poll() is None else set()
             runner.kill()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._core import live_pools
+from .._lifeline import process_alive
 from ..exceptions import Leaked
 
 __all__ = ["Snapshot", "check_leaks", "find_leaks", "no_leaks", "process_alive", "snapshot", "wait_process_gone"]
@@ -106,22 +107,6 @@ def snapshot() -> Snapshot:
         _tasks(),
         frozenset(id(p) for p in live_pools()),
     )
-
-
-def process_alive(pid: int) -> bool:
-    """True while process ``pid`` exists and has not ended (a zombie has ended)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc: ask the kernel instead
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    return stat[stat.rfind(")") + 2 :].split()[0] not in ("Z", "X")
 
 
 def wait_process_gone(pid: int, timeout: float) -> bool:
