@@ -15,8 +15,8 @@ marks a hand-off point of the backend's own, where ``pools.testing.race`` may
 yield or pause; ``set_race_hook`` installs a hook of your own),
 ``add_forkserver_preload`` (modules the fork server imports once, kept beside the
 program's own), ``exit_with`` (a process that ends when another one does, however
-that one ends: a worker with its pool's process), and ``pools.remote``: the protocol for workers in other processes or
-on other machines.
+that one ends: a worker with its pool's process), and ``pools.remote``: the protocol
+for workers in other processes or on other machines.
 """
 
 from ._backend import Backend, Dispatcher, check_plain_callable, is_coroutine_function

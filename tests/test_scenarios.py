@@ -238,3 +238,36 @@ def test_the_racy_pool_experiment_catches_the_buggy_backend(tmp_path):
     found = df.iloc[0].findings
     assert found.race_runs == 20 and found.race_seed is not None
     assert found.caught_with_race > found.caught_without_race, found
+
+
+def test_the_record_says_how_many_jobs_of_the_warm_up_ran_inside_submit():
+    import concurrent.futures
+
+    from benchmarks.inline import InlineExecutor
+
+    class FirstInline(concurrent.futures.ThreadPoolExecutor):
+        """Runs its first job inside submit(), the others on its threads."""
+
+        first = True
+
+        def submit(self, fn, /, *args, **kwargs):
+            if not self.first:
+                return super().submit(fn, *args, **kwargs)
+            self.first = False
+            return InlineExecutor().submit(fn, *args, **kwargs)
+
+    said = {}
+    for name, executor in (
+        ("threads", concurrent.futures.ThreadPoolExecutor(2)),
+        ("first inline", FirstInline(2)),
+        ("inline", InlineExecutor(2)),
+    ):
+        session = implementations.ExecutorSession(executor, 2)
+        try:
+            said[name] = load.prepare(session, load.timed, [], [])
+        finally:
+            session.close()
+    assert said["threads"] == load.PREPARED
+    assert said["inline"] == load.PREPARED_INLINE
+    assert said["first inline"].startswith("1 of the 2 workers ran a job at once")
+    assert "1 of the warm-up's 2 jobs ran inside submit()" in said["first inline"]

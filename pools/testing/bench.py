@@ -123,11 +123,9 @@ def warm(
     """Every worker runs a job at the same moment (held at a gate until all have
     arrived): each is started and has run a job before the first round.
     (``ThreadPoolExecutor`` and ``ProcessPoolExecutor`` start workers on demand.)"""
-    with jobs.Gate() as gate, jobs.Latch() as latch:
+    with jobs.Gate() as gate, jobs.Latch() as latch:  # the gate opens on leaving, whatever happens
         held = [submit(hold, gate, latch) for _ in range(workers)]
-        if not latch.wait(workers, WARM_TIMEOUT):
-            gate.open()
-            raise RuntimeError(f"{workers} workers did not all start within {WARM_TIMEOUT:g} s")
+        jobs.wait_held(latch, held, WARM_TIMEOUT)
         gate.open()
         for job in held:
             job.result(WARM_TIMEOUT)

@@ -13,6 +13,7 @@ polls: a waiting job blocks on ``flock`` or an event, the test on a socket.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import fcntl
 import os
@@ -253,6 +254,44 @@ def hold(gate: Gate, latch: Latch | None = None, value: Any = None, *, caller: t
         latch.arrive()
     gate.wait()
     return value
+
+
+def ran_inside_submit(f: concurrent.futures.Future[Any]) -> bool:
+    """True where ``f`` is a :func:`hold` job that returned :data:`RAN_INSIDE_SUBMIT`."""
+    # == rather than is: an executor may hand back a copy of what the job returned
+    return f.done() and not f.cancelled() and f.exception() is None and f.result() == RAN_INSIDE_SUBMIT
+
+
+def wait_held(
+    latch: Latch, held: list[concurrent.futures.Future[Any]], limit: float
+) -> list[concurrent.futures.Future[Any]]:
+    """Wait up to ``limit`` seconds for every :func:`hold` job in ``held`` to arrive at
+    ``latch``, and return those that did: one found to have run inside ``submit()``
+    after all (its future settled later) is left out. Before the gate opens a held job
+    cannot end otherwise than by failing: that is raised at once, its cause chained,
+    rather than waited for."""
+    held = list(held)
+    deadline = time.monotonic() + limit
+    while not latch.wait(len(held), min(0.5, max(0.0, deadline - time.monotonic()))):
+        for f in [f for f in held if f.done()]:
+            if ran_inside_submit(f):
+                held.remove(f)
+                continue
+            cause = None if f.cancelled() else f.exception()
+            if cause is not None:
+                raise RuntimeError(f"a job holding a worker failed before it was let go: {cause!r}") from cause
+            raise RuntimeError(
+                "a job holding a worker was cancelled before it was let go"
+                if f.cancelled()
+                else f"a job holding a worker returned {f.result()!r:.80} before it was let go"
+            )
+        if time.monotonic() >= deadline:
+            raise RuntimeError(
+                f"only {latch.count} of {len(held)} workers ran a job at the same time within {limit:.0f} s: too "
+                "slow to start, or fewer workers than it was given (a factory takes the number of workers and "
+                "must use it)"
+            )
+    return held
 
 
 async def ahold(gate: Gate, latch: Latch | None = None, value: Any = None) -> Any:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pools.testing.bench import MemoryPerJob, memory_per_job
-from pools.testing.jobs import RAN_INSIDE_SUBMIT, Gate, Latch, ahold, hold
+from pools.testing.jobs import Gate, Latch, ahold, hold, ran_inside_submit, wait_held
 
 from ..implementations import Implementation, Session
 from ..result import Percentiles, Result, Timeline
@@ -57,7 +57,6 @@ __all__ = [
     "run",
     "submit_hold",
     "timed",
-    "wait_held",
     "warm",
 ]
 
@@ -111,11 +110,6 @@ PREPARED_INLINE = (
 WARM_LIMIT = 120.0  # seconds for every worker to start and reach the latch
 
 
-def _ran_inside_submit(f: concurrent.futures.Future[Any]) -> bool:
-    # == rather than is: an executor may hand back a copy of what the job returned
-    return f.done() and not f.cancelled() and f.exception() is None and f.result() == RAN_INSIDE_SUBMIT
-
-
 def submit_hold(session: Session, gate: Gate, latch: Latch, carried: Any) -> concurrent.futures.Future[Any] | None:
     """Submit a job that arrives at ``latch`` and holds its worker until ``gate``
     opens, carrying ``carried``; None where the implementation ran it inside
@@ -124,39 +118,7 @@ def submit_hold(session: Session, gate: Gate, latch: Latch, carried: Any) -> con
         return session.submit(ahold, (gate, latch, carried))
     job = functools.partial(hold, caller=(os.getpid(), threading.get_ident()))
     f = session.submit(job, (gate, latch, carried))
-    return None if _ran_inside_submit(f) else f
-
-
-def wait_held(
-    latch: Latch, held: list[concurrent.futures.Future[Any]], limit: float
-) -> list[concurrent.futures.Future[Any]]:
-    """Wait up to ``limit`` seconds for every job of :func:`submit_hold` in ``held``
-    to arrive at ``latch``, and return those that did: one found to have run inside
-    ``submit()`` after all (its future settled later) is left out. Before the gate
-    opens a held job cannot end otherwise than by failing: that is raised at once,
-    its cause chained, rather than waited for."""
-    held = list(held)
-    deadline = time.monotonic() + limit
-    while not latch.wait(len(held), min(0.5, max(0.0, deadline - time.monotonic()))):
-        for f in [f for f in held if f.done()]:
-            if _ran_inside_submit(f):
-                held.remove(f)
-                continue
-            cause = None if f.cancelled() else f.exception()
-            if cause is not None:
-                raise RuntimeError(f"a job holding a worker failed before it was let go: {cause!r}") from cause
-            raise RuntimeError(
-                "a job holding a worker was cancelled before it was let go"
-                if f.cancelled()
-                else f"a job holding a worker returned {f.result()!r:.80} before it was let go"
-            )
-        if time.monotonic() >= deadline:
-            raise RuntimeError(
-                f"only {latch.count} of {len(held)} workers ran a job at the same time within {limit:.0f} s: too "
-                "slow to start, or fewer workers than it was given (a factory takes the number of workers and "
-                "must use it)"
-            )
-    return held
+    return None if ran_inside_submit(f) else f
 
 
 def warm(session: Session, carried: Any) -> int:
@@ -195,7 +157,7 @@ def prepare(
     n = session.workers
     return (
         f"{n - inside} of the {n} workers ran a job at once (a latch they reached) that carried the workload's "
-        f"functions and the timing wrapper; the other {inside} jobs of that warm-up ran inside submit(), in the "
+        f"functions and the timing wrapper; {inside} of the warm-up's {n} jobs ran inside submit(), in the "
         f"submitting thread; then {WARMUP_JOBS} jobs one at a time"
     )
 

@@ -14,14 +14,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from pools.testing.jobs import Gate, Latch
+from pools.testing.jobs import Gate, Latch, wait_held
 
 from ..implementations import Implementation, Session
 from ..result import Result
 from ..spec import Case
 from ..workload import resolve_mix
 from . import Experiment
-from .load import outcome, submit_hold, wait_held
+from .load import outcome, submit_hold
 
 __all__ = ["EXPERIMENT", "MemoryFindings", "outcomes"]
 
